@@ -1,0 +1,103 @@
+"""Activation layers; their derivatives live in :mod:`numcnn.functional.activation`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numcnn.functional.activation import (
+    relu_backward,
+    relu_forward,
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_backward,
+    softmax_forward,
+    tanh_backward,
+    tanh_forward,
+)
+from numcnn.layers.base import Layer
+
+__all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax"]
+
+
+class ReLU(Layer):
+    """``max(x, 0)``; backward multiplies δ by the mask ``x > 0``. Shape: any → same."""
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, self.cache = relu_forward(x)
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        mask = self.require_cache()
+        return relu_backward(grad_output, mask) if need_input_grad else None
+
+
+class Sigmoid(Layer):
+    """Logistic ``1 / (1 + e^(−β·x))`` with slope β (seed 000 §2.1; β = 1 is PyTorch's Sigmoid).
+
+    Backward: ``δ ∘ β·y·(1 − y)``. Shape: any → same.
+    """
+
+    def __init__(self, slope: float = 1.0) -> None:
+        super().__init__()
+        self.slope = float(slope)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = sigmoid_forward(x, self.slope)
+        self.cache = y
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        y = self.require_cache()
+        return sigmoid_backward(grad_output, y, self.slope) if need_input_grad else None
+
+    def extra_repr(self) -> str:
+        return "" if self.slope == 1.0 else f"slope={self.slope}"
+
+
+class Tanh(Layer):
+    """``A·tanh(S·x)``; ``A = S = 1`` is PyTorch's Tanh, LeCun's scaled tanh is ``A = 1.7159, S = 2/3``
+    (seed 000 §2.1). Backward: ``δ ∘ S·(A − y²/A)``. Shape: any → same."""
+
+    def __init__(self, amplitude: float = 1.0, scale: float = 1.0) -> None:
+        super().__init__()
+        self.amplitude = float(amplitude)
+        self.scale = float(scale)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = tanh_forward(x, self.amplitude, self.scale)
+        self.cache = y
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        y = self.require_cache()
+        return tanh_backward(grad_output, y, self.amplitude, self.scale) if need_input_grad else None
+
+    def extra_repr(self) -> str:
+        if self.amplitude == 1.0 and self.scale == 1.0:
+            return ""
+        return f"amplitude={self.amplitude}, scale={self.scale}"
+
+
+class Softmax(Layer):
+    """Numerically stable softmax along ``axis`` (default: the class axis 1).
+
+    For training a classifier use :class:`numcnn.losses.CrossEntropyLoss` on the logits instead: it
+    fuses log-softmax and the loss and is exact where ``log(softmax)`` would underflow.
+    Backward: ``y ∘ (δ − Σ_k δ_k y_k)``. Shape: any → same.
+    """
+
+    def __init__(self, axis: int = 1) -> None:
+        super().__init__()
+        self.axis = int(axis)
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y = softmax_forward(x, self.axis)
+        self.cache = y
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        y = self.require_cache()
+        return softmax_backward(grad_output, y, self.axis) if need_input_grad else None
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"

@@ -1,0 +1,127 @@
+"""The base class every layer derives from: parameters, gradients, buffers and the train/eval switch.
+
+Contract (what users and tests write against):
+
+* ``forward(x)`` computes the output and keeps, in ``self.cache``, only what ``backward`` needs.
+* ``backward(grad_output, need_input_grad=True)`` returns ``∂E/∂x`` (or ``None`` when it was not
+  asked for) and *adds* the parameter gradients into ``self.grads`` (``+=``), so gradients of several
+  backward passes accumulate until :meth:`Layer.zero_grad` clears them. It never modifies
+  ``grad_output`` or the cached arrays.
+* ``params`` and ``grads`` are dicts with the same keys and shapes; ``buffers`` holds non-trained
+  state that a checkpoint must keep (e.g. running statistics).
+* ``training`` is switched by :meth:`train` / :meth:`eval`.
+
+A parameter is also readable as an attribute (``conv.weight`` is ``conv.params["weight"]``), as in
+PyTorch; always go through ``params`` when *replacing* an array.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from numcnn.errors import NumcnnError
+
+__all__ = ["Layer", "make_generator", "fan_in_uniform"]
+
+
+def make_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from a generator (used as is), a seed, or ``None`` (fresh entropy)."""
+    if isinstance(rng, np.random.Generator):
+        return rng
+    return np.random.default_rng(rng)
+
+
+def fan_in_uniform(
+    shape: tuple[int, ...], fan_in: int, rng: np.random.Generator, dtype=np.float32
+) -> np.ndarray:
+    """Draw from ``U(−1/√fan_in, 1/√fan_in)``: PyTorch's default for Conv2d and Linear weights and biases.
+
+    (PyTorch writes it as Kaiming-uniform with ``a = √5``, whose bound reduces to ``1/√fan_in``.)
+    """
+    bound = 1.0 / np.sqrt(fan_in)
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+class Layer:
+    """Base class of all layers. Subclasses implement ``forward`` and ``backward``."""
+
+    def __init__(self) -> None:
+        self.params: dict[str, np.ndarray] = {}
+        self.grads: dict[str, np.ndarray] = {}
+        self.buffers: dict[str, np.ndarray] = {}
+        self.training = True
+        self.cache = None
+
+    # -- parameters -------------------------------------------------------------------------
+    def add_parameter(self, name: str, value: np.ndarray) -> np.ndarray:
+        """Register a trainable array and its zero-initialised gradient of the same shape and dtype."""
+        self.params[name] = value
+        self.grads[name] = np.zeros_like(value)
+        return value
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(param, grad)`` pairs; optimisers update ``param`` in place."""
+        return [(self.params[name], self.grads[name]) for name in self.params]
+
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """``(name, param, grad)`` triples, names prefixed like PyTorch's ``state_dict`` keys."""
+        return [(prefix + name, self.params[name], self.grads[name]) for name in self.params]
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        return [(prefix + name, value) for name, value in self.buffers.items()]
+
+    def zero_grad(self) -> None:
+        for grad in self.grads.values():
+            grad.fill(0)
+
+    def num_parameters(self) -> int:
+        return int(sum(p.size for p in self.params.values()))
+
+    # -- modes --------------------------------------------------------------------------------
+    def train(self, mode: bool = True) -> "Layer":
+        self.training = bool(mode)
+        return self
+
+    def eval(self) -> "Layer":
+        return self.train(False)
+
+    def children(self) -> Iterator["Layer"]:
+        """Sub-layers of a container; a plain layer has none."""
+        return iter(())
+
+    # -- computation ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        raise NotImplementedError
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self.forward(x)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """Shape ``(C, H, W)`` or ``(features,)`` of one output sample, for summaries; default: unchanged."""
+        return tuple(input_shape)
+
+    def require_cache(self):
+        """The forward cache, or a clear error if ``backward`` is called before ``forward``."""
+        if self.cache is None:
+            raise NumcnnError(f"{type(self).__name__}.backward() was called before forward()")
+        return self.cache
+
+    # -- presentation ---------------------------------------------------------------------------
+    def extra_repr(self) -> str:
+        return ""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.extra_repr()})"
+
+    def __getattr__(self, name: str):
+        # Only reached when normal lookup fails: expose parameters and buffers as attributes.
+        for store in ("params", "buffers"):
+            values = self.__dict__.get(store)
+            if values is not None and name in values:
+                return values[name]
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")

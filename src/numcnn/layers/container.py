@@ -1,0 +1,126 @@
+"""``Sequential``: a chain of layers, forward in order and backward in reverse (the chain rule)."""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+import numpy as np
+
+from numcnn.errors import CheckpointError, ConfigurationError
+from numcnn.layers.base import Layer
+
+__all__ = ["Sequential"]
+
+
+class Sequential(Layer):
+    """Apply ``layers`` one after another.
+
+    ``backward(δᴸ)`` walks the list backwards, handing each layer the δ its successor returned --
+    seed 000 eq. 4's recursion ``δˡ = (Wˡ⁺¹)ᵀ δˡ⁺¹ ∘ f′(uˡ)`` with every factor kept in its own layer.
+
+    Parameter names follow PyTorch's ``state_dict``: ``"<index>.<name>"``, e.g. ``"0.weight"``.
+    """
+
+    def __init__(self, *layers: Layer) -> None:
+        super().__init__()
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, Layer):
+                raise ConfigurationError(f"Sequential item {index} is {type(layer).__name__}, not a Layer")
+        self.layers: list[Layer] = list(layers)
+
+    # -- container protocol ---------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self.layers)
+
+    def __getitem__(self, index: int) -> Layer:
+        return self.layers[index]
+
+    def __iter__(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def children(self) -> Iterator[Layer]:
+        return iter(self.layers)
+
+    def append(self, layer: Layer) -> "Sequential":
+        if not isinstance(layer, Layer):
+            raise ConfigurationError(f"cannot append {type(layer).__name__}: not a Layer")
+        self.layers.append(layer)
+        return self
+
+    # -- computation ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        for layer in self.layers:
+            x = layer.forward(x)
+        return x
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
+        grad = grad_output
+        for index in range(len(self.layers) - 1, -1, -1):
+            grad = self.layers[index].backward(grad, need_input_grad=need_input_grad or index > 0)
+        return grad
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        for layer in self.layers:
+            input_shape = layer.output_shape(input_shape)
+        return input_shape
+
+    # -- parameters and state -------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+        triples = []
+        for index, layer in enumerate(self.layers):
+            triples.extend(layer.named_parameters(f"{prefix}{index}."))
+        return triples
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(param, grad) for _, param, grad in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        pairs = []
+        for index, layer in enumerate(self.layers):
+            pairs.extend(layer.named_buffers(f"{prefix}{index}."))
+        return pairs
+
+    def zero_grad(self) -> None:
+        for layer in self.layers:
+            layer.zero_grad()
+
+    def num_parameters(self) -> int:
+        return sum(layer.num_parameters() for layer in self.layers)
+
+    def train(self, mode: bool = True) -> "Sequential":
+        self.training = bool(mode)
+        for layer in self.layers:
+            layer.train(mode)
+        return self
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, keyed by name."""
+        state = {name: param.copy() for name, param, _ in self.named_parameters()}
+        state.update({name: value.copy() for name, value in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays into the existing parameters and buffers (in place, so optimisers stay bound)."""
+        targets = {name: param for name, param, _ in self.named_parameters()}
+        targets.update(dict(self.named_buffers()))
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"state does not fit the model: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
+            )
+        for name, target in targets.items():
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise CheckpointError(f"{name}: saved shape {value.shape} does not match the model's {target.shape}")
+            np.copyto(target, value, casting="same_kind")
+
+    # -- presentation ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}("]
+        for index, layer in enumerate(self.layers):
+            body = repr(layer).replace("\n", "\n  ")
+            lines.append(f"  ({index}): {body}")
+        lines.append(")")
+        return "\n".join(lines)

@@ -1,0 +1,94 @@
+"""``Conv2d``: owns a PyTorch-layout kernel and bias and delegates the mathematics to
+:mod:`numcnn.functional.convolution` (seed 004 eqs. 15.25, 15.38, 15.49)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numcnn.errors import ConfigurationError
+from numcnn.functional.convolution import conv2d_backward, conv2d_forward
+from numcnn.functional.im2col import check_window, conv_output_size, pair
+from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+
+__all__ = ["Conv2d"]
+
+
+class Conv2d(Layer):
+    """2-D convolution (cross-correlation, like PyTorch) over a batch of multi-channel images.
+
+    ``y[n, f] = b[f] + Σ_c weight[f, c] ⋆ x[n, c]`` -- seed 000's ``x_j = f(Σ_{i∈M_j} x_i * k_ij + b_j)``
+    before the activation, with every input map connected to every output map.
+
+    Shape:
+        - input: ``(N, C_in, H, W)``
+        - output: ``(N, C_out, OH, OW)`` with ``OH = ⌊(H + 2·PH − KH) / SH⌋ + 1`` (likewise OW)
+
+    Parameters:
+        - ``weight``: ``(C_out, C_in, KH, KW)``; ``bias``: ``(C_out,)`` -- PyTorch's layouts, initialised
+          like PyTorch from ``U(−1/√fan_in, 1/√fan_in)`` with ``fan_in = C_in·KH·KW``.
+
+    Gradients:
+        ``∂E/∂W = φ(x)ᵀ δ`` (004 eq. 15.38), ``∂E/∂b = Σ δ``, ``∂E/∂x = col2im(δ Wᵀ)`` (004 eq. 15.49).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int | tuple[int, int],
+        stride: int | tuple[int, int] = 1,
+        padding: int | tuple[int, int] = 0,
+        bias: bool = True,
+        *,
+        rng: np.random.Generator | int | None = None,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        if in_channels < 1 or out_channels < 1:
+            raise ConfigurationError(
+                f"Conv2d needs at least one input and output channel, got {in_channels} and {out_channels}"
+            )
+        self.in_channels = int(in_channels)
+        self.out_channels = int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        check_window(self.kernel_size, self.stride, self.padding, "Conv2d")
+        self.dtype = np.dtype(dtype)
+        rng = make_generator(rng)
+        fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
+        weight_shape = (self.out_channels, self.in_channels, *self.kernel_size)
+        self.add_parameter("weight", fan_in_uniform(weight_shape, fan_in, rng, self.dtype))
+        if bias:
+            self.add_parameter("bias", fan_in_uniform((self.out_channels,), fan_in, rng, self.dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=self.dtype)
+        y, self.cache = conv2d_forward(
+            x, self.params["weight"], self.params.get("bias"), self.stride, self.padding
+        )
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        grad_input, grad_weight, grad_bias = conv2d_backward(grad_output, self.require_cache(), need_input_grad)
+        self.grads["weight"] += grad_weight
+        if "bias" in self.grads:
+            self.grads["bias"] += grad_bias
+        return grad_input
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        _, h, w = input_shape
+        return (
+            self.out_channels,
+            conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
+            conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]),
+        )
+
+    def extra_repr(self) -> str:
+        text = (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
+        if "bias" not in self.params:
+            text += ", bias=False"
+        return text

@@ -1,0 +1,88 @@
+"""``Linear`` and ``Flatten``: the fully connected end of a CNN (seed 000 §2)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from numcnn.errors import ConfigurationError
+from numcnn.functional.linear import linear_backward, linear_forward
+from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+
+__all__ = ["Linear", "Flatten"]
+
+
+class Linear(Layer):
+    """Fully connected layer ``y = x Wᵀ + b`` (seed 000 eq. 2).
+
+    Shape: ``(N, in_features)`` → ``(N, out_features)``.
+
+    Parameters: ``weight`` ``(out_features, in_features)``, ``bias`` ``(out_features,)`` -- PyTorch's
+    layouts and initialisation ``U(−1/√in, 1/√in)``.
+
+    Gradients (seed 000 eqs. 3–5): ``∂E/∂W = δᵀ x``, ``∂E/∂b = Σ_n δ_n``, ``∂E/∂x = δ W``.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        out_features: int,
+        bias: bool = True,
+        *,
+        rng: np.random.Generator | int | None = None,
+        dtype=np.float32,
+    ) -> None:
+        super().__init__()
+        if in_features < 1 or out_features < 1:
+            raise ConfigurationError(f"Linear needs positive sizes, got {in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+        self.dtype = np.dtype(dtype)
+        rng = make_generator(rng)
+        self.add_parameter(
+            "weight", fan_in_uniform((self.out_features, self.in_features), self.in_features, rng, self.dtype)
+        )
+        if bias:
+            self.add_parameter("bias", fan_in_uniform((self.out_features,), self.in_features, rng, self.dtype))
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x, dtype=self.dtype)
+        y = linear_forward(x, self.params["weight"], self.params.get("bias"))
+        self.cache = x
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        x = self.require_cache()
+        grad_input, grad_weight, grad_bias = linear_backward(
+            grad_output, x, self.params["weight"], need_input_grad
+        )
+        self.grads["weight"] += grad_weight
+        if "bias" in self.grads:
+            self.grads["bias"] += grad_bias
+        return grad_input
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    def extra_repr(self) -> str:
+        text = f"in_features={self.in_features}, out_features={self.out_features}"
+        return text if "bias" in self.params else text + ", bias=False"
+
+
+class Flatten(Layer):
+    """Reshape ``(N, C, H, W)`` (or any ``(N, ...)``) to ``(N, C·H·W)``; backward reshapes δ back.
+
+    This is seed 000's "concatenate all feature maps into one vector" before the fully connected layers.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self.cache = x.shape
+        return x.reshape(x.shape[0], -1)  # (N, C·H·W), row-major, as torch.flatten(x, 1)
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        input_shape = self.require_cache()
+        return grad_output.reshape(input_shape) if need_input_grad else None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (math.prod(input_shape),)

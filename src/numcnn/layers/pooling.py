@@ -1,0 +1,73 @@
+"""Pooling layers: thin holders of window settings around :mod:`numcnn.functional.pooling`."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numcnn.functional.im2col import conv_output_size
+from numcnn.functional.pooling import (
+    avg_pool2d_backward,
+    avg_pool2d_forward,
+    max_pool2d_backward,
+    max_pool2d_forward,
+    pool_window_settings,
+)
+from numcnn.layers.base import Layer
+
+__all__ = ["MaxPool2d", "AvgPool2d"]
+
+
+class _Pool2d(Layer):
+    def __init__(self, kernel_size, stride=None, padding=0) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.padding = pool_window_settings(
+            kernel_size, stride, padding, type(self).__name__
+        )
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        c, h, w = input_shape
+        return (
+            c,
+            conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
+            conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]),
+        )
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class MaxPool2d(_Pool2d):
+    """Max pooling (seed 004 eq. 15.51); ``stride`` defaults to ``kernel_size``.
+
+    Shape: ``(N, C, H, W)`` → ``(N, C, OH, OW)``.
+
+    Backward: each window's δ goes to the position of its maximum, the other pixels get 0; with
+    overlapping windows (stride < kernel) a pixel that is the maximum of several windows receives
+    the sum (004 eq. 15.59). Ties: the first maximum in row-major window order wins, as in PyTorch.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, self.cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        cache = self.require_cache()
+        return max_pool2d_backward(grad_output, cache) if need_input_grad else None
+
+
+class AvgPool2d(_Pool2d):
+    """Average pooling (seed 004 eq. 15.52); padding counts as zeros (``count_include_pad=True``).
+
+    Shape: ``(N, C, H, W)`` → ``(N, C, OH, OW)``.
+
+    Backward: every pixel of a window receives ``δ / (KH·KW)`` (seed 001 eq. 7), summed over the
+    windows that contain it.
+    """
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        y, self.cache = avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return y
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        cache = self.require_cache()
+        return avg_pool2d_backward(grad_output, cache) if need_input_grad else None

@@ -1,0 +1,12 @@
+"""The model zoo: architectures declared as data and built by name.
+
+>>> from numcnn import models
+>>> model = models.build("lenet5", rng=0)
+>>> model.output_shape((1, 28, 28))
+(10,)
+"""
+
+from numcnn.models import zoo as _zoo  # noqa: F401  (registers the built-in architectures)
+from numcnn.models.registry import ModelSpec, available_models, build, build_layer, get_spec, register
+
+__all__ = ["ModelSpec", "available_models", "build", "build_layer", "get_spec", "register"]

@@ -1,0 +1,135 @@
+"""Optimisers that update ``(param, grad)`` pairs in place.
+
+``SGD`` follows PyTorch's update rule (dampening 0, no Nesterov)::
+
+    g ← ∇E + λ·w          (weight decay λ)
+    v ← μ·v + g           (momentum μ; v starts at g)
+    w ← w − η·v
+
+Seed 002 writes momentum as ``v ← μ·v − η·∇E; w ← w + v``; with a constant learning rate the two
+forms produce the same sequence of weights (``v₀₀₂ = −η·v``).
+
+Parameters may be given as a flat list of pairs or as groups with their own settings, e.g. a
+different learning rate per layer (seed 002)::
+
+    SGD([{"params": conv.parameters(), "lr": 0.01}, {"params": fc.parameters()}], lr=0.1)
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import numpy as np
+
+from numcnn.errors import CheckpointError, ConfigurationError
+
+__all__ = ["Optimizer", "SGD"]
+
+ParameterPairs = Iterable[tuple[np.ndarray, np.ndarray]]
+
+
+class Optimizer:
+    """Holds parameter groups; each group is a dict with ``"params"`` (pairs) and its hyper-parameters."""
+
+    defaults: dict[str, float] = {}
+
+    def __init__(self, parameters: ParameterPairs | Iterable[dict], **defaults: float) -> None:
+        items = list(parameters)
+        if not items:
+            raise ConfigurationError("the optimiser got an empty parameter list")
+        groups = items if isinstance(items[0], dict) else [{"params": items}]
+        self.param_groups: list[dict] = []
+        for group in groups:
+            unknown = set(group) - {"params"} - set(defaults)
+            if unknown:
+                raise ConfigurationError(f"unknown optimiser setting(s) {sorted(unknown)}")
+            pairs = [self._check_pair(pair) for pair in group["params"]]
+            self.param_groups.append({**defaults, **group, "params": pairs})
+        self.state: dict[int, dict[str, np.ndarray]] = {}
+
+    @staticmethod
+    def _check_pair(pair) -> tuple[np.ndarray, np.ndarray]:
+        try:
+            param, grad = pair
+        except (TypeError, ValueError):
+            raise ConfigurationError("parameters must be (param, grad) pairs, as model.parameters() returns") from None
+        if param.shape != grad.shape:
+            raise ConfigurationError(f"a parameter of shape {param.shape} has a gradient of shape {grad.shape}")
+        return param, grad
+
+    def pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [pair for group in self.param_groups for pair in group["params"]]
+
+    def zero_grad(self) -> None:
+        for _, grad in self.pairs():
+            grad.fill(0)
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    # -- checkpoints ------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Per-parameter state as ``"<slot>.<index>"`` arrays (index into :meth:`pairs`)."""
+        flat = {}
+        for index, slots in self.state.items():
+            for slot, value in slots.items():
+                flat[f"{slot}.{index}"] = value.copy()
+        return flat
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        pairs = self.pairs()
+        self.state = {}
+        for key, value in state.items():
+            slot, _, index_text = key.rpartition(".")
+            if not index_text.isdigit() or int(index_text) >= len(pairs):
+                raise CheckpointError(f"optimiser state entry {key!r} does not match this model")
+            index = int(index_text)
+            if value.shape != pairs[index][0].shape:
+                raise CheckpointError(f"optimiser state {key!r} has shape {value.shape}, expected {pairs[index][0].shape}")
+            self.state.setdefault(index, {})[slot] = np.array(value, dtype=pairs[index][0].dtype)
+
+    def set_lr(self, lr: float) -> None:
+        """Set the learning rate of every group (used by schedules)."""
+        for group in self.param_groups:
+            group["lr"] = float(lr)
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional momentum and L2 weight decay (PyTorch's rule).
+
+    Online (batch of 1), mini-batch and full-batch training differ only in how many samples the
+    gradient was averaged over before :meth:`step`.
+    """
+
+    def __init__(
+        self,
+        parameters: ParameterPairs | Iterable[dict],
+        lr: float,
+        momentum: float = 0.0,
+        weight_decay: float = 0.0,
+    ) -> None:
+        if lr < 0 or momentum < 0 or weight_decay < 0:
+            raise ConfigurationError(
+                f"lr ({lr}), momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0"
+            )
+        super().__init__(parameters, lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay))
+
+    def step(self) -> None:
+        index = 0
+        for group in self.param_groups:
+            lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            for param, grad in group["params"]:
+                direction = grad
+                if weight_decay:
+                    direction = grad + weight_decay * param
+                if momentum:
+                    slots = self.state.setdefault(index, {})
+                    velocity = slots.get("velocity")
+                    if velocity is None:
+                        velocity = slots["velocity"] = np.array(direction, dtype=param.dtype)
+                    else:
+                        velocity *= momentum
+                        velocity += direction
+                    direction = velocity
+                param -= lr * direction
+                index += 1
