@@ -12,6 +12,7 @@ import pytest
 from numcnn.data import (
     MNIST_SHA256,
     clear_cache,
+    digit_from_array,
     load_mnist,
     locate_mnist,
     prepare_images,
@@ -98,3 +99,11 @@ def test_real_files_uncompressed_are_accepted(real_mnist_dir, tmp_path):
     labels = read_idx(tmp_path / name, sha256=MNIST_SHA256[name])
     assert labels.shape == (10000,) and labels[0] == 7
 
+
+def test_digit_preprocessing_nearly_reproduces_mnist(real_mnist_dir):
+    # MNIST digits already are what digit_from_array aims for, so it should barely change them;
+    # this checks the 20-px box and the (14, 14) centre-of-mass convention against the real data.
+    pytest.importorskip("PIL")
+    test_images = load_mnist(real_mnist_dir).test_images[:100]
+    diffs = [np.abs(digit_from_array(x) - x / 255.0).mean() for x in test_images]
+    assert np.median(diffs) < 0.01 and max(diffs) < 0.1

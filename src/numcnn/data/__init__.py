@@ -5,6 +5,13 @@ imported when first used.
 """
 
 from numcnn.data.idx import clear_cache, read_idx
+from numcnn.data.images import (
+    CANVAS_SIZE,
+    CENTRE_OF_MASS,
+    DIGIT_BOX,
+    digit_from_array,
+    load_digit_image,
+)
 from numcnn.data.mnist import (
     MNIST_FILES,
     MNIST_MEAN,
@@ -21,6 +28,9 @@ from numcnn.data.mnist import (
 )
 
 __all__ = [
+    "CANVAS_SIZE",
+    "CENTRE_OF_MASS",
+    "DIGIT_BOX",
     "MNIST_FILES",
     "MNIST_MEAN",
     "MNIST_MIRRORS",
@@ -28,7 +38,9 @@ __all__ = [
     "MNIST_STD",
     "MnistData",
     "clear_cache",
+    "digit_from_array",
     "download_mnist",
+    "load_digit_image",
     "load_mnist",
     "locate_mnist",
     "mnist_search_dirs",
