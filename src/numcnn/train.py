@@ -38,6 +38,7 @@ __all__ = [
     "Split",
     "prepare_split",
     "make_loss",
+    "make_optimizer",
     "evaluate",
     "train_epoch",
     "fit",
@@ -126,6 +127,11 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
+def make_optimizer(config: TrainConfig, model: Sequential) -> SGD:
+    """The optimiser a configuration asks for, bound to ``model``'s parameters."""
+    return SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
 def evaluate(
     model: Sequential, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
 ) -> tuple[float, float]:
@@ -212,7 +218,7 @@ def fit(
     rng = np.random.default_rng(config.seed)
     model = models.build(config.model, rng=rng, dtype=np.dtype(config.dtype))
     loss = make_loss(spec)
-    optimizer = SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    optimizer = make_optimizer(config, model)
 
     out_path = Path(out_dir) if out_dir is not None else None
     first_epoch = 1

@@ -163,9 +163,8 @@ def run_predict(args) -> int:
     spec = checkpoint.spec
     model = checkpoint.model.eval()
     digits = np.stack([load_digit_image(path) for path in args.images])  # (N, 28, 28) in [0, 1]
-    # load_digit_image returns MNIST-like intensities in [0, 1]; prepare_images expects 0..255.
     images = prepare_images(
-        np.round(digits * 255).astype(np.uint8), padding=spec.input_padding,
+        digits, padding=spec.input_padding,
         dtype=np.dtype(checkpoint.meta.get("dtype", "float32")), mean=spec.input_mean, std=spec.input_std,
     )  # fmt: skip
     probabilities = softmax_forward(spec.class_scores(model.forward(images)), axis=1)
