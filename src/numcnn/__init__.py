@@ -8,9 +8,15 @@ from numcnn import functional, models, optim
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
+    Add,
     AvgPool2d,
+    BatchNorm1d,
+    BatchNorm2d,
     Conv2d,
+    Dropout,
     Flatten,
+    GlobalAvgPool2d,
+    Graph,
     Layer,
     Linear,
     MaxPool2d,
@@ -26,14 +32,20 @@ from numcnn.optim import SGD
 __version__ = "0.1.0"
 
 __all__ = [
+    "Add",
     "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "CheckpointError",
     "ConfigurationError",
     "Conv2d",
     "CrossEntropyLoss",
     "DataError",
+    "Dropout",
     "Flatten",
+    "GlobalAvgPool2d",
     "GradcheckReport",
+    "Graph",
     "Layer",
     "Linear",
     "Loss",

@@ -18,6 +18,8 @@ from numcnn.functional.activation import (
     tanh_forward,
 )
 from numcnn.functional.convolution import Conv2dCache, conv2d_backward, conv2d_forward
+from numcnn.functional.dropout import dropout_backward, dropout_forward, dropout_mask
+from numcnn.functional.global_pooling import global_avg_pool2d_backward, global_avg_pool2d_forward
 from numcnn.functional.im2col import col2im, conv_output_size, im2col, im2row_matrix, pair
 from numcnn.functional.linear import linear_backward, linear_forward
 from numcnn.functional.loss import (
@@ -27,6 +29,14 @@ from numcnn.functional.loss import (
     mse_backward,
     mse_forward,
     one_hot,
+)
+from numcnn.functional.merge import add_backward, add_forward
+from numcnn.functional.normalization import (
+    BatchNormCache,
+    batch_norm_backward,
+    batch_norm_eval_forward,
+    batch_norm_train_forward,
+    update_running_stats,
 )
 from numcnn.functional.pooling import (
     AvgPool2dCache,
@@ -39,6 +49,18 @@ from numcnn.functional.pooling import (
 
 __all__ = [
     "AvgPool2dCache",
+    "BatchNormCache",
+    "add_backward",
+    "add_forward",
+    "batch_norm_backward",
+    "batch_norm_eval_forward",
+    "batch_norm_train_forward",
+    "dropout_backward",
+    "dropout_forward",
+    "dropout_mask",
+    "global_avg_pool2d_backward",
+    "global_avg_pool2d_forward",
+    "update_running_stats",
     "Conv2dCache",
     "MaxPool2dCache",
     "as_target_distribution",

@@ -7,22 +7,37 @@ from numcnn.layers.activation import ReLU, Sigmoid, Softmax, Tanh
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
 from numcnn.layers.container import Sequential
 from numcnn.layers.convolution import Conv2d
+from numcnn.layers.dropout import Dropout
+from numcnn.layers.global_pooling import GlobalAvgPool2d
+from numcnn.layers.graph import Add, Graph, Merge
 from numcnn.layers.linear import Flatten, Linear
+from numcnn.layers.normalization import BatchNorm1d, BatchNorm2d
 from numcnn.layers.pooling import AvgPool2d, MaxPool2d
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2d, MaxPool2d, AvgPool2d, ReLU, Sigmoid, Tanh, Softmax, Flatten, Linear, Sequential)
 }
+# The blocks of modern CNNs (issue 4). Graph is not listed: it is built from a spec's ``graph`` field.
+LAYER_TYPES.update(
+    {cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, Dropout, GlobalAvgPool2d, Add)}
+)
 
 __all__ = [
     "LAYER_TYPES",
+    "Add",
     "AvgPool2d",
+    "BatchNorm1d",
+    "BatchNorm2d",
     "Conv2d",
+    "Dropout",
     "Flatten",
+    "GlobalAvgPool2d",
+    "Graph",
     "Layer",
     "Linear",
     "MaxPool2d",
+    "Merge",
     "ReLU",
     "Sequential",
     "Sigmoid",

@@ -21,7 +21,7 @@ from typing import Iterator
 
 import numpy as np
 
-from numcnn.errors import NumcnnError
+from numcnn.errors import CheckpointError, NumcnnError
 
 __all__ = ["Layer", "make_generator", "fan_in_uniform"]
 
@@ -78,6 +78,28 @@ class Layer:
 
     def num_parameters(self) -> int:
         return int(sum(p.size for p in self.params.values()))
+
+    def state_dict(self) -> dict[str, np.ndarray]:
+        """Copies of every parameter and buffer, keyed by :meth:`named_parameters`/:meth:`named_buffers` names."""
+        state = {name: param.copy() for name, param, _ in self.named_parameters()}
+        state.update({name: value.copy() for name, value in self.named_buffers()})
+        return state
+
+    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
+        """Copy arrays into the existing parameters and buffers (in place, so optimisers stay bound)."""
+        targets = {name: param for name, param, _ in self.named_parameters()}
+        targets.update(dict(self.named_buffers()))
+        missing = sorted(set(targets) - set(state))
+        unexpected = sorted(set(state) - set(targets))
+        if missing or unexpected:
+            raise CheckpointError(
+                f"state does not fit the model: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
+            )
+        for name, target in targets.items():
+            value = np.asarray(state[name])
+            if value.shape != target.shape:
+                raise CheckpointError(f"{name}: saved shape {value.shape} does not match the model's {target.shape}")
+            np.copyto(target, value, casting="same_kind")
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Layer":

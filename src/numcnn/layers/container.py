@@ -6,7 +6,7 @@ from typing import Iterator
 
 import numpy as np
 
-from numcnn.errors import CheckpointError, ConfigurationError
+from numcnn.errors import ConfigurationError
 from numcnn.layers.base import Layer
 
 __all__ = ["Sequential"]
@@ -93,28 +93,6 @@ class Sequential(Layer):
         for layer in self.layers:
             layer.train(mode)
         return self
-
-    def state_dict(self) -> dict[str, np.ndarray]:
-        """Copies of every parameter and buffer, keyed by name."""
-        state = {name: param.copy() for name, param, _ in self.named_parameters()}
-        state.update({name: value.copy() for name, value in self.named_buffers()})
-        return state
-
-    def load_state_dict(self, state: dict[str, np.ndarray]) -> None:
-        """Copy arrays into the existing parameters and buffers (in place, so optimisers stay bound)."""
-        targets = {name: param for name, param, _ in self.named_parameters()}
-        targets.update(dict(self.named_buffers()))
-        missing = sorted(set(targets) - set(state))
-        unexpected = sorted(set(state) - set(targets))
-        if missing or unexpected:
-            raise CheckpointError(
-                f"state does not fit the model: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
-            )
-        for name, target in targets.items():
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise CheckpointError(f"{name}: saved shape {value.shape} does not match the model's {target.shape}")
-            np.copyto(target, value, casting="same_kind")
 
     # -- presentation ---------------------------------------------------------------------------
     def __repr__(self) -> str:

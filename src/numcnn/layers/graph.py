@@ -1,0 +1,234 @@
+"""``Graph``: layers wired as a directed acyclic graph, and the ``Add`` node that merges branches.
+
+Seed 004 exercise 15.4 (b) contrasts VGG's chain, where every layer has one input and one output,
+with the DAGs of GoogLeNet and ResNet, where a tensor may feed several layers and a layer may take
+several tensors. Back-propagation on a DAG is the chain rule with one extra clause: when a tensor
+``t`` feeds consumers ``c₁ … c_k``, ``∂E/∂t = Σ_i ∂E/∂t|_{c_i}`` -- the gradients of the branches add.
+
+A graph is a list of named nodes in *topological order*: each node names the tensors it reads,
+which must be the graph's input or the outputs of earlier nodes (so no cycle can be written down)::
+
+    Graph([
+        ("conv1", Conv2d(16, 16, 3, padding=1)),          # reads the previous node (here: the input)
+        ("bn1",   BatchNorm2d(16)),
+        ("relu1", ReLU()),
+        ("conv2", Conv2d(16, 16, 3, padding=1)),
+        ("bn2",   BatchNorm2d(16)),
+        ("add",   Add(), ("input", "bn2")),               # the residual connection: F(x) + x
+        ("relu2", ReLU()),
+    ])
+
+``forward`` runs the nodes in order; ``backward`` runs them in reverse, accumulating each tensor's
+gradient from all its consumers before handing it to the node that produced it. A ``Graph`` has one
+input and one output, so it is a ``Layer``: it can be a whole model or one block of a ``Sequential``.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, NamedTuple, Sequence
+
+import numpy as np
+
+from numcnn.errors import ConfigurationError
+from numcnn.functional.merge import add_backward, add_forward
+from numcnn.layers.base import Layer
+
+__all__ = ["Merge", "Add", "Graph", "Node"]
+
+
+class Merge(Layer):
+    """A layer with several inputs: ``forward(*xs)``, ``backward(δ)`` returns one gradient per input.
+
+    ``output_shape(*input_shapes)`` takes one shape per input. Only a :class:`Graph` can feed it.
+    """
+
+    def forward(self, *inputs: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+
+class Add(Merge):
+    """Element-wise sum of two or more tensors of one shape; backward copies δ to every input.
+
+    With the block's input as one summand this is the identity shortcut of ResNet,
+    ``y = F(x) + x`` (He et al. 2016, eq. 1).
+    """
+
+    def forward(self, *inputs: np.ndarray) -> np.ndarray:
+        if len(inputs) < 2:
+            raise ConfigurationError(f"Add needs at least two inputs, got {len(inputs)}")
+        self.cache = len(inputs)
+        return add_forward(*inputs)
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+        return add_backward(grad_output, self.require_cache())
+
+    def output_shape(self, *input_shapes: tuple[int, ...]) -> tuple[int, ...]:
+        if len(set(map(tuple, input_shapes))) != 1:
+            raise ConfigurationError(f"Add: inputs of different shapes {list(input_shapes)}")
+        return tuple(input_shapes[0])
+
+
+class Node(NamedTuple):
+    name: str
+    layer: Layer
+    inputs: tuple[str, ...]  # names of the tensors this node reads
+
+
+def _as_node(item, index: int, previous: str) -> Node:
+    """``(name, layer)`` reads the previous tensor; ``(name, layer, inputs)`` names them (str or sequence)."""
+    if not isinstance(item, (tuple, list)) or len(item) not in (2, 3):
+        raise ConfigurationError(f"graph node {index} must be (name, layer) or (name, layer, inputs), got {item!r}")
+    name, layer = item[0], item[1]
+    inputs = item[2] if len(item) == 3 else previous
+    inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+    if not isinstance(name, str) or not name or "." in name:
+        raise ConfigurationError(f"graph node {index}: name must be a non-empty string without '.', got {name!r}")
+    if not isinstance(layer, Layer):
+        raise ConfigurationError(f"graph node {name!r} is {type(layer).__name__}, not a Layer")
+    return Node(name, layer, inputs)
+
+
+class Graph(Layer):
+    """A DAG of named layers with one input tensor (``input_name``) and one output (``output``,
+    default: the last node). See the module docstring for the node format.
+
+    Parameter names are ``"<node>.<param>"`` (e.g. ``"conv1.weight"``), nested containers add their
+    own prefixes (``"block.0.weight"``), like PyTorch's ``state_dict`` keys.
+    """
+
+    def __init__(self, nodes: Sequence, *, input_name: str = "input", output: str | None = None) -> None:
+        super().__init__()
+        self.input_name = input_name
+        self.nodes: list[Node] = []
+        known = {input_name}
+        previous = input_name
+        for index, item in enumerate(nodes):
+            node = _as_node(item, index, previous)
+            if node.name in known:
+                raise ConfigurationError(f"graph node name {node.name!r} is used twice (or is the input's name)")
+            unknown = [name for name in node.inputs if name not in known]
+            if unknown:
+                raise ConfigurationError(
+                    f"graph node {node.name!r} reads {unknown}, which no earlier node produces "
+                    "(nodes must be listed in topological order)"
+                )
+            merging = isinstance(node.layer, Merge)
+            if merging != (len(node.inputs) > 1):
+                raise ConfigurationError(
+                    f"graph node {node.name!r}: a {type(node.layer).__name__} cannot take {len(node.inputs)} input(s)"
+                )
+            self.nodes.append(node)
+            known.add(node.name)
+            previous = node.name
+        if not self.nodes:
+            raise ConfigurationError("a graph needs at least one node")
+        self.output = self.nodes[-1].name if output is None else output
+        if self.output not in known or self.output == input_name:
+            raise ConfigurationError(f"graph output {self.output!r} is not a node of the graph")
+        self._active = self._ancestors_of_output()
+
+    def _ancestors_of_output(self) -> list[Node]:
+        """The nodes the output depends on, in order: the others need not run at all."""
+        needed = {self.output}
+        for node in reversed(self.nodes):
+            if node.name in needed:
+                needed.update(node.inputs)
+        return [node for node in self.nodes if node.name in needed]
+
+    # -- container protocol ---------------------------------------------------------------------
+    def __getitem__(self, name: str) -> Layer:
+        for node in self.nodes:
+            if node.name == name:
+                return node.layer
+        raise KeyError(name)
+
+    def __len__(self) -> int:
+        return len(self.nodes)
+
+    def children(self) -> Iterator[Layer]:
+        return (node.layer for node in self.nodes)
+
+    def consumers(self, tensor: str) -> list[str]:
+        """Names of the (active) nodes that read ``tensor``."""
+        return [node.name for node in self._active if tensor in node.inputs]
+
+    # -- computation ----------------------------------------------------------------------------
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        tensors = {self.input_name: x}
+        for node in self._active:
+            arguments = [tensors[name] for name in node.inputs]
+            tensors[node.name] = node.layer.forward(*arguments)
+        # Every layer cached what its backward needs; the graph itself needs only its structure.
+        self.cache = True
+        return tensors[self.output]
+
+    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
+        """Reverse topological order; a tensor read by several nodes gets the sum of their gradients."""
+        self.require_cache()
+        grads: dict[str, np.ndarray] = {self.output: grad_output}
+        for node in reversed(self._active):
+            grad = grads.pop(node.name, None)
+            if grad is None:
+                continue  # this node's output does not reach the graph's output by this route
+            wants = need_input_grad or any(name != self.input_name for name in node.inputs)
+            if isinstance(node.layer, Merge):
+                input_grads = node.layer.backward(grad)
+            else:
+                input_grads = (node.layer.backward(grad, need_input_grad=wants),)
+            for name, input_grad in zip(node.inputs, input_grads):
+                if input_grad is None:
+                    continue
+                # A fresh sum, never +=: the arrays may be shared (Add hands out one δ to all inputs).
+                grads[name] = input_grad if name not in grads else grads[name] + input_grad
+        return grads.get(self.input_name) if need_input_grad else None
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return self.tensor_shapes(input_shape)[self.output]
+
+    def tensor_shapes(self, input_shape: tuple[int, ...]) -> dict[str, tuple[int, ...]]:
+        """The per-sample shape of every tensor of the graph (for summaries)."""
+        shapes = {self.input_name: tuple(input_shape)}
+        for node in self.nodes:
+            shapes[node.name] = node.layer.output_shape(*(shapes[name] for name in node.inputs))
+        return shapes
+
+    # -- parameters and state -------------------------------------------------------------------
+    def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
+        triples = []
+        for node in self.nodes:
+            triples.extend(node.layer.named_parameters(f"{prefix}{node.name}."))
+        return triples
+
+    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        return [(param, grad) for _, param, grad in self.named_parameters()]
+
+    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
+        pairs = []
+        for node in self.nodes:
+            pairs.extend(node.layer.named_buffers(f"{prefix}{node.name}."))
+        return pairs
+
+    def zero_grad(self) -> None:
+        for node in self.nodes:
+            node.layer.zero_grad()
+
+    def num_parameters(self) -> int:
+        return sum(node.layer.num_parameters() for node in self.nodes)
+
+    def train(self, mode: bool = True) -> "Graph":
+        self.training = bool(mode)
+        for node in self.nodes:
+            node.layer.train(mode)
+        return self
+
+    # -- presentation ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__}(input={self.input_name!r}, output={self.output!r}"]
+        for node in self.nodes:
+            body = repr(node.layer).replace("\n", "\n  ")
+            lines.append(f"  ({node.name} <- {', '.join(node.inputs)}): {body}")
+        lines.append(")")
+        return "\n".join(lines)
