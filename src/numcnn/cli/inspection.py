@@ -24,9 +24,11 @@ def register(subparsers) -> None:
 
 
 def run_models(args) -> int:
+    from numcnn.summary import summarize
+
     for name in models.available_models():
         spec = models.get_spec(name)
-        count = models.build(name, rng=0).num_parameters()
+        count = summarize(spec).parameters  # from the specification: vgg16's 138M weights are never drawn
         shape = "×".join(str(s) for s in spec.input_shape)
         print(f"{name:<16} {count:>12,} parameters  input {shape:<10} {spec.description}")
     return 0

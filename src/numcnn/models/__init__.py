@@ -7,6 +7,17 @@
 """
 
 from numcnn.models import zoo as _zoo  # noqa: F401  (registers the built-in architectures)
-from numcnn.models.registry import ModelSpec, available_models, build, build_layer, get_spec, register
+from numcnn.models import exercise as _exercise  # noqa: F401  (seed 004 exercise 15.6: base, bn, sk, ...)
+from numcnn.models import resnet as _resnet  # noqa: F401  (resnet_mnist, a graph model)
+from numcnn.models import vgg as _vgg  # noqa: F401  (vgg16, table 15.2 of seed 004)
+from numcnn.models.registry import (
+    ModelSpec,
+    NodeSpec,
+    available_models,
+    build,
+    build_layer,
+    get_spec,
+    register,
+)
 
-__all__ = ["ModelSpec", "available_models", "build", "build_layer", "get_spec", "register"]
+__all__ = ["ModelSpec", "NodeSpec", "available_models", "build", "build_layer", "get_spec", "register"]

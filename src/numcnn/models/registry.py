@@ -4,6 +4,11 @@ prototxt) registered under a name; :func:`build` turns a name into a fresh ``Seq
 A layer specification is ``(type_name, keyword_arguments)`` where ``type_name`` is a key of
 :data:`numcnn.layers.LAYER_TYPES`. Layers that take ``rng``/``dtype`` receive the generator and dtype
 passed to :func:`build`, in order, so a seed fixes every initial weight.
+
+A model that is not a chain (a residual network) declares ``graph`` instead of ``layers``: node
+specifications ``(name, type_name, keyword_arguments)`` that read the previous node, or
+``(name, type_name, keyword_arguments, inputs)`` naming the tensors they read (``"input"`` is the
+model's input); :func:`build` turns them into a :class:`~numcnn.layers.Graph`.
 """
 
 from __future__ import annotations
@@ -15,11 +20,16 @@ from typing import Any
 import numpy as np
 
 from numcnn.errors import ConfigurationError
-from numcnn.layers import LAYER_TYPES, Layer, Sequential, make_generator
+from numcnn.layers import LAYER_TYPES, Graph, Layer, Sequential, make_generator
+from numcnn.models.initialization import gaussian_init
 
-__all__ = ["LayerSpec", "ModelSpec", "register", "get_spec", "available_models", "build", "build_layer"]
+__all__ = [
+    "LayerSpec", "NodeSpec", "ModelSpec", "register", "get_spec", "available_models", "build", "build_layer",
+]  # fmt: skip
 
 LayerSpec = tuple[str, dict[str, Any]]
+# (name, type_name, kwargs) reads the previous node; (name, type_name, kwargs, inputs) names its inputs.
+NodeSpec = tuple
 
 _REGISTRY: dict[str, "ModelSpec"] = {}
 
@@ -42,6 +52,9 @@ class ModelSpec:
         loss: key of :data:`numcnn.losses.LOSS_TYPES` used to train the model.
         prediction: ``"argmax"`` when the outputs are class scores, ``"argmin"`` when they are
             penalties (distances), as for RBF output units.
+        graph: node specifications of a DAG model (then ``layers`` is empty); see the module docstring.
+        weight_std: if set, every convolution and linear weight is drawn from ``N(0, weight_std²)``
+            and their biases start at 0 (MatConvNet's initialisation), instead of each layer's default.
     """
 
     name: str
@@ -56,6 +69,23 @@ class ModelSpec:
     loss: str = "cross_entropy"
     prediction: str = "argmax"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    graph: tuple[NodeSpec, ...] = ()
+    weight_std: float | None = None
+
+    def layer_types(self) -> list[str]:
+        """Type names of every layer, from ``layers`` or from the ``graph`` nodes."""
+        return [type_name for type_name, _ in self.layers] + [node[1] for node in self.graph]
+
+    def graph_nodes(self) -> list[tuple[str, str, dict[str, Any], tuple[str, ...]]]:
+        """``(name, type_name, kwargs, inputs)`` of every graph node, a missing ``inputs`` spelled out
+        as the previous node (``"input"`` for the first)."""
+        nodes, previous = [], "input"
+        for node in self.graph:
+            inputs = node[3] if len(node) > 3 else previous
+            inputs = (inputs,) if isinstance(inputs, str) else tuple(inputs)
+            nodes.append((node[0], node[1], dict(node[2]), inputs))
+            previous = node[0]
+        return nodes
 
     def class_scores(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs turned into scores where larger means more likely (penalties are negated)."""
@@ -72,7 +102,11 @@ def register(spec: ModelSpec) -> ModelSpec:
         raise ConfigurationError(f"a model named {spec.name!r} is already registered")
     if spec.prediction not in ("argmax", "argmin"):
         raise ConfigurationError(f"model {spec.name!r}: prediction must be 'argmax' or 'argmin'")
-    for type_name, _ in spec.layers:
+    if bool(spec.layers) == bool(spec.graph):
+        raise ConfigurationError(f"model {spec.name!r} must declare either layers or a graph")
+    if any(not isinstance(node, tuple) or len(node) not in (3, 4) for node in spec.graph):
+        raise ConfigurationError(f"model {spec.name!r}: graph nodes are (name, type, kwargs[, inputs]) tuples")
+    for type_name in spec.layer_types():
         if type_name not in LAYER_TYPES:
             raise ConfigurationError(f"model {spec.name!r} uses unknown layer type {type_name!r}")
     _REGISTRY[spec.name] = spec
@@ -104,10 +138,17 @@ def build_layer(type_name: str, arguments: dict[str, Any], rng: np.random.Genera
     return cls(**arguments, **extra)
 
 
-def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.float32) -> Sequential:
-    """A freshly initialised model of the registered architecture ``name``."""
+def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.float32) -> Sequential | Graph:
+    """A freshly initialised model of the registered architecture ``name``: a ``Sequential``, or a
+    ``Graph`` for specifications that declare one."""
     spec = get_spec(name)
     generator = make_generator(rng)
-    model = Sequential(*(build_layer(type_name, dict(args), generator, dtype) for type_name, args in spec.layers))
+    if spec.graph:
+        nodes = spec.graph_nodes()
+        model = Graph([(name, build_layer(kind, args, generator, dtype), inputs) for name, kind, args, inputs in nodes])
+    else:
+        model = Sequential(*(build_layer(type_name, dict(args), generator, dtype) for type_name, args in spec.layers))
+    if spec.weight_std is not None:
+        gaussian_init(model, spec.weight_std, generator)
     model.spec = spec
     return model
