@@ -25,20 +25,26 @@ from typing import Callable
 import numpy as np
 
 from numcnn import models
+from numcnn.augment import Augmenter
 from numcnn.checkpoint import load_checkpoint, save_checkpoint
+from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError
 from numcnn.layers import Sequential
 from numcnn.losses import LOSS_TYPES, Loss
 from numcnn.optim import SGD
 from numcnn.progress import Progress
+from numcnn.schedules import Schedule
 
 __all__ = [
     "TrainConfig",
     "EpochMetrics",
+    "History",
     "Split",
     "prepare_split",
     "make_loss",
     "make_optimizer",
+    "make_schedule",
+    "make_augmenter",
     "evaluate",
     "train_epoch",
     "fit",
@@ -48,6 +54,7 @@ __all__ = [
 ]
 
 CHECKPOINT_NAME = "model.npz"
+BEST_CHECKPOINT_NAME = "best.npz"  # early stopping: the weights of the best validation epoch
 METRICS_NAME = "metrics.jsonl"
 
 
@@ -66,6 +73,19 @@ class TrainConfig:
     train_offset: int = 0  # ... starting at this index (disjoint subsets)
     dtype: str = "float32"
     eval_batch_size: int = 1000
+    # Learning-rate schedule per epoch (numcnn.schedules): constant, step, exponential or cosine.
+    lr_schedule: str = "constant"
+    lr_step: int = 10  # step: epochs between decays
+    lr_gamma: float = 0.1  # step, exponential: decay factor
+    lr_min: float = 0.0  # cosine: the rate it anneals towards
+    # Early stopping (numcnn.early_stopping): patience in epochs, 0 = off; needs a validation set,
+    # the last ``validation_size`` of the selected training examples, held out of training.
+    early_stopping: int = 0
+    validation_size: int = 0
+    # Augmentation of training batches (numcnn.augment); flips are wrong for digits, so off.
+    augment_shift: int = 0  # pixels
+    augment_rotate: float = 0.0  # degrees
+    augment_flip: bool = False
 
     def validate(self) -> None:
         models.get_spec(self.model)  # unknown names fail here, with the list of known ones
@@ -77,6 +97,14 @@ class TrainConfig:
             raise ConfigurationError("train offset must be >= 0 and train limit >= 1")
         if self.dtype not in ("float32", "float64"):
             raise ConfigurationError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        make_schedule(self)  # each of these raises a one-line error on impossible settings
+        Augmenter(self.augment_shift, self.augment_rotate, self.augment_flip)
+        if self.early_stopping:
+            EarlyStopping(self.early_stopping)
+        if self.validation_size < 0 or (self.early_stopping and self.validation_size == 0):
+            raise ConfigurationError(
+                "early stopping needs a validation set: hold out training examples with validation_size > 0"
+            )
 
 
 @dataclass
@@ -110,6 +138,15 @@ class Split:
         return int(self.labels.shape[0])
 
 
+class History(list):
+    """The :class:`EpochMetrics` of the epochs a :func:`fit` call ran, plus the trained ``model`` and
+    ``final``: the metrics that describe ``model`` as returned -- the last epoch's, or with early
+    stopping those of the best epoch, whose weights were restored."""
+
+    model = None
+    final: EpochMetrics | None = None
+
+
 def prepare_split(spec: models.ModelSpec, images: np.ndarray, labels: np.ndarray, dtype="float32") -> Split:
     """Normalise raw uint8 images ``(N, H, W)`` the way ``spec`` expects its inputs."""
     from numcnn.data import prepare_images
@@ -130,6 +167,19 @@ def make_loss(spec: models.ModelSpec) -> Loss:
 def make_optimizer(config: TrainConfig, model: Sequential) -> SGD:
     """The optimiser a configuration asks for, bound to ``model``'s parameters."""
     return SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def make_schedule(config: TrainConfig) -> Schedule:
+    """The learning rate of every epoch (:mod:`numcnn.schedules`)."""
+    return Schedule(config.lr_schedule, config.lr, config.epochs, config.lr_step, config.lr_gamma, config.lr_min)
+
+
+def make_augmenter(config: TrainConfig, spec: models.ModelSpec) -> Augmenter | None:
+    """The training-batch augmentation, or None when it is off; uncovered pixels get the background."""
+    augmenter = Augmenter(
+        config.augment_shift, config.augment_rotate, config.augment_flip, fill=-spec.input_mean / spec.input_std
+    )
+    return augmenter if augmenter.active else None
 
 
 def evaluate(
@@ -160,14 +210,19 @@ def train_epoch(
     batch_size: int,
     rng: np.random.Generator,
     progress: Progress | None = None,
+    augment: Augmenter | None = None,
 ) -> tuple[float, float]:
-    """One pass over ``split`` in a random order; returns the mean training loss and accuracy."""
+    """One pass over ``split`` in a random order; returns the mean training loss and accuracy.
+
+    ``augment`` transforms each batch with ``rng`` (after the shuffle, so it is seeded too)."""
     model.train()
     order = rng.permutation(len(split))
     total_loss, correct, seen = 0.0, 0, 0
     for start in range(0, len(split), batch_size):
         batch = order[start : start + batch_size]
         images, labels = split.images[batch], split.labels[batch]
+        if augment is not None:
+            images = augment(images, rng)
         model.zero_grad()
         outputs = model.forward(images)
         value = loss.forward(outputs, labels)
@@ -206,12 +261,14 @@ def fit(
     resume: bool = False,
     log: Callable[[str], None] = print,
     show_progress: bool | None = None,
-) -> list[EpochMetrics]:
+) -> History:
     """Train ``config.model`` on ``data`` (an object with ``train_images/labels``, ``test_images/labels``).
 
     With ``out_dir``, after every epoch a checkpoint ``model.npz`` is written and a line appended
     to ``metrics.jsonl``; ``resume=True`` continues from the checkpoint there up to
-    ``config.epochs`` in total. Returns the metrics of the epochs run by this call.
+    ``config.epochs`` in total. Returns the metrics of the epochs run by this call as a
+    :class:`History`, which also carries the trained model. With early stopping the model is
+    returned with the weights of its best validation epoch (also saved as ``best.npz``).
     """
     config.validate()
     spec = models.get_spec(config.model)
@@ -219,17 +276,26 @@ def fit(
     model = models.build(config.model, rng=rng, dtype=np.dtype(config.dtype))
     loss = make_loss(spec)
     optimizer = make_optimizer(config, model)
+    schedule, augment = make_schedule(config), make_augmenter(config, spec)
+    stopper = EarlyStopping(config.early_stopping) if config.early_stopping else None
 
     out_path = Path(out_dir) if out_dir is not None else None
     first_epoch = 1
     if resume:
-        first_epoch = _restore(out_path, config, model, optimizer, rng)
+        first_epoch = _restore(out_path, config, model, optimizer, rng, stopper)
         log(f"resuming {config.model} from epoch {first_epoch - 1} in {out_path}")
     elif out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
         (out_path / METRICS_NAME).write_text("")  # a fresh run starts a fresh log
 
     train_images, train_labels = _select(data.train_images, data.train_labels, config.train_offset, config.train_limit)
+    validation_split = None
+    if config.validation_size:
+        cut = len(train_labels) - config.validation_size
+        if cut < 1:
+            raise ConfigurationError(f"validation size {config.validation_size} leaves no training examples")
+        validation_split = prepare_split(spec, train_images[cut:], train_labels[cut:], config.dtype)
+        train_images, train_labels = train_images[:cut], train_labels[:cut]
     train_split = prepare_split(spec, train_images, train_labels, config.dtype)
     test_split = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
     log(
@@ -237,47 +303,80 @@ def fit(
         f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, momentum {config.momentum}"
     )
 
-    history = []
+    history = History()
+    best_state = None
     for epoch in range(first_epoch, config.epochs + 1):
+        optimizer.set_lr(schedule(epoch))
         progress = Progress(len(train_split), f"epoch {epoch}/{config.epochs}", enabled=show_progress)
         started = time.perf_counter()
         with progress:
             train_loss, train_accuracy = train_epoch(
-                model, loss, optimizer, spec, train_split, config.batch_size, rng, progress
+                model, loss, optimizer, spec, train_split, config.batch_size, rng, progress, augment
             )
         seconds = time.perf_counter() - started
         started = time.perf_counter()
         test_loss, test_accuracy = evaluate(model, loss, spec, test_split, config.eval_batch_size)
+        extra = {}
+        if validation_split is not None:
+            validation = evaluate(model, loss, spec, validation_split, config.eval_batch_size)
+            extra = {"val_loss": validation[0], "val_accuracy": validation[1]}
         metrics = EpochMetrics(
             epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds,
-            eval_seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"],
+            eval_seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"], extra=extra,
         )  # fmt: skip
         history.append(metrics)
         log(
             f"epoch {epoch:>3}/{config.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.2%}  "
             f"test loss {test_loss:.4f} acc {test_accuracy:.2%} (error {1 - test_accuracy:.2%})  {seconds:.1f}s"
+            + (f"  val loss {extra['val_loss']:.4f}" if extra else "")
         )
+        if stopper is not None and stopper.update(extra["val_loss"], epoch, asdict(metrics)):
+            best_state = model.state_dict()
+            if out_path is not None:
+                meta = {"epoch": epoch, "config": asdict(config)}
+                save_checkpoint(out_path / BEST_CHECKPOINT_NAME, model, config.model, meta=meta)
         if out_path is not None:
-            _save(out_path, config, model, optimizer, rng, epoch)
+            _save(out_path, config, model, optimizer, rng, epoch, stopper)
             with open(out_path / METRICS_NAME, "a", encoding="utf-8") as handle:
                 handle.write(metrics.to_json() + "\n")
+        if stopper is not None and stopper.should_stop:
+            log(f"early stopping: the validation loss has not improved for {stopper.patience} epochs")
+            break
+
+    history.model = model
+    history.final = history[-1] if history else None
+    if stopper is not None and stopper.best_epoch:
+        _restore_best(model, best_state, out_path)
+        history.final = EpochMetrics(**stopper.best_record)
+        log(f"restored the weights of epoch {stopper.best_epoch} (validation loss {stopper.best_value:.4f})")
     return history
 
 
-def _save(out_path: Path, config: TrainConfig, model, optimizer, rng, epoch: int) -> None:
+def _restore_best(model, best_state: dict | None, out_path: Path | None) -> None:
+    """Put the best epoch's weights back: from memory, or from ``best.npz`` when it predates a resume."""
+    if best_state is None:
+        if out_path is None:
+            raise CheckpointError("the best epoch's weights are neither in memory nor in a run directory")
+        best_state = load_checkpoint(out_path / BEST_CHECKPOINT_NAME).model.state_dict()
+    model.load_state_dict(best_state)
+
+
+def _save(out_path: Path, config: TrainConfig, model, optimizer, rng, epoch: int, stopper=None) -> None:
     meta = {"epoch": epoch, "config": asdict(config), "rng_state": rng.bit_generator.state}
+    if stopper is not None:
+        meta["early_stopping"] = stopper.state()
     save_checkpoint(
         out_path / CHECKPOINT_NAME, model, config.model, optimizer_state=optimizer.state_dict(), meta=meta
     )
 
 
-def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng) -> int:
-    """Load weights, optimiser and generator state from ``out_path``; return the next epoch number."""
+def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng, stopper=None) -> int:
+    """Load weights, optimiser, generator and early-stopping state from ``out_path``; return the next epoch."""
     if out_path is None:
         raise ConfigurationError("resuming needs the run directory (--out) that holds model.npz")
     checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME)
     saved = checkpoint.meta.get("config", {})
-    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset"):
+    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset", "validation_size"):
         if key in saved and saved[key] != getattr(config, key):
             raise CheckpointError(
                 f"{out_path / CHECKPOINT_NAME}: saved run used {key}={saved[key]!r}, not {getattr(config, key)!r}"
@@ -286,6 +385,10 @@ def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng) 
     optimizer.load_state_dict(checkpoint.optimizer_state)
     rng.bit_generator.state = checkpoint.meta["rng_state"]
     next_epoch = int(checkpoint.meta["epoch"]) + 1
+    if stopper is not None and "early_stopping" in checkpoint.meta:
+        stopper.load_state(checkpoint.meta["early_stopping"])
+        if stopper.should_stop:
+            raise ConfigurationError(f"{out_path} stopped early at epoch {next_epoch - 1}; there is nothing to resume")
     if next_epoch > config.epochs:
         raise ConfigurationError(
             f"{out_path} already holds {next_epoch - 1} epochs; ask for more with --epochs"

@@ -36,6 +36,34 @@ def add_threads_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--threads", type=positive_int, default=None, help="BLAS threads (default: library's)")
 
 
+def add_convenience_arguments(parser: argparse.ArgumentParser) -> None:
+    """Learning-rate schedule, early stopping and augmentation (TrainConfig's fields of the same names)."""
+    from numcnn.schedules import SCHEDULES
+
+    group = parser.add_argument_group("schedules, early stopping, augmentation")
+    group.add_argument("--lr-schedule", choices=SCHEDULES, default="constant", help="learning rate per epoch")
+    group.add_argument("--lr-step", type=positive_int, default=10, help="step schedule: epochs between decays")
+    group.add_argument("--lr-gamma", type=float, default=0.1, help="step/exponential schedule: decay factor")
+    group.add_argument("--lr-min", type=float, default=0.0, help="cosine schedule: final learning rate")
+    group.add_argument(
+        "--early-stopping", type=int, default=0, metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a lower validation loss and keep the best weights (0: off)",
+    )  # fmt: skip
+    group.add_argument(
+        "--validation-size", type=int, default=0, metavar="K",
+        help="hold out the last K selected training images as the validation set",
+    )  # fmt: skip
+    group.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS", help="random shifts up to PIXELS")
+    group.add_argument("--augment-rotate", type=float, default=0.0, metavar="DEGREES", help="random rotations")
+    group.add_argument("--augment-flip", action="store_true", help="random left-right flips (not for digits)")
+
+
+CONVENIENCE_FIELDS = (
+    "lr_schedule", "lr_step", "lr_gamma", "lr_min", "early_stopping", "validation_size",
+    "augment_shift", "augment_rotate", "augment_flip",
+)  # fmt: skip
+
+
 def register(subparsers) -> None:
     train = subparsers.add_parser(
         "train", help="train a model on MNIST", description="Train a registered model on MNIST.",
@@ -51,6 +79,7 @@ def register(subparsers) -> None:
     train.add_argument("--train-limit", type=positive_int, default=None, help="use only the first K training images")
     train.add_argument("--train-offset", type=int, default=0, help="skip this many training images first")
     train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    add_convenience_arguments(train)
     train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (checkpoint, metrics)")
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
@@ -99,14 +128,16 @@ def run_train(args) -> int:
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
         train_limit=args.train_limit, train_offset=args.train_offset, dtype=args.dtype,
+        **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
     data = load_data(args)
     with thread_limit(args.threads):
         history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
     if history:
-        last = history[-1]
-        print(f"final test error {1 - last.test_accuracy:.2%}; checkpoint {args.out / 'model.npz'}")
+        final = history.final
+        kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
+        print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {args.out / kept}")
     _try_plot(args.out)
     return 0
 
