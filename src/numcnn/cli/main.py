@@ -20,6 +20,7 @@ COMMAND_MODULES = [
     "numcnn.cli.training",
     "numcnn.cli.inspection",
     "numcnn.cli.summary",
+    "numcnn.cli.experiment",
 ]
 
 EXIT_ERROR = 1

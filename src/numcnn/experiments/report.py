@@ -1,0 +1,137 @@
+"""An experiment's results as ``results.csv``, a Markdown table per sweep, and plots.
+
+Plots (with matplotlib): a sweep over training-set sizes gives ``<sweep>_error_vs_size.png`` (log
+scale), one over seeds ``<sweep>_error_per_seed.png``, over subsets ``<sweep>_error_per_subset.png``,
+over models only ``<sweep>_error_per_model.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import statistics
+from pathlib import Path
+from typing import Any
+
+from numcnn.experiments.config import ExperimentConfig, RunSpec, Sweep
+
+__all__ = ["CSV_COLUMNS", "write_report", "sweep_rows", "markdown"]
+
+CSV_COLUMNS = [
+    "sweep", "model", "train_size", "subset", "train_offset", "seed", "epochs",
+    "test_error", "test_loss", "train_error", "train_loss", "test_images", "seconds", "run_id",
+]  # fmt: skip
+PLOT_KINDS = {"sizes": "error_vs_size", "seeds": "error_per_seed", "subsets": "error_per_subset", "models": "error_per_model"}
+
+
+def sweep_rows(sweep: Sweep, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """The finished runs of ``sweep`` as CSV rows, in the sweep's order."""
+    rows = []
+    for run in sweep.runs:
+        result = results.get(run.run_id)
+        if result is not None:
+            rows.append({"sweep": sweep.name, **{key: result[key] for key in CSV_COLUMNS if key in result}})
+    return rows
+
+
+def _percent(value: float) -> str:
+    return f"{100 * value:.2f}%"
+
+
+def _settings_text(run: RunSpec) -> str:
+    train = dict(run.train)
+    parts = [f"{train.get('epochs', 10)} epochs", f"batch {train.get('batch_size', 64)}", f"lr {train.get('lr', 0.05)}"]
+    parts += [f"momentum {train.get('momentum', 0.9)}", f"weight decay {train.get('weight_decay', 0.0)}"]
+    shown = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "eval_batch_size", "dtype")
+    extras = {key: value for key, value in train.items() if key not in shown}
+    parts += [f"{key} {value}" for key, value in sorted(extras.items()) if value not in (0, 0.0, False, "constant")]
+    return ", ".join(parts)
+
+
+def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], command: str = "") -> str:
+    """The results as Markdown: one table per sweep, plus mean and spread where seeds or subsets vary."""
+    lines = [f"# {experiment.title or experiment.name}", ""]
+    if command:
+        lines += [f"Produced by `{command}`.", ""]
+    lines += [f"Configuration: `{experiment.path}`" + (" (quick profile)" if experiment.quick else ""), ""]
+    lines += [f"* {note}" for note in experiment.notes] + ([""] if experiment.notes else [])
+    for sweep in experiment.sweeps:
+        lines += [f"## {sweep.name}: {sweep.title}".rstrip(": "), ""]
+        settings = {_settings_text(run) for run in sweep.runs}
+        lines += [f"Training: {'; '.join(sorted(settings))}.", ""]
+        lines += ["| model | train size | subset | seed | test error | train error | time |"]
+        lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+        errors = []
+        for run in sweep.runs:
+            result = results.get(run.run_id)
+            if result is None:
+                lines.append(f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | (not run) | | |")
+                continue
+            errors.append(result["test_error"])
+            lines.append(
+                f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | {_percent(result['test_error'])} "
+                f"| {_percent(result['train_error'])} | {result['seconds']:.0f} s |"
+            )
+        if len(errors) > 1 and set(sweep.varying) & {"seeds", "subsets"} and "models" not in sweep.varying:
+            spread = statistics.stdev(errors)
+            lines += ["", f"Mean test error {_percent(statistics.mean(errors))}, sample standard deviation "
+                      f"{_percent(spread)}, range {_percent(min(errors))}–{_percent(max(errors))} (n = {len(errors)})."]  # fmt: skip
+        lines.append("")
+    return "\n".join(lines)
+
+
+def write_report(
+    experiment: ExperimentConfig, results: dict[str, dict[str, Any]], out_dir: str | Path, command: str = ""
+) -> list[Path]:
+    """Write ``results.csv``, ``results.md`` and the plots into ``out_dir``; return the files written."""
+    out_dir = Path(out_dir)
+    written = [out_dir / "results.csv", out_dir / "results.md"]
+    with open(written[0], "w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
+        writer.writeheader()
+        for sweep in experiment.sweeps:
+            writer.writerows(sweep_rows(sweep, results))
+    written[1].write_text(markdown(experiment, results, command), encoding="utf-8")
+    try:
+        import matplotlib
+    except ImportError:
+        return written
+    matplotlib.use("Agg")
+    for sweep in experiment.sweeps:
+        path = _plot_sweep(sweep, results, out_dir)
+        if path is not None:
+            written.append(path)
+    return written
+
+
+def _plot_sweep(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path) -> Path | None:
+    import matplotlib.pyplot as plt
+
+    axis = next((key for key in ("sizes", "seeds", "subsets", "models") if key in sweep.varying), None)
+    finished = [(run, results[run.run_id]) for run in sweep.runs if run.run_id in results]
+    if axis is None or not finished:
+        return None
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    if axis == "sizes":
+        for model in dict.fromkeys(run.model for run, _ in finished):
+            points = sorted((run.size, 100 * r["test_error"]) for run, r in finished if run.model == model)
+            axes.plot(*zip(*points), "o-", label=model)
+        axes.set(xscale="log", xlabel="training examples", ylabel="test error (%)")
+        axes.legend()
+    else:
+        attribute = {"seeds": "seed", "subsets": "subset", "models": "model"}[axis]
+        labels = [str(getattr(run, attribute)) for run, _ in finished]
+        errors = [100 * r["test_error"] for _, r in finished]
+        axes.bar(range(len(errors)), errors, color="tab:blue")
+        axes.set_xticks(range(len(errors)), labels, rotation=30 if axis == "models" else 0)
+        if axis != "models":
+            mean = sum(errors) / len(errors)
+            axes.axhline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.2f}%")
+            axes.legend()
+        axes.set(xlabel=attribute, ylabel="test error (%)")
+    axes.grid(alpha=0.3)
+    axes.set_title(f"{sweep.name}: {sweep.title}"[:80])
+    figure.tight_layout()
+    path = out_dir / f"{sweep.name}_{PLOT_KINDS[axis]}.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path

@@ -1,0 +1,263 @@
+"""Running an experiment's runs: in parallel worker processes, resumable, one directory per run.
+
+Layout of the output folder::
+
+    OUT/runs/<run_id>/run.json       what the run is (model, size, subset, seed, training settings)
+    OUT/runs/<run_id>/model.npz      the trainer's checkpoint after every epoch (numcnn.train.fit)
+    OUT/runs/<run_id>/metrics.jsonl  one line per epoch
+    OUT/runs/<run_id>/train.log      the trainer's log lines
+    OUT/runs/<run_id>/result.json    written last: the run is finished
+
+A finished run (``result.json`` present) is skipped; an unfinished one with a checkpoint resumes from
+its last finished epoch, so a killed sweep continues where it stopped and loses at most one epoch
+per run. Each worker is a fresh ``spawn``-ed interpreter whose BLAS (and Numba) thread pools are
+capped, so ``--jobs N`` workers with ``T`` threads each never ask for more than ``N·T`` cores.
+"""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sys
+import time
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any, Callable
+
+from numcnn.errors import ConfigurationError, NumcnnError, one_line
+from numcnn.experiments.config import RESULT_NEUTRAL, ExperimentConfig, RunSpec
+from numcnn.train import CHECKPOINT_NAME, METRICS_NAME, evaluate, fit, make_loss, prepare_split, read_metrics
+
+__all__ = ["RESULT_NAME", "Outcome", "run_experiment", "execute_run", "load_result", "estimated_cost"]
+
+RESULT_NAME = "result.json"
+RUN_NAME = "run.json"
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
+
+# Per-process state of a worker (set by _init_worker): the data set and the thread-pool limiter.
+_WORKER: dict[str, Any] = {}
+
+
+def run_dir(out_dir: Path, run: RunSpec) -> Path:
+    return Path(out_dir) / "runs" / run.run_id
+
+
+def load_result(out_dir: Path, run: RunSpec) -> dict[str, Any] | None:
+    """The finished run's result, or None if it has not finished."""
+    path = run_dir(out_dir, run) / RESULT_NAME
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+
+
+@lru_cache(maxsize=None)
+def _forward_flops(model: str) -> int:
+    from numcnn.summary import summarize
+
+    return summarize(model).flops
+
+
+def estimated_cost(run: RunSpec) -> float:
+    """Relative cost of a run (forward FLOPs × examples × epochs), to start the longest runs first."""
+    return _forward_flops(run.model) * run.size * dict(run.train).get("epochs", 10)
+
+
+@dataclass
+class Outcome:
+    """What :func:`run_experiment` leaves: results of finished runs and messages of failed ones, by run id."""
+
+    results: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+# -- inside a worker ----------------------------------------------------------------------------
+
+
+def _init_worker(threads: int, data_dir: str | None, dataset: Any, own_process: bool = True) -> None:
+    """Cap every thread pool, then load the data once per process.
+
+    ``own_process``: this is a worker of the pool, whose environment may be changed for good.
+    """
+    if own_process:
+        for variable in THREAD_VARIABLES:
+            os.environ[variable] = str(threads)  # for libraries imported from now on (Numba reads it at import)
+    from threadpoolctl import threadpool_limits
+
+    _WORKER["limiter"] = threadpool_limits(limits=threads)  # BLAS pools already loaded
+    if "numba" in sys.modules:
+        import numba
+
+        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+    if dataset is None:
+        from numcnn.data import load_mnist
+
+        dataset = load_mnist(data_dir, download=False)
+    _WORKER["data"] = dataset
+
+
+def _write_json(path: Path, value: dict[str, Any]) -> None:
+    """Write atomically: a killed process leaves the old file or the new one, never half of one."""
+    temporary = path.with_suffix(path.suffix + ".tmp")
+    temporary.write_text(json.dumps(value, indent=2) + "\n", encoding="utf-8")
+    os.replace(temporary, path)
+
+
+def _comparable(description: dict[str, Any]) -> dict[str, Any]:
+    train = {key: value for key, value in description.get("train", {}).items() if key not in RESULT_NEUTRAL}
+    return {**description, "train": train}
+
+
+def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str, Any]:
+    """Train (or finish training) one run and write its ``result.json``; returns the result.
+
+    ``data`` defaults to the worker's data set. Runs in the calling process; the pool calls it in workers.
+    """
+    data = _WORKER.get("data") if data is None else data
+    if data is None:
+        raise ConfigurationError("execute_run needs a data set (or a worker initialised with one)")
+    if run.test_limit is not None:
+        data = SimpleNamespace(
+            train_images=data.train_images, train_labels=data.train_labels,
+            test_images=data.test_images[: run.test_limit], test_labels=data.test_labels[: run.test_limit],
+        )  # fmt: skip
+    folder = run_dir(Path(out_dir), run)
+    folder.mkdir(parents=True, exist_ok=True)
+    description = run.describe()
+    described = folder / RUN_NAME
+    if described.is_file():
+        saved = json.loads(described.read_text(encoding="utf-8"))
+        if _comparable(saved) != _comparable(description):
+            raise ConfigurationError(f"{folder} holds a run with different settings; use another --out folder")
+    _write_json(described, description)
+
+    config = run.train_config()
+    started = time.perf_counter()
+    with open(folder / "train.log", "a", encoding="utf-8") as log_file:
+
+        def log(line: str) -> None:
+            log_file.write(line + "\n")
+            log_file.flush()
+
+        final = _final_metrics_if_complete(folder, config, data, log)
+        if final is None:
+            resume = (folder / CHECKPOINT_NAME).is_file()
+            history = fit(config, data, folder, resume=resume, log=log, show_progress=False)
+            final = asdict(history.final)
+    records = read_metrics(folder)
+    result = {
+        "run_id": run.run_id, "model": run.model, "train_size": run.size, "subset": run.subset,
+        "train_offset": run.offset, "seed": run.seed, "epochs": final["epoch"],
+        "test_error": 1.0 - final["test_accuracy"], "test_loss": final["test_loss"],
+        "train_error": 1.0 - final["train_accuracy"], "train_loss": final["train_loss"],
+        "test_images": len(data.test_labels),
+        "seconds": sum(r.get("seconds", 0.0) + r.get("eval_seconds", 0.0) for r in records),
+        "wall_seconds_this_call": time.perf_counter() - started,
+    }  # fmt: skip
+    _write_json(folder / RESULT_NAME, result)
+    return result
+
+
+def _final_metrics_if_complete(folder: Path, config, data, log: Callable[[str], None]) -> dict[str, Any] | None:
+    """If the checkpoint already holds every epoch (the process died just before writing the
+    result), the final metrics without training: from ``metrics.jsonl``, or by evaluating."""
+    if config.early_stopping or not (folder / CHECKPOINT_NAME).is_file():
+        return None  # early stopping's final metrics come from fit, which restores the best weights
+    from numcnn.checkpoint import load_checkpoint
+
+    checkpoint = load_checkpoint(folder / CHECKPOINT_NAME)
+    if int(checkpoint.meta.get("epoch", 0)) < config.epochs:
+        return None
+    records = read_metrics(folder) if (folder / METRICS_NAME).is_file() else []
+    if records and records[-1]["epoch"] == config.epochs:
+        return records[-1]
+    log("the checkpoint holds every epoch but its metrics line is missing: evaluating it")
+    spec, model = checkpoint.spec, checkpoint.model
+    test = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
+    test_loss, test_accuracy = evaluate(model, make_loss(spec), spec, test, config.eval_batch_size)
+    return {"epoch": config.epochs, "test_loss": test_loss, "test_accuracy": test_accuracy,
+            "train_loss": float("nan"), "train_accuracy": float("nan")}  # fmt: skip
+
+
+def _worker_run(run: RunSpec, out_dir: str) -> dict[str, Any]:
+    """Pool entry point: numcnn's own errors come back as a result marked failed, not a traceback."""
+    try:
+        return execute_run(run, out_dir)
+    except NumcnnError as error:
+        return {"run_id": run.run_id, "failed": one_line(error)}
+
+
+# -- the parent process ---------------------------------------------------------------------------
+
+
+def run_experiment(
+    experiment: ExperimentConfig,
+    out_dir: str | Path,
+    *,
+    jobs: int = 1,
+    threads_per_job: int | None = None,
+    data_dir: str | Path | None = None,
+    dataset: Any = None,
+    log: Callable[[str], None] = print,
+) -> Outcome:
+    """Run every unfinished run of ``experiment`` into ``out_dir``; return the results by run id.
+
+    A run that fails with a numcnn error (e.g. a subset beyond the data) is reported and the others
+    go on; it appears in :attr:`Outcome.failures`.
+
+    Args:
+        jobs: worker processes (1: run in this process, no pool).
+        threads_per_job: BLAS/Numba threads per worker (default: the CPU count divided by ``jobs``).
+        data_dir: where workers find MNIST (default: numcnn's search path, never downloading).
+        dataset: an in-memory data set (an object with MNIST's four arrays) instead of MNIST.
+    """
+    if jobs < 1:
+        raise ConfigurationError(f"--jobs must be >= 1, got {jobs}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    runs = experiment.runs()
+    outcome = Outcome()
+    results, failures = outcome.results, outcome.failures
+    results.update({run.run_id: result for run in runs if (result := load_result(out_dir, run)) is not None})
+    pending = sorted((run for run in runs if run.run_id not in results), key=estimated_cost, reverse=True)
+    threads = threads_per_job or max(1, (os.cpu_count() or 1) // jobs)
+    log(
+        f"{experiment.name}: {len(runs)} runs, {len(results)} already finished, {len(pending)} to run "
+        f"with {jobs} worker(s) × {threads} thread(s) into {out_dir}"
+    )
+    if dataset is not None:  # a plain namespace pickles into spawned workers whatever class it was
+        dataset = SimpleNamespace(**{key: getattr(dataset, key) for key in
+                                     ("train_images", "train_labels", "test_images", "test_labels")})  # fmt: skip
+
+    def record(run: RunSpec, result: dict[str, Any]) -> None:
+        done = len(results) + len(failures) + 1
+        if "failed" in result:
+            failures[run.run_id] = result["failed"]
+            log(f"[{done}/{len(runs)}] {run.run_id}: FAILED: {result['failed']}")
+            return
+        results[run.run_id] = result
+        log(f"[{done}/{len(runs)}] {run.run_id}: test error {result['test_error']:.2%} ({result['seconds']:.0f} s)")
+
+    if jobs == 1:
+        _init_worker(threads, None if data_dir is None else str(data_dir), dataset, own_process=False)
+        try:
+            for run in pending:
+                record(run, _worker_run(run, str(out_dir)))
+        finally:
+            _WORKER.pop("limiter").restore_original_limits()
+            _WORKER.clear()
+    else:
+        context = multiprocessing.get_context("spawn")
+        initargs = (threads, None if data_dir is None else str(data_dir), dataset)
+        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+            futures: dict[Future, RunSpec] = {pool.submit(_worker_run, run, str(out_dir)): run for run in pending}
+            try:
+                while futures:
+                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        record(futures.pop(future), future.result())
+            except BaseException:
+                pool.shutdown(wait=False, cancel_futures=True)
+                raise
+    return outcome

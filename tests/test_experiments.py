@@ -1,0 +1,195 @@
+"""The experiment runner: TOML sweeps, parallel resumable runs, results.csv / Markdown / plots."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from numcnn.cli.main import main
+from numcnn.errors import ConfigurationError
+from numcnn.experiments import load_experiment, load_result, packaged_configs, run_experiment, write_report
+from numcnn.train import TrainConfig, fit, read_metrics
+
+QUIET = {"log": lambda line: None}
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "sweep.toml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+SMALL = """
+name = "small"
+title = "two models, two seeds"
+
+[train]
+epochs = 2
+batch_size = 50
+lr = 0.05
+momentum = 0.9
+
+[defaults]
+sizes = [300]
+
+[quick]
+epochs = 1
+size_divisor = 3
+test_limit = 50
+
+[[sweep]]
+name = "models"
+models = ["lenet5", "sk_0.2"]
+train = { lr = 0.002 }
+
+[[sweep]]
+name = "seeds"
+title = "lenet5 with three seeds"
+models = ["lenet5"]
+seeds = [0, 1, 2]
+
+[[sweep]]
+name = "sizes"
+models = ["lenet5"]
+sizes = [100, 300]
+"""
+
+
+def test_packaged_exercise_config_expands_to_the_exercise_runs():
+    assert "exercise_15_6" in packaged_configs()
+    experiment = load_experiment("exercise_15_6")
+    assert [s.name for s in experiment.sweeps] == ["b-d", "e", "f", "g", "h", "i"]
+    runs = experiment.runs()
+    assert len(runs) == 26  # shared runs (e.g. SK-0.2, first 10,000, seed 0) are trained once
+    assert all(dict(run.train)["epochs"] == 20 and dict(run.train)["batch_size"] == 100 for run in runs)
+    sweep = {s.name: s for s in experiment.sweeps}
+    assert [r.offset for r in sweep["h"].runs] == [0, 10_000, 20_000, 30_000, 40_000, 50_000]
+    assert [r.seed for r in sweep["i"].runs] == [0, 1, 12, 123, 1234, 12345, 123456]
+    assert [r.size for r in sweep["g"].runs] == [500, 1000, 2000, 5000, 10_000, 20_000, 60_000]
+    assert sweep["g"].varying == ("sizes",) and sweep["b-d"].varying == ("models",)
+    assert [r.model for r in sweep["b-d"].runs] == ["base", "bn", "base_dropout", "bn_dropout"]
+    config = sweep["i"].runs[3].train_config()
+    assert (config.model, config.seed, config.train_limit, config.train_offset, config.lr) == ("sk_0.2", 123, 10_000, 0, 0.001)
+
+    quick = load_experiment("exercise_15_6", quick=True)
+    assert all(dict(run.train)["epochs"] == 1 and run.test_limit == 300 for run in quick.runs())
+    assert [r.size for r in quick.sweeps[3].runs] == [5, 10, 20, 50, 100, 200, 600]
+    assert {r.run_id for r in quick.runs()}.isdisjoint({r.run_id for r in runs})
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet7']\n", "unknown model 'lenet7'"),
+        ("name = 'x'\n[train]\nlearning_rate = 1\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n", "unknown training setting"),
+        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nseeds = [-1]\n", "seeds must be a list of integers >= 0"),
+        ("name = 'x'\n", "at least one"),
+        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nepochs = 3\n", "unknown key"),
+        ("name = 'x\n", "not valid TOML"),
+        ("name = 'x'\n[train]\nlr = -1\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n", "learning rate must be > 0"),
+    ],
+)
+def test_bad_experiment_files_give_one_line_errors(tmp_path, text, message):
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load_experiment(write_config(tmp_path, text))
+    assert "\n" not in str(caught.value)
+    with pytest.raises(ConfigurationError, match="no experiment file 'nope'.*exercise_15_6"):
+        load_experiment("nope")
+
+
+def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_path, synthetic_digits):
+    experiment = load_experiment(write_config(tmp_path, SMALL))
+    out = tmp_path / "out"
+    outcome = run_experiment(experiment, out, jobs=2, threads_per_job=1, dataset=synthetic_digits, **QUIET)
+    # lenet5 on 300 examples with seed 0 is shared by "seeds" and "sizes"; "models" trains it at another lr.
+    assert not outcome.failures and len(outcome.results) == 6
+    for result in outcome.results.values():
+        assert 0.0 <= result["test_error"] <= 1.0 and result["epochs"] == 2 and result["test_images"] == 200
+    seeds = {r["seed"]: r for r in outcome.results.values() if r["model"] == "lenet5" and r["train_size"] == 300}
+    assert len(seeds) == 3 and len({r["test_loss"] for r in seeds.values()}) == 3  # the seed matters
+
+    lines = []
+    again = run_experiment(experiment, out, jobs=2, dataset=synthetic_digits, log=lines.append)
+    assert "6 already finished, 0 to run" in lines[0] and again.results == outcome.results
+
+    files = write_report(experiment, outcome.results, out, command="numcnn experiment sweep.toml")
+    names = {path.name for path in files}
+    assert {"results.csv", "results.md", "models_error_per_model.png", "seeds_error_per_seed.png",
+            "sizes_error_vs_size.png"} <= names  # fmt: skip
+    with open(out / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert [row["sweep"] for row in rows] == ["models"] * 2 + ["seeds"] * 3 + ["sizes"] * 2
+    assert rows[2]["model"] == "lenet5" and float(rows[2]["test_error"]) == seeds[0]["test_error"]
+    report = (out / "results.md").read_text()
+    assert "`numcnn experiment sweep.toml`" in report and "| lenet5 | 300 | 0 | 2 |" in report
+    assert "sample standard deviation" in report and "## seeds: lenet5 with three seeds" in report
+
+
+ONE_RUN = SMALL.split("[[sweep]]")[0] + "[[sweep]]\nname = 'one'\nmodels = ['lenet5']\nseeds = [1]\nsizes = [150]\n"
+
+
+def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic_digits):
+    experiment = load_experiment(write_config(tmp_path, ONE_RUN))
+    (run,) = experiment.runs()
+    out = tmp_path / "out"
+    folder = out / "runs" / run.run_id
+    # A sweep killed after the first of two epochs left this behind:
+    first_epoch = TrainConfig(**{**vars(run.train_config()), "epochs": 1})
+    fit(first_epoch, synthetic_digits, folder, log=lambda line: None, show_progress=False)
+    straight = fit(run.train_config(), synthetic_digits, log=lambda line: None, show_progress=False)
+
+    outcome = run_experiment(experiment, out, jobs=1, dataset=synthetic_digits, **QUIET)
+    assert "resuming lenet5 from epoch 1" in (folder / "train.log").read_text()
+    assert [r["epoch"] for r in read_metrics(folder)] == [1, 2]
+    assert outcome.results[run.run_id]["test_loss"] == pytest.approx(straight[-1].test_loss, rel=1e-6)
+    assert load_result(out, run) == outcome.results[run.run_id]
+
+
+def test_finished_checkpoint_without_result_is_not_retrained(tmp_path, synthetic_digits):
+    experiment = load_experiment(write_config(tmp_path, ONE_RUN))
+    (run,) = experiment.runs()
+    out = tmp_path / "out"
+    folder = out / "runs" / run.run_id
+    fit(run.train_config(), synthetic_digits, folder, log=lambda line: None, show_progress=False)
+    result = run_experiment(experiment, out, jobs=1, dataset=synthetic_digits, **QUIET).results[run.run_id]
+    assert result["test_error"] == pytest.approx(1 - read_metrics(folder)[-1]["test_accuracy"])
+    assert "resuming" not in (folder / "train.log").read_text()
+
+
+def test_failed_runs_are_reported_and_the_others_finish(tmp_path, synthetic_digits):
+    text = SMALL.split("[[sweep]]")[0] + "[[sweep]]\nname = 'subsets'\nmodels = ['sk_0.2']\nsubsets = [0, 5]\n"
+    experiment = load_experiment(write_config(tmp_path, text))
+    outcome = run_experiment(experiment, tmp_path / "out", jobs=1, dataset=synthetic_digits, **QUIET)
+    assert len(outcome.results) == 1 and len(outcome.failures) == 1
+    assert "beyond the 600 training examples" in next(iter(outcome.failures.values()))
+
+
+def test_changed_settings_in_an_old_run_folder_are_refused(tmp_path, synthetic_digits):
+    experiment = load_experiment(write_config(tmp_path, ONE_RUN))
+    (run,) = experiment.runs()
+    folder = tmp_path / "out" / "runs" / run.run_id
+    folder.mkdir(parents=True)
+    (folder / "run.json").write_text(json.dumps({**run.describe(), "seed": 99}))
+    outcome = run_experiment(experiment, tmp_path / "out", jobs=1, dataset=synthetic_digits, **QUIET)
+    assert "different settings" in outcome.failures[run.run_id]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("NUMCNN_DATA"), reason="needs the real MNIST files (NUMCNN_DATA)")
+def test_quick_exercise_suite_end_to_end_on_mnist(tmp_path, capsys):
+    code = main(["experiment", "exercise_15_6", "--quick", "--jobs", "2", "--out", str(tmp_path)])
+    output = capsys.readouterr().out
+    assert code == 0, output
+    with open(tmp_path / "results.csv", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) == 4 + 2 + 5 + 7 + 6 + 7  # one row per sweep entry
+    assert {row["sweep"] for row in rows} == {"b-d", "e", "f", "g", "h", "i"}
+    assert all(0.0 <= float(row["test_error"]) <= 1.0 and row["test_images"] == "300" for row in rows)
+    assert (tmp_path / "g_error_vs_size.png").is_file() and (tmp_path / "i_error_per_seed.png").is_file()
+    assert "(quick profile)" in (tmp_path / "results.md").read_text()
+    assert main(["experiment", "exercise_15_6", "--quick", "--out", str(tmp_path), "--dry-run"]) == 0
+    assert capsys.readouterr().out.count("finished") == 26
