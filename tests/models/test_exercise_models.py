@@ -137,3 +137,25 @@ def test_specs_must_declare_layers_or_a_graph():
     with pytest.raises(ConfigurationError, match="unknown layer type 'Nope'"):
         models.register(ModelSpec(name="nope", layers=(), graph=(("a", "Nope", {}),), input_shape=(1, 2, 2), num_classes=2))
     assert "nothing" not in models.available_models()
+
+
+def test_gradcheck_command_freezes_dropout_masks():
+    from numcnn.cli.inspection import _freeze_dropout
+
+    model = models.build("bn_dropout", rng=0, dtype=np.float64)
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28))
+    _freeze_dropout(model, x)  # what 'numcnn gradcheck' does before differentiating
+    assert model.training and model[-2].frozen_mask is not None
+    np.testing.assert_array_equal(model.forward(x), model.forward(x))  # the same function every call
+
+
+def test_graph_model_checkpoint_round_trip(tmp_path):
+    from numcnn.checkpoint import load_checkpoint, save_checkpoint
+
+    model = models.build("resnet_mnist", rng=3)
+    x = np.random.default_rng(0).standard_normal((4, 1, 28, 28)).astype(np.float32)
+    model.forward(x)  # move the running statistics away from their initial values
+    path = save_checkpoint(tmp_path / "resnet.npz", model, "resnet_mnist")
+    loaded = load_checkpoint(path).model
+    assert isinstance(loaded, numcnn.Graph)
+    np.testing.assert_array_equal(loaded.eval().forward(x), model.eval().forward(x))

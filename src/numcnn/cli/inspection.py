@@ -34,6 +34,18 @@ def run_models(args) -> int:
     return 0
 
 
+def _freeze_dropout(model, inputs: np.ndarray) -> None:
+    """Draw every dropout mask once and keep it: finite differences need the same function each call."""
+    from numcnn.layers import Dropout
+    from numcnn.models.initialization import leaf_layers
+
+    dropouts = [layer for layer in leaf_layers(model) if isinstance(layer, Dropout)]
+    if dropouts:
+        model.forward(inputs)
+        for layer in dropouts:
+            layer.freeze_mask()
+
+
 def run_gradcheck(args) -> int:
     from numcnn.gradcheck import gradcheck
     from numcnn.train import make_loss
@@ -42,6 +54,7 @@ def run_gradcheck(args) -> int:
     rng = np.random.default_rng(args.seed)
     model = models.build(args.model, rng=rng, dtype=np.float64)
     inputs = rng.standard_normal((args.batch_size, *spec.input_shape))
+    _freeze_dropout(model, inputs)
     targets = rng.integers(0, spec.num_classes, size=args.batch_size)
     if spec.loss != "cross_entropy":
         targets = None
