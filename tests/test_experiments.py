@@ -119,7 +119,7 @@ def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_pa
     files = write_report(experiment, outcome.results, out, command="numcnn experiment sweep.toml")
     names = {path.name for path in files}
     assert {"results.csv", "results.md", "models_error_per_model.png", "seeds_error_per_seed.png",
-            "sizes_error_vs_size.png"} <= names  # fmt: skip
+            "sizes_error_vs_size.png", "seeds_curves.png"} <= names  # fmt: skip
     with open(out / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["sweep"] for row in rows] == ["models"] * 2 + ["seeds"] * 3 + ["sizes"] * 2

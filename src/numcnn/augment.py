@@ -63,7 +63,10 @@ def random_rotation(images: np.ndarray, max_degrees: float, rng: np.random.Gener
     channel = np.arange(channels)[None, :, None, None]
 
     def at(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        return padded[batch, channel, np.clip(rows + 1, 0, height + 1)[:, None], np.clip(cols + 1, 0, width + 1)[:, None]]
+        """Pixels at (rows, cols) of every channel; −1 and H (or W) are the background border."""
+        padded_rows = np.clip(rows + 1, 0, height + 1)[:, None]
+        padded_cols = np.clip(cols + 1, 0, width + 1)[:, None]
+        return padded[batch, channel, padded_rows, padded_cols]
 
     upper = at(top, left) * (1 - weight_x) + at(top, left + 1) * weight_x
     lower = at(top + 1, left) * (1 - weight_x) + at(top + 1, left + 1) * weight_x

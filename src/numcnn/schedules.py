@@ -36,7 +36,8 @@ class Schedule:
 
     def __post_init__(self) -> None:
         if self.kind not in SCHEDULES:
-            raise ConfigurationError(f"unknown learning-rate schedule {self.kind!r}; choose from {', '.join(SCHEDULES)}")
+            choices = ", ".join(SCHEDULES)
+            raise ConfigurationError(f"unknown learning-rate schedule {self.kind!r}; choose from {choices}")
         if self.step_size < 1 or not 0 < self.gamma <= 1 or not 0 <= self.min_lr <= self.base_lr:
             raise ConfigurationError(
                 f"schedule needs step >= 1, 0 < gamma <= 1 and 0 <= min lr <= lr; got step {self.step_size}, "

@@ -135,7 +135,8 @@ def test_specs_must_declare_layers_or_a_graph():
     with pytest.raises(ConfigurationError, match="either layers or a graph"):
         models.register(ModelSpec(name="nothing", layers=(), input_shape=(1, 2, 2), num_classes=2))
     with pytest.raises(ConfigurationError, match="unknown layer type 'Nope'"):
-        models.register(ModelSpec(name="nope", layers=(), graph=(("a", "Nope", {}),), input_shape=(1, 2, 2), num_classes=2))
+        graph = (("a", "Nope", {}),)
+        models.register(ModelSpec(name="nope", layers=(), graph=graph, input_shape=(1, 2, 2), num_classes=2))
     assert "nothing" not in models.available_models()
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
@@ -24,11 +23,15 @@ def register(subparsers) -> None:
     )
     experiment.add_argument("config", help="experiment TOML file, or the name of a packaged one")
     experiment.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in this process)")
-    experiment.add_argument("--threads-per-job", type=int, default=None, help="BLAS threads per worker (default: cores / jobs)")
+    experiment.add_argument(
+        "--threads-per-job", type=int, default=None, help="BLAS threads per worker (default: cores / jobs)"
+    )
     experiment.add_argument("--out", type=Path, default=None, help="output folder (default: runs/experiments/NAME)")
     experiment.add_argument("--quick", action="store_true", help="the config's quick profile: tiny sizes, 1 epoch")
     experiment.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
-    experiment.add_argument("--data-dir", type=Path, default=None, help="folder with MNIST (default: $NUMCNN_DATA, the cache)")
+    experiment.add_argument(
+        "--data-dir", type=Path, default=None, help="folder with MNIST (default: $NUMCNN_DATA, then the cache)"
+    )
     experiment.set_defaults(handler=run_experiment_command)
 
 

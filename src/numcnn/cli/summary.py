@@ -30,7 +30,9 @@ def register(subparsers) -> None:
         ),
     )
     summary.add_argument("model", help="registered model name (see 'numcnn models')")
-    summary.add_argument("--input", type=parse_shape, default=None, metavar="C,H,W", help="input shape (default: the model's)")
+    summary.add_argument(
+        "--input", type=parse_shape, default=None, metavar="C,H,W", help="input shape (default: the model's)"
+    )
     summary.add_argument(
         "--rf-from", default=None, metavar="LAYER",
         help="receptive fields relative to this layer's output (row number or graph node name; "

@@ -132,7 +132,8 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     packaged = resources.files("numcnn") / "configs" / f"{path.stem if path.suffix == '.toml' else path.name}.toml"
     if packaged.is_file():
         return Path(str(packaged))
-    raise ConfigurationError(f"no experiment file {str(name_or_path)!r}; packaged ones: {', '.join(packaged_configs())}")
+    known = ", ".join(packaged_configs())
+    raise ConfigurationError(f"no experiment file {str(name_or_path)!r}; packaged ones: {known}")
 
 
 def _int_list(value: Any, key: str, where: str, minimum: int) -> list[int]:

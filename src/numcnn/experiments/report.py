@@ -2,7 +2,8 @@
 
 Plots (with matplotlib): a sweep over training-set sizes gives ``<sweep>_error_vs_size.png`` (log
 scale), one over seeds ``<sweep>_error_per_seed.png``, over subsets ``<sweep>_error_per_subset.png``,
-over models only ``<sweep>_error_per_model.png``.
+over models only ``<sweep>_error_per_model.png``; every sweep also gets ``<sweep>_curves.png``, the
+test error of each of its runs after every epoch (from the runs' ``metrics.jsonl``).
 """
 
 from __future__ import annotations
@@ -12,7 +13,9 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+from numcnn.errors import DataError
 from numcnn.experiments.config import ExperimentConfig, RunSpec, Sweep
+from numcnn.train import read_metrics
 
 __all__ = ["CSV_COLUMNS", "write_report", "sweep_rows", "markdown"]
 
@@ -20,7 +23,9 @@ CSV_COLUMNS = [
     "sweep", "model", "train_size", "subset", "train_offset", "seed", "epochs",
     "test_error", "test_loss", "train_error", "train_loss", "test_images", "seconds", "run_id",
 ]  # fmt: skip
-PLOT_KINDS = {"sizes": "error_vs_size", "seeds": "error_per_seed", "subsets": "error_per_subset", "models": "error_per_model"}
+PLOT_KINDS = {
+    "sizes": "error_vs_size", "seeds": "error_per_seed", "subsets": "error_per_subset", "models": "error_per_model",
+}  # fmt: skip
 
 
 def sweep_rows(sweep: Sweep, results: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
@@ -72,9 +77,9 @@ def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], c
                 f"| {_percent(result['train_error'])} | {result['seconds']:.0f} s |"
             )
         if len(errors) > 1 and set(sweep.varying) & {"seeds", "subsets"} and "models" not in sweep.varying:
-            spread = statistics.stdev(errors)
-            lines += ["", f"Mean test error {_percent(statistics.mean(errors))}, sample standard deviation "
-                      f"{_percent(spread)}, range {_percent(min(errors))}–{_percent(max(errors))} (n = {len(errors)})."]  # fmt: skip
+            mean, spread = statistics.mean(errors), statistics.stdev(errors)
+            lines += ["", f"Mean test error {_percent(mean)}, sample standard deviation {_percent(spread)}, "
+                      f"range {_percent(min(errors))}–{_percent(max(errors))} (n = {len(errors)})."]  # fmt: skip
         lines.append("")
     return "\n".join(lines)
 
@@ -97,10 +102,46 @@ def write_report(
         return written
     matplotlib.use("Agg")
     for sweep in experiment.sweeps:
-        path = _plot_sweep(sweep, results, out_dir)
-        if path is not None:
-            written.append(path)
+        for path in (_plot_sweep(sweep, results, out_dir), _plot_curves(sweep, results, out_dir)):
+            if path is not None:
+                written.append(path)
     return written
+
+
+def _run_label(run: RunSpec, sweep: Sweep) -> str:
+    parts = {
+        "models": run.model, "sizes": f"n={run.size:,}", "subsets": f"subset {run.subset}", "seeds": f"seed {run.seed}",
+    }  # fmt: skip
+    return ", ".join(parts[axis] for axis in sweep.varying) or run.model
+
+
+def _plot_curves(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path) -> Path | None:
+    """Test error after every epoch, one line per finished run of the sweep."""
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(6.5, 4))
+    drawn = 0
+    for run in sweep.runs:
+        if run.run_id not in results:
+            continue
+        try:
+            records = read_metrics(out_dir / "runs" / run.run_id)
+        except DataError:
+            continue  # a result without its metrics file (copied results): nothing to draw
+        axes.plot([r["epoch"] for r in records], [100 * (1 - r["test_accuracy"]) for r in records],
+                  marker=".", label=_run_label(run, sweep))  # fmt: skip
+        drawn += 1
+    if not drawn:
+        plt.close(figure)
+        return None
+    axes.set(xlabel="epoch", ylabel="test error (%)", yscale="log", title=f"{sweep.name}: test error per epoch")
+    axes.grid(alpha=0.3, which="both")
+    axes.legend(fontsize="small", ncol=2)
+    figure.tight_layout()
+    path = out_dir / f"{sweep.name}_curves.png"
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return path
 
 
 def _plot_sweep(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path) -> Path | None:
