@@ -4,7 +4,7 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, models, optim
+from numcnn import functional, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
@@ -65,4 +65,5 @@ __all__ = [
     "models",
     "numerical_gradient",
     "optim",
+    "reference",
 ]
