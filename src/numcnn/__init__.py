@@ -27,6 +27,7 @@ from numcnn.layers import (
 )
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
+from numcnn.sdlm import SDLM
 
 __version__ = "0.1.0"
 
@@ -51,6 +52,7 @@ __all__ = [
     "RBFLoss",
     "RBFMAPLoss",
     "ReLU",
+    "SDLM",
     "SGD",
     "ScaledTanh",
     "Sequential",
