@@ -185,7 +185,10 @@ def test_lenet5_1998_curvature_is_complete_and_non_negative(rng):
         assert not estimate["4.weight"][c3_absent].any() and estimate["4.weight"][~c3_absent].all()
 
 
-@pytest.mark.parametrize("layer", [numcnn.MaxPool2d(2), numcnn.Softmax(), numcnn.LearnedCombination2d(1, 1, 1)], ids=repr)
+WITHOUT_CURVATURE = [numcnn.MaxPool2d(2), numcnn.Softmax(), numcnn.LearnedCombination2d(1, 1, 1)]
+
+
+@pytest.mark.parametrize("layer", WITHOUT_CURVATURE, ids=repr)
 def test_layers_without_a_curvature_pass_say_so(layer):
     with pytest.raises(numcnn.NumcnnError, match="has no curvature pass"):
         layer.backward_curvature(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)))

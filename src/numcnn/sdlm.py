@@ -41,7 +41,9 @@ def schedule_factor(schedule: Iterable[tuple[int, float]] | None, epoch: int) ->
     return factor
 
 
-def gauss_newton_diagonal(model, loss, images: np.ndarray, labels: np.ndarray, batch_size: int = 100) -> dict[str, np.ndarray]:
+def gauss_newton_diagonal(
+    model, loss, images: np.ndarray, labels: np.ndarray, batch_size: int = 100
+) -> dict[str, np.ndarray]:
     """The Gauss–Newton estimate ``h_kk`` of every parameter of ``model``, averaged over the samples.
 
     For each batch: forward, the loss's first and second derivatives at the outputs, then the curvature
@@ -112,7 +114,8 @@ class SDLM(Optimizer):
         generator = rng if rng is not None else np.random.default_rng()
         count = min(self.curvature_samples, len(labels))
         chosen = generator.choice(len(labels), size=count, replace=False)
-        self.set_curvature(model, gauss_newton_diagonal(model, loss, images[chosen], labels[chosen], self.curvature_batch_size))
+        estimate = gauss_newton_diagonal(model, loss, images[chosen], labels[chosen], self.curvature_batch_size)
+        self.set_curvature(model, estimate)
 
     def set_curvature(self, model, curvatures: dict[str, np.ndarray]) -> None:
         """Store ``h`` for every parameter of the optimiser, matched to ``model``'s parameters by name."""

@@ -55,7 +55,8 @@ def test_spec_declares_input_loss_and_prediction():
     assert isinstance(make_loss(spec), RBFLoss) and LOSS_TYPES["rbf_map"] is RBFMAPLoss
     assert "LeCun" in spec.source and "1998" in spec.source
     # LeCun's normalisation: blank paper -> -0.1, full ink -> 1.175, the padded border blank.
-    images = prepare_images(np.array([[[0, 255], [255, 0]]], dtype=np.uint8), padding=2, mean=spec.input_mean, std=spec.input_std, dtype=np.float64)
+    pixels = np.array([[[0, 255], [255, 0]]], dtype=np.uint8)
+    images = prepare_images(pixels, padding=2, mean=spec.input_mean, std=spec.input_std, dtype=np.float64)
     assert images.shape == (1, 1, 6, 6)
     np.testing.assert_allclose(images[0, 0, 2:4, 2:4], [[-0.1, 1.175], [1.175, -0.1]])
     np.testing.assert_allclose(images[0, 0, 0], -0.1)

@@ -64,7 +64,9 @@ def register(subparsers) -> None:
         "per parameter, curvature h re-estimated before each epoch, lr decreased on the paper's schedule",
     )  # fmt: skip
     train.add_argument("--damping", type=float, default=0.02, help="SDLM's mu in lr/(mu + h_kk)")
-    train.add_argument("--curvature-samples", type=positive_int, default=500, help="SDLM: samples per curvature estimate")
+    train.add_argument(
+        "--curvature-samples", type=positive_int, default=500, help="SDLM: samples per curvature estimate"
+    )
     train.add_argument(
         "--layer-lr", type=layer_learning_rate, action="append", default=[], metavar="INDEX=LR",
         help="learning rate of one layer (index in the model, see 'numcnn models'); repeatable",

@@ -12,7 +12,7 @@ with stride and padding; ``z_i = x_i * k_i`` is kept from the forward pass.
 Backward, with ``δ_j = ∂E/∂u_j``:
 
 * ``∂E/∂α_ij = Σ_uv (δ_j ∘ z_i)_uv``                                   (000/002, before eq. 9)
-* ``∂E/∂c_ij = α_ij (∂E/∂α_ij − Σ_k ∂E/∂α_kj α_kj)``                   (000 eqs. 9–10; 002 eqs. 16–17)
+* ``∂E/∂c_ij = α_ij (∂E/∂α_ij − Σ_k ∂E/∂α_kj α_kj)``        (000 eqs. 9–10; 002 eqs. 16–17)
   -- the softmax Jacobian ``∂α_k/∂c_i = δ_ki α_i − α_i α_k`` (000 eq. 8), applied by
   :func:`~numcnn.functional.activation.softmax_backward` along the input axis.
 * ``∂E/∂z_i = Σ_j α_ij δ_j``, then ``∂E/∂k_i`` and ``∂E/∂x_i`` as for a convolution with one map.
@@ -24,9 +24,9 @@ Sparsity (000 §3.3.1 eqs. 11–13; 002 eqs. 18–21): ``Ẽ = E + Ω`` with ``�
 *A remark on the notes.* Under the softmax ``|α_ij| = α_ij`` and ``Σ_i α_ij = 1``, so this ``Ω`` equals
 ``λ · C_out`` for every ``c`` and eq. 13 is identically zero: the L1 penalty of the notes cannot make the
 combinations sparse. numcnn implements it as written (tests confirm both facts) and generalises it to
-``Ω = λ Σ_ij |α_ij|^p``, whose gradient by the same chain rule (eqs. 9–10 with ``∂Ω/∂α_i = λ p α_i^{p−1}``)
-is ``λ p (|α_i|^p − α_i Σ_k |α_k|^p)``; ``p = 1`` is eq. 13, and ``p < 1`` (e.g. ½) is smallest at the
-corners of the simplex, so it does favour few inputs per output map.
+``Ω = λ Σ_ij |α_ij|^p``, whose gradient by the same chain rule (eqs. 9–10 with
+``∂Ω/∂α_i = λ p α_i^{p−1}``) is ``λ p (|α_i|^p − α_i Σ_k |α_k|^p)``; ``p = 1`` is eq. 13, and ``p < 1``
+(e.g. ½) is smallest at the corners of the simplex, so it does favour few inputs per output map.
 """
 
 from __future__ import annotations
@@ -79,7 +79,8 @@ def combination_forward(
         - returns u ``(N, F, OH, OW)`` and the cache for :func:`combination_backward`
     """
     if x.ndim != 4 or x.shape[1] != kernels.shape[0]:
-        raise ShapeError(f"a combination of {kernels.shape[0]} maps needs input (N, {kernels.shape[0]}, H, W), got {x.shape}")
+        channels = kernels.shape[0]
+        raise ShapeError(f"a combination of {channels} maps needs input (N, {channels}, H, W), got {x.shape}")
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
     alpha = combination_weights(logits)
     columns = im2col(x, kernels.shape[1:], stride, padding)  # (N, C, KH, KW, OH, OW)
@@ -92,12 +93,13 @@ def combination_forward(
 def combination_backward(
     grad_output: np.ndarray, cache: CombinationCache, need_input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray, np.ndarray]:
-    """Return ``(∂E/∂x or None, ∂E/∂k, ∂E/∂c, ∂E/∂b)`` for ``δ = ∂E/∂u`` of shape ``(N, F, OH, OW)``.
+    """``(∂E/∂x or None, ∂E/∂k, ∂E/∂c, ∂E/∂b)`` for ``δ = ∂E/∂u`` of shape ``(N, F, OH, OW)``.
 
     Shapes: ``(N, C, H, W)``, ``(C, KH, KW)``, ``(C, F)``, ``(F,)``.
     """
     grad_alpha = np.einsum("nfpq,ncpq->cf", grad_output, cache.responses)  # Σ_uv δ_j ∘ (x_i * k_i)
-    grad_logits = softmax_backward(grad_alpha, cache.alpha, axis=0)  # eq. 10: α_i(∂E/∂α_i − Σ_k ∂E/∂α_k α_k)
+    # eq. 10: ∂E/∂c_i = α_i (∂E/∂α_i − Σ_k ∂E/∂α_k α_k), the softmax Jacobian along the input axis
+    grad_logits = softmax_backward(grad_alpha, cache.alpha, axis=0)
     grad_bias = grad_output.sum(axis=(0, 2, 3))
     grad_responses = np.einsum("nfpq,cf->ncpq", grad_output, cache.alpha)  # ∂E/∂z_i = Σ_j α_ij δ_j
     grad_kernels = np.einsum("ncpq,ncklpq->ckl", grad_responses, cache.columns)
@@ -115,6 +117,9 @@ def sparsity_penalty(alpha: np.ndarray, strength: float, power: float = 1.0) -> 
 
 
 def sparsity_penalty_gradient(alpha: np.ndarray, strength: float, power: float = 1.0) -> np.ndarray:
-    """``∂Ω/∂c_i = λ p (|α_i|^p − α_i Σ_k |α_k|^p)`` per output map (000 eq. 13 for ``p = 1``). Shape ``(C, F)``."""
+    """``∂Ω/∂c_i = λ p (|α_i|^p − α_i Σ_k |α_k|^p)`` per output map (000 eq. 13 for ``p = 1``).
+
+    Shape: alpha ``(C, F)`` → ``(C, F)``.
+    """
     powered = np.abs(alpha) ** power
     return strength * power * (powered - alpha * powered.sum(axis=0, keepdims=True))

@@ -4,8 +4,8 @@ LeCun, Bottou, Bengio, Haffner 1998, Appendix C, and LeCun et al., "Efficient Ba
 estimate the diagonal ``h_kk`` of the Hessian of ``E`` by back-propagating *second* derivatives with
 two approximations:
 
-* Gauss–Newton: for ``x = f(a)``, ``∂²E/∂a² ≈ f′(a)² · ∂²E/∂x²`` -- the term ``f″(a) · ∂E/∂x`` is
-  dropped, which keeps every estimate ``≥ 0``;
+* Gauss–Newton: for ``x = f(a)``, ``∂²E/∂a² ≈ f′(a)² · ∂²E/∂x²`` -- the term ``f″(a) · ∂E/∂x``
+  is dropped, which keeps every estimate ``≥ 0``;
 * diagonal: ``∂²E/∂x_j² ≈ Σ_i w_ij² · ∂²E/∂a_i²`` for ``a_i = Σ_j w_ij x_j`` -- the cross terms
   ``∂²E/∂a_i∂a_k`` are dropped, so only one number per unit travels backwards.
 
@@ -13,8 +13,8 @@ A parameter's curvature then is ``h_k = Σ_{(i,j)∈V_k} ∂²E/∂a_i² · x_j�
 connections that share it (a convolution kernel entry is shared by every output position).
 
 Both approximations together make each rule below *the first-order backward formula of the layer with
-every factor squared*: ``δ → D = ∂²E/∂(output)²``, ``x → x²``, ``w → w²``, ``f′ → f′²``. The code says so
-literally where it can (convolution and linear layers call their own backward with squared inputs).
+every factor squared*: ``δ → D = ∂²E/∂(output)²``, ``x → x²``, ``w → w²``, ``f′ → f′²``. The code says
+so literally where it can (convolution and linear layers call their own backward with squared inputs).
 
 For one layer with a diagonal ``D`` at its output the results are exact: ``diag(Jᵀ D J)`` for ``J`` the
 layer's Jacobian with respect to its parameters or its input (tested against explicit Jacobians). For a
@@ -107,7 +107,9 @@ def subsample_curvature(
     return curvature_input, curvature_beta, curvature_bias
 
 
-def tanh_curvature(curvature_output: np.ndarray, x: np.ndarray, amplitude: float = 1.0, scale: float = 1.0) -> np.ndarray:
+def tanh_curvature(
+    curvature_output: np.ndarray, x: np.ndarray, amplitude: float = 1.0, scale: float = 1.0
+) -> np.ndarray:
     """``∂²E/∂x² ≈ f′(x)² · D`` for ``f = A·tanh(S·x)`` (Gauss–Newton: no ``f″`` term)."""
     derivative = tanh_backward(1.0, tanh_forward(x, amplitude, scale), amplitude, scale)
     return curvature_output * derivative * derivative
@@ -127,7 +129,7 @@ def relu_curvature(curvature_output: np.ndarray, x: np.ndarray) -> np.ndarray:
 def rbf_curvature(
     curvature_output: np.ndarray, grad_output: np.ndarray, x: np.ndarray, prototypes: np.ndarray
 ) -> np.ndarray:
-    """``∂²E/∂x_j² ≈ Σ_i D_i · (2 (x_j − w_ij))² + 2 Σ_i ∂E/∂y_i`` for Euclidean RBF units ``y_i = ‖x − w_i‖²``.
+    """``∂²E/∂x_j² ≈ Σ_i D_i (2 (x_j − w_ij))² + 2 Σ_i ∂E/∂y_i`` for Euclidean RBF units ``y_i = ‖x − w_i‖²``.
 
     The first term is the Gauss–Newton rule. The second is the RBF's own second derivative
     ``∂²y_i/∂x_j² = 2`` weighted by the first derivative ``g_i = ∂E/∂y_i`` -- kept, not dropped: it is
@@ -155,12 +157,12 @@ def mse_curvature(outputs: np.ndarray, reduction: str = "mean") -> np.ndarray:
 
 
 def cross_entropy_curvature(probabilities: np.ndarray, reduction: str = "mean") -> np.ndarray:
-    """``∂²E/∂u_k² = p_k (1 − p_k) / N``: the diagonal of the softmax cross-entropy Hessian ``diag(p) − p pᵀ``."""
+    """``∂²E/∂u_k² = p_k (1 − p_k) / N``: the diagonal of the cross-entropy Hessian ``diag(p) − p pᵀ``."""
     return probabilities * (1.0 - probabilities) * _batch_scale(probabilities.shape[0], reduction)
 
 
 def rbf_mse_curvature(targets: np.ndarray) -> np.ndarray:
-    """Paper eq. 8 is linear in the RBF outputs: ``∂²E/∂y² = 0``; the curvature enters in :func:`rbf_curvature`."""
+    """Paper eq. 8 is linear in the RBF outputs: ``∂²E/∂y² = 0``; its curvature enters in :func:`rbf_curvature`."""
     return np.zeros_like(targets)
 
 

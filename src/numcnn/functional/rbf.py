@@ -42,7 +42,8 @@ def rbf_forward(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
     Shape: x ``(N, F)``, prototypes ``(K, F)`` → ``(N, K)``.
     """
     if x.ndim != 2 or x.shape[1] != prototypes.shape[1]:
-        raise ShapeError(f"RBF units with {prototypes.shape[1]} inputs need an input of shape (N, {prototypes.shape[1]}), got {x.shape}")
+        features = prototypes.shape[1]
+        raise ShapeError(f"RBF units with {features} inputs need an input of shape (N, {features}), got {x.shape}")
     difference = x[:, None, :] - prototypes[None, :, :]  # (N, K, F): x − w_i for every class i
     return (difference * difference).sum(axis=2)
 
@@ -61,7 +62,7 @@ def _check_labels(penalties: np.ndarray, labels: np.ndarray) -> np.ndarray:
         raise ShapeError(f"RBF outputs must have shape (N, K), got {penalties.shape}")
     if labels.shape != (penalties.shape[0],) or not np.issubdtype(labels.dtype, np.integer):
         raise ShapeError(
-            f"RBF criteria need integer class labels of shape ({penalties.shape[0]},), got {labels.dtype} {labels.shape}"
+            f"RBF criteria need integer labels of shape ({penalties.shape[0]},), got {labels.dtype} {labels.shape}"
         )
     return one_hot(labels, penalties.shape[1], dtype=penalties.dtype)  # also checks the label range
 

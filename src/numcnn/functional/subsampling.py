@@ -141,7 +141,7 @@ def subsample_forward(
 def subsample_backward(
     grad_output: np.ndarray, cache: SubsampleCache, need_input_grad: bool = True
 ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
-    """Return ``(∂E/∂x or None, ∂E/∂β, ∂E/∂b)`` for ``grad_output = δ = ∂E/∂u`` of shape ``(N, C, OH, OW)``.
+    """``(∂E/∂x or None, ∂E/∂β, ∂E/∂b)`` for ``grad_output = δ = ∂E/∂u`` of shape ``(N, C, OH, OW)``.
 
     Shapes of the results: ``(N, C, H, W)``, ``(C,)``, ``(C,)``.
     """

@@ -58,7 +58,8 @@ class LearnedCombination2d(Layer):
             )
         if sparsity < 0 or not 0 < sparsity_power <= 1:
             raise ConfigurationError(
-                f"LearnedCombination2d: sparsity must be >= 0 and sparsity_power in (0, 1], got {sparsity} and {sparsity_power}"
+                "LearnedCombination2d: sparsity must be >= 0 and sparsity_power in (0, 1], "
+                f"got {sparsity} and {sparsity_power}"
             )
         self.in_channels, self.out_channels = int(in_channels), int(out_channels)
         self.kernel_size = pair(kernel_size, "kernel_size")
@@ -69,8 +70,9 @@ class LearnedCombination2d(Layer):
         self.dtype = np.dtype(dtype)
         rng = make_generator(rng)
         kernel_fan_in = self.kernel_size[0] * self.kernel_size[1]
-        self.add_parameter("kernel", fan_in_uniform((self.in_channels, *self.kernel_size), kernel_fan_in, rng, self.dtype))
-        self.add_parameter("logits", fan_in_uniform((self.in_channels, self.out_channels), self.in_channels, rng, self.dtype))
+        kernel_shape, logits_shape = (self.in_channels, *self.kernel_size), (self.in_channels, self.out_channels)
+        self.add_parameter("kernel", fan_in_uniform(kernel_shape, kernel_fan_in, rng, self.dtype))
+        self.add_parameter("logits", fan_in_uniform(logits_shape, self.in_channels, rng, self.dtype))
         self.add_parameter("bias", fan_in_uniform((self.out_channels,), kernel_fan_in, rng, self.dtype))
 
     def forward(self, x: np.ndarray) -> np.ndarray:

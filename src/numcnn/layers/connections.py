@@ -63,7 +63,9 @@ def check_connections(table, in_channels: int, out_channels: int, layer: str = "
     table = table.astype(bool)
     unconnected = np.flatnonzero(~table.any(axis=0))
     if unconnected.size:
-        raise ConfigurationError(f"{layer}: output map(s) {unconnected.tolist()} have no input map in the connection table")
+        raise ConfigurationError(
+            f"{layer}: output map(s) {unconnected.tolist()} have no input map in the connection table"
+        )
     return table
 
 

@@ -50,7 +50,8 @@ class EuclideanRBF(Layer):
         prototypes = np.array(prototypes, dtype=self.dtype)
         if prototypes.shape != (self.out_features, self.in_features):
             raise ConfigurationError(
-                f"EuclideanRBF: prototypes must have shape ({self.out_features}, {self.in_features}), got {prototypes.shape}"
+                f"EuclideanRBF: prototypes must have shape ({self.out_features}, {self.in_features}), "
+                f"got {prototypes.shape}"
             )
         self.buffers["prototypes"] = prototypes
 

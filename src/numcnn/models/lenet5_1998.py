@@ -95,7 +95,8 @@ LENET5_1998 = register(
             ("ScaledTanh", {}),
             ("Subsample2d", {"channels": 6, "factor": 2}),  # S2: 6@14×14
             ("ScaledTanh", {}),
-            ("Conv2d", {"in_channels": 6, "out_channels": 16, "kernel_size": 5, "connections": LENET5_C3_CONNECTIONS}),  # C3: 16@10×10
+            # C3: 16@10×10, each map reading the S2 maps of Table I
+            ("Conv2d", {"in_channels": 6, "out_channels": 16, "kernel_size": 5, "connections": LENET5_C3_CONNECTIONS}),
             ("ScaledTanh", {}),
             ("Subsample2d", {"channels": 16, "factor": 2}),  # S4: 16@5×5
             ("ScaledTanh", {}),
