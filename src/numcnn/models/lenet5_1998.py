@@ -109,7 +109,9 @@ LENET5_1998 = register(
         ),
         notes=(
             "Euclidean RBF outputs are penalties: the predicted digit is the argmin.",
-            "Trained with --optimizer sdlm (stochastic diagonal Levenberg-Marquardt) as in the paper, or SGD.",
+            "Train it as the paper did, with SDLM: numcnn train --model lenet5_1998 --optimizer sdlm --lr 0.002 "
+            "--batch-size 32 --epochs 20 (1.00% test error). Its squared-distance loss is ~84x larger than "
+            "cross-entropy, so SGD needs a learning rate far below the default 0.05.",
         ),
     )
 )
