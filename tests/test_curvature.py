@@ -192,3 +192,24 @@ WITHOUT_CURVATURE = [numcnn.MaxPool2d(2), numcnn.Softmax(), numcnn.LearnedCombin
 def test_layers_without_a_curvature_pass_say_so(layer):
     with pytest.raises(numcnn.NumcnnError, match="has no curvature pass"):
         layer.backward_curvature(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)))
+
+
+def test_lenet5_1998_estimate_is_exact_for_c5_and_f6_and_approximate_below(rng):
+    # The exact Gauss–Newton diagonal Σ_n Σ_j (2/N) (∂x_nj/∂θ)² of LeNet-5, x = F6's output, by one
+    # back-propagation per sample and F6 unit. C5's and F6's parameters each reach F6 through one unit,
+    # so LeCun's estimate is exact there; below, the dropped cross terms of the shared kernels matter.
+    model = models.build("lenet5_1998", rng=0, dtype=np.float64)
+    images, labels = rng.standard_normal((2, 1, 32, 32)), np.array([1, 7])
+    estimate = gauss_newton_diagonal(model, RBFLoss(), images, labels)
+    features = Sequential(*model.layers[:-1])
+    exact = {name: np.zeros_like(param) for name, param, _ in features.named_parameters()}
+    for n in range(len(labels)):
+        for unit in range(84):
+            features.zero_grad()
+            features.forward(images[n : n + 1])
+            features.backward(np.eye(84)[None, unit], need_input_grad=False)
+            for name, _, grad in features.named_parameters():
+                exact[name] += 2.0 / len(labels) * grad**2
+    for name in ("8.weight", "8.bias", "11.weight", "11.bias"):
+        np.testing.assert_allclose(estimate[name], exact[name], rtol=1e-9, atol=1e-14, err_msg=name)
+    assert not np.allclose(estimate["0.weight"], exact["0.weight"], rtol=0.1)  # C1: an approximation
