@@ -192,3 +192,14 @@ def test_fit_with_augmentation_is_reproducible_and_changes_training(synthetic_di
     assert first.train_loss == fit(augmented, synthetic_digits, **QUIET)[0].train_loss
     assert first.train_loss != fit(plain, synthetic_digits, **QUIET)[0].train_loss
     assert first.test_accuracy > 0.5  # small shifts and rotations keep the classes learnable
+
+
+def test_schedule_scales_per_layer_learning_rates_and_refuses_sdlm(synthetic_digits):
+    config = TrainConfig(
+        model="lenet5", epochs=2, batch_size=200, lr=0.02, layer_lr={"0": 0.1},
+        lr_schedule="exponential", lr_gamma=0.5,
+    )  # fmt: skip
+    history = fit(config, synthetic_digits, **QUIET)
+    assert [m.lr for m in history] == pytest.approx([0.1, 0.05])  # group 0 is the layer with its own rate
+    with pytest.raises(ConfigurationError, match="SDLM follows LeCun's own"):
+        TrainConfig(optimizer="sdlm", lr_schedule="cosine").validate()

@@ -96,3 +96,12 @@ def test_models_command_lists_the_new_models_quickly(capsys):
     assert main(["models"]) == 0
     out = capsys.readouterr().out
     assert "vgg16" in out and "138,357,544" in out and "sk_0.2" in out and "resnet_mnist" in out
+
+
+def test_classic_layers_in_the_summary():
+    summary = summarize("lenet5_1998")
+    assert summary.reference == "7"  # S4, a (trainable) sub-sampling layer, counts as pooling
+    assert [layer.receptive_field[0] for layer in summary.layers[:8]] == [16, 12, 12, 6, 6, 2, 2, 1]
+    assert summary["5"].flops == 2 * 60 * 25 * 100 + 16 * 100  # only C3's 60 connected kernels cost
+    assert "60 of 96 connections" in summary["5"].description
+    assert summary["14"].flops == 3 * 84 * 10

@@ -4,30 +4,36 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, models, optim
+from numcnn import functional, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
+    LENET5_C3_CONNECTIONS,
     Add,
     AvgPool2d,
     BatchNorm1d,
     BatchNorm2d,
     Conv2d,
     Dropout,
+    EuclideanRBF,
     Flatten,
     GlobalAvgPool2d,
     Graph,
     Layer,
+    LearnedCombination2d,
     Linear,
     MaxPool2d,
     ReLU,
+    ScaledTanh,
     Sequential,
     Sigmoid,
     Softmax,
+    Subsample2d,
     Tanh,
 )
-from numcnn.losses import CrossEntropyLoss, Loss, MSELoss
+from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
+from numcnn.sdlm import SDLM
 
 __version__ = "0.1.0"
 
@@ -42,22 +48,30 @@ __all__ = [
     "CrossEntropyLoss",
     "DataError",
     "Dropout",
+    "EuclideanRBF",
     "Flatten",
     "GlobalAvgPool2d",
     "GradcheckReport",
     "Graph",
+    "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LearnedCombination2d",
     "Linear",
     "Loss",
     "MSELoss",
     "MaxPool2d",
     "NumcnnError",
+    "RBFLoss",
+    "RBFMAPLoss",
     "ReLU",
+    "SDLM",
     "SGD",
+    "ScaledTanh",
     "Sequential",
     "ShapeError",
     "Sigmoid",
     "Softmax",
+    "Subsample2d",
     "Tanh",
     "__version__",
     "functional",
@@ -65,4 +79,5 @@ __all__ = [
     "models",
     "numerical_gradient",
     "optim",
+    "reference",
 ]

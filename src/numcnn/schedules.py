@@ -45,13 +45,19 @@ class Schedule:
             )
 
     def __call__(self, epoch: int) -> float:
+        return self.base_lr * self.factor(epoch)
+
+    def factor(self, epoch: int) -> float:
+        """The rate of ``epoch`` as a multiple of ``base_lr``; the trainer scales every parameter
+        group's own rate by it, so per-layer rates keep their ratios."""
         if epoch < 1:
             raise ConfigurationError(f"epochs count from 1, got {epoch}")
         done = epoch - 1  # epochs completed before this one
         if self.kind == "step":
-            return self.base_lr * self.gamma ** (done // self.step_size)
+            return self.gamma ** (done // self.step_size)
         if self.kind == "exponential":
-            return self.base_lr * self.gamma**done
+            return self.gamma**done
         if self.kind == "cosine":
-            return self.min_lr + (self.base_lr - self.min_lr) * (1 + math.cos(math.pi * done / self.epochs)) / 2
-        return self.base_lr
+            floor = self.min_lr / self.base_lr
+            return floor + (1 - floor) * (1 + math.cos(math.pi * done / self.epochs)) / 2
+        return 1.0

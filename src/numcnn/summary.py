@@ -8,9 +8,12 @@ here (e.g. ones added later) are instantiated on their own and asked for ``outpu
 **FLOPs** are those of one forward pass of one input in inference mode. A multiply-add counts as
 **2** FLOPs (one multiplication, one addition), so a convolution costs ``2·F·OH·OW·C·KH·KW`` plus one
 addition per output for the bias. Element-wise work counts one FLOP per arithmetic operation:
-ReLU 1 per element (a comparison), batch norm 2 (scale and shift, folded), max pooling ``KH·KW − 1``
-comparisons per output, average pooling ``KH·KW`` (additions and the division), ``Add`` one per
-summand beyond the first. Dropout, flattening and the softmax of the loss count 0.
+ReLU 1 per element (a comparison; sigmoid and tanh also count 1, as if tabulated), batch norm 2 (scale and shift,
+folded), max pooling ``KH·KW − 1`` comparisons per output, average pooling ``KH·KW`` (additions and
+the division), trainable sub-sampling ``KH·KW + 1`` (sum, scale, bias), ``Add`` one per summand
+beyond the first, an RBF output unit 3 per input (difference, square, sum). A convolution with a
+connection table counts only its connected kernels. Dropout, flattening and the softmax of the
+loss count 0.
 
 **Receptive field**, as in seed 004 §15.7.2 and table 15.2: fix one element of a *reference* layer's
 output (by default the last pooling layer, the 7×7×512 tensor of VGG-16); the receptive field
@@ -33,13 +36,13 @@ import numpy as np
 from numcnn import models
 from numcnn.errors import ConfigurationError, ShapeError
 from numcnn.functional.im2col import conv_output_size, pair
-from numcnn.layers import Merge
+from numcnn.layers import Conv2d, Merge
 
 __all__ = ["LayerInfo", "ModelSummary", "summarize", "POOLING_TYPES"]
 
 # Layer types that count as pooling when choosing the default receptive-field reference.
 POOLING_TYPES = ("MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Subsample2d")
-ELEMENTWISE_FLOPS = {"ReLU": 1, "Sigmoid": 1, "Tanh": 1, "BatchNorm1d": 2, "BatchNorm2d": 2}
+ELEMENTWISE_FLOPS = {"ReLU": 1, "Sigmoid": 1, "Tanh": 1, "ScaledTanh": 1, "BatchNorm1d": 2, "BatchNorm2d": 2}
 
 
 @dataclass
@@ -203,7 +206,19 @@ def _analyze(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]
         return (size,), 0, 0, None, ""
     if type_name in ("BatchNorm1d", "BatchNorm2d"):
         return shape, 2 * args["num_features"], 2 * size, ONE_BY_ONE, ""
+    if type_name == "Subsample2d":
+        return _subsample(args, shape)
     return _analyze_instance(type_name, args, shapes)
+
+
+def _subsample(args: dict[str, Any], shape: tuple[int, ...]):
+    """LeNet-5's S layers: ``β·down(x) + b`` over non-overlapping ``factor × factor`` blocks."""
+    channels, height, width = _spatial(shape, "Subsample2d")
+    factor = pair(args.get("factor", 2), "factor")
+    out_h, out_w = height // factor[0], width // factor[1]
+    flops = (factor[0] * factor[1] + 1) * channels * out_h * out_w  # the block sum, β·, + b
+    description = f"{factor[0]}x{factor[1]}; {args.get('mode', 'sum')}"
+    return (channels, out_h, out_w), 2 * channels, flops, (factor, factor), description
 
 
 def _analyze_instance(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]):
@@ -214,15 +229,22 @@ def _analyze_instance(type_name: str, args: dict[str, Any], shapes: list[tuple[i
     flops = ELEMENTWISE_FLOPS.get(type_name, 0) * size
     if isinstance(layer, Merge):
         flops = (len(shapes) - 1) * size
-    window = None
+    if type_name == "EuclideanRBF":
+        flops = 3 * math.prod(shapes[0]) * size
+    window, description = None, ""
     if hasattr(layer, "kernel_size") and hasattr(layer, "stride"):
         window = (pair(layer.kernel_size), pair(layer.stride))
-        weight = layer.params.get("weight")
-        if weight is not None and weight.ndim == 4 and len(output) == 3:  # a convolution-like layer
-            flops = 2 * weight.size * output[1] * output[2] + ("bias" in layer.params) * size
+        if isinstance(layer, Conv2d) and len(output) == 3:
+            # Only the kernels in use cost anything (a connection table leaves some out).
+            bias = layer.params["bias"].size if "bias" in layer.params else 0
+            flops = 2 * (layer.num_parameters() - bias) * output[1] * output[2] + (size if bias else 0)
+            (kernel_h, kernel_w), (stride_h, _) = window
+            description = f"{layer.out_channels}; {kernel_h}x{kernel_w}; p={layer.padding[0]}, st={stride_h}"
+            if getattr(layer, "connections", None) is not None:
+                description += f"; {int(layer.connections.sum())} of {layer.connections.size} connections"
     elif len(output) == len(shapes[0]) and output[1:] == tuple(shapes[0][1:]):
         window = ONE_BY_ONE  # keeps the spatial layout: element-wise for the receptive field
-    return output, layer.num_parameters(), flops, window, ""
+    return output, layer.num_parameters(), flops, window, description
 
 
 # -- the whole model -----------------------------------------------------------------------------

@@ -31,9 +31,10 @@ from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError
 from numcnn.layers import Sequential
 from numcnn.losses import LOSS_TYPES, Loss
-from numcnn.optim import SGD
+from numcnn.optim import SGD, Optimizer, layer_groups
 from numcnn.progress import Progress
 from numcnn.schedules import Schedule
+from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM
 
 __all__ = [
     "TrainConfig",
@@ -56,6 +57,7 @@ __all__ = [
 CHECKPOINT_NAME = "model.npz"
 BEST_CHECKPOINT_NAME = "best.npz"  # early stopping: the weights of the best validation epoch
 METRICS_NAME = "metrics.jsonl"
+OPTIMIZERS = ("sgd", "sdlm")
 
 
 @dataclass
@@ -73,11 +75,16 @@ class TrainConfig:
     train_offset: int = 0  # ... starting at this index (disjoint subsets)
     dtype: str = "float32"
     eval_batch_size: int = 1000
-    # Learning-rate schedule per epoch (numcnn.schedules): constant, step, exponential or cosine.
+    optimizer: str = "sgd"  # "sdlm": LeCun's stochastic diagonal Levenberg-Marquardt (numcnn.sdlm)
+    damping: float = 0.02  # SDLM's μ in η / (μ + h_kk)
+    curvature_samples: int = 500  # SDLM: samples the curvature is re-estimated on before each epoch
+    layer_lr: dict[str, float] = field(default_factory=dict)  # learning rate per layer index, e.g. {"0": 0.01}
+    # Learning-rate schedule per epoch (numcnn.schedules): constant, step, exponential or cosine; it
+    # scales every parameter group's own rate (so per-layer rates keep their ratios).
     lr_schedule: str = "constant"
     lr_step: int = 10  # step: epochs between decays
     lr_gamma: float = 0.1  # step, exponential: decay factor
-    lr_min: float = 0.0  # cosine: the rate it anneals towards
+    lr_min: float = 0.0  # cosine: the rate it anneals towards (for the groups at ``lr``)
     # Early stopping (numcnn.early_stopping): patience in epochs, 0 = off; needs a validation set,
     # the last ``validation_size`` of the selected training examples, held out of training.
     early_stopping: int = 0
@@ -105,6 +112,14 @@ class TrainConfig:
             raise ConfigurationError(
                 "early stopping needs a validation set: hold out training examples with validation_size > 0"
             )
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigurationError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.damping <= 0 or self.curvature_samples < 1:
+            raise ConfigurationError("SDLM's damping must be > 0 and its curvature sample count >= 1")
+        if any(lr <= 0 for lr in self.layer_lr.values()):
+            raise ConfigurationError(f"per-layer learning rates must be > 0, got {self.layer_lr}")
+        if self.optimizer == "sdlm" and self.lr_schedule != "constant":
+            raise ConfigurationError("SDLM follows LeCun's own η schedule; leave the learning-rate schedule constant")
 
 
 @dataclass
@@ -164,9 +179,21 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
-def make_optimizer(config: TrainConfig, model: Sequential) -> SGD:
-    """The optimiser a configuration asks for, bound to ``model``'s parameters."""
-    return SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+    """The optimiser a configuration asks for, bound to ``model``'s parameters.
+
+    ``"sgd"``: :class:`~numcnn.optim.SGD` with momentum and weight decay. ``"sdlm"``:
+    :class:`~numcnn.sdlm.SDLM` with damping ``μ``, its curvature re-estimated before every epoch, and
+    the paper's decreasing η schedule (:data:`~numcnn.sdlm.LECUN_1998_SCHEDULE`) starting from ``lr``.
+    ``layer_lr`` gives layers their own learning rate (param groups) with either optimiser.
+    """
+    parameters = layer_groups(model, config.layer_lr) if config.layer_lr else model.parameters()
+    if config.optimizer == "sdlm":
+        return SDLM(
+            parameters, lr=config.lr, damping=config.damping,
+            schedule=LECUN_1998_SCHEDULE, curvature_samples=config.curvature_samples,
+        )  # fmt: skip
+    return SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def make_schedule(config: TrainConfig) -> Schedule:
@@ -204,7 +231,7 @@ def evaluate(
 def train_epoch(
     model: Sequential,
     loss: Loss,
-    optimizer: SGD,
+    optimizer: Optimizer,
     spec: models.ModelSpec,
     split: Split,
     batch_size: int,
@@ -225,7 +252,7 @@ def train_epoch(
             images = augment(images, rng)
         model.zero_grad()
         outputs = model.forward(images)
-        value = loss.forward(outputs, labels)
+        value = loss.forward(outputs, labels) + model.penalty()  # Ẽ = E + Ω (e.g. seed 000 eq. 11)
         # The input images need no gradient: skipping it saves the first layer's col2im.
         model.backward(loss.backward(), need_input_grad=False)
         optimizer.step()
@@ -300,15 +327,22 @@ def fit(
     test_split = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
     log(
         f"training {config.model} ({model.num_parameters():,} parameters) on {len(train_split):,} images, "
-        f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, momentum {config.momentum}"
+        f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, "
+        + (f"SDLM damping {config.damping}" if config.optimizer == "sdlm" else f"momentum {config.momentum}")
     )
 
     history = History()
     best_state = None
+    initial_lrs = [group["lr"] for group in optimizer.param_groups]  # what a schedule scales
     for epoch in range(first_epoch, config.epochs + 1):
-        optimizer.set_lr(schedule(epoch))
         progress = Progress(len(train_split), f"epoch {epoch}/{config.epochs}", enabled=show_progress)
         started = time.perf_counter()
+        optimizer.start_epoch(
+            epoch, model=model, loss=loss, images=train_split.images, labels=train_split.labels, rng=rng
+        )  # SDLM: η for this epoch and a fresh curvature estimate
+        if config.lr_schedule != "constant":
+            for group, initial_lr in zip(optimizer.param_groups, initial_lrs):
+                group["lr"] = initial_lr * schedule.factor(epoch)
         with progress:
             train_loss, train_accuracy = train_epoch(
                 model, loss, optimizer, spec, train_split, config.batch_size, rng, progress, augment
@@ -376,7 +410,7 @@ def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng, 
         raise ConfigurationError("resuming needs the run directory (--out) that holds model.npz")
     checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME)
     saved = checkpoint.meta.get("config", {})
-    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset", "validation_size"):
+    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset", "validation_size", "optimizer"):
         if key in saved and saved[key] != getattr(config, key):
             raise CheckpointError(
                 f"{out_path / CHECKPOINT_NAME}: saved run used {key}={saved[key]!r}, not {getattr(config, key)!r}"

@@ -3,8 +3,10 @@
 ``LAYER_TYPES`` maps the class names used in model specifications (:mod:`numcnn.models`) to classes.
 """
 
-from numcnn.layers.activation import ReLU, Sigmoid, Softmax, Tanh
+from numcnn.layers.activation import ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+from numcnn.layers.combination import LearnedCombination2d
+from numcnn.layers.connections import LENET5_C3_CONNECTIONS, format_connections, parse_connections
 from numcnn.layers.container import Sequential
 from numcnn.layers.convolution import Conv2d
 from numcnn.layers.dropout import Dropout
@@ -13,6 +15,8 @@ from numcnn.layers.graph import Add, Graph, Merge
 from numcnn.layers.linear import Flatten, Linear
 from numcnn.layers.normalization import BatchNorm1d, BatchNorm2d
 from numcnn.layers.pooling import AvgPool2d, MaxPool2d
+from numcnn.layers.rbf import EuclideanRBF
+from numcnn.layers.subsampling import Subsample2d
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
@@ -21,6 +25,10 @@ LAYER_TYPES: dict[str, type[Layer]] = {
 # The blocks of modern CNNs (issue 4). Graph is not listed: it is built from a spec's ``graph`` field.
 LAYER_TYPES.update(
     {cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, Dropout, GlobalAvgPool2d, Add)}
+)
+# The classic layers of seeds 000/002 and LeNet-5 (1998).
+LAYER_TYPES.update(
+    {cls.__name__: cls for cls in (Subsample2d, LearnedCombination2d, ScaledTanh, EuclideanRBF)}
 )
 
 __all__ = [
@@ -31,18 +39,25 @@ __all__ = [
     "BatchNorm2d",
     "Conv2d",
     "Dropout",
+    "EuclideanRBF",
     "Flatten",
     "GlobalAvgPool2d",
     "Graph",
+    "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LearnedCombination2d",
     "Linear",
     "MaxPool2d",
     "Merge",
     "ReLU",
+    "ScaledTanh",
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Subsample2d",
     "Tanh",
     "fan_in_uniform",
+    "format_connections",
     "make_generator",
+    "parse_connections",
 ]
