@@ -11,7 +11,14 @@ import pytest
 
 from numcnn.cli.main import main
 from numcnn.errors import ConfigurationError
-from numcnn.experiments import load_experiment, load_result, packaged_configs, run_experiment, write_report
+from numcnn.experiments import (
+    load_experiment,
+    load_result,
+    markdown,
+    packaged_configs,
+    run_experiment,
+    write_report,
+)
 from numcnn.train import TrainConfig, fit, read_metrics
 
 QUIET = {"log": lambda line: None}
@@ -59,12 +66,18 @@ sizes = [100, 300]
 """
 
 
+def sweep_named(experiment, name: str):
+    return next(sweep for sweep in experiment.sweeps if sweep.name == name)
+
+
 def test_packaged_exercise_config_expands_to_the_exercise_runs():
     assert "exercise_15_6" in packaged_configs()
     experiment = load_experiment("exercise_15_6")
-    assert [s.name for s in experiment.sweeps] == ["b-d", "e", "f", "g", "h", "i"]
+    assert [s.name for s in experiment.sweeps] == ["b-d", "b-d-seeds", "e", "f", "g", "h", "i"]
     runs = experiment.runs()
-    assert len(runs) == 26  # shared runs (e.g. SK-0.2, first 10,000, seed 0) are trained once
+    # 26 for the exercise (shared runs, e.g. SK-0.2 on the first 10,000 with seed 0, are trained once)
+    # and 12 more for (b)-(d) with three more seeds.
+    assert len(runs) == 38
     assert all(dict(run.train)["epochs"] == 20 and dict(run.train)["batch_size"] == 100 for run in runs)
     sweep = {s.name: s for s in experiment.sweeps}
     assert [r.offset for r in sweep["h"].runs] == [0, 10_000, 20_000, 30_000, 40_000, 50_000]
@@ -77,7 +90,7 @@ def test_packaged_exercise_config_expands_to_the_exercise_runs():
 
     quick = load_experiment("exercise_15_6", quick=True)
     assert all(dict(run.train)["epochs"] == 1 and run.test_limit == 300 for run in quick.runs())
-    assert [r.size for r in quick.sweeps[3].runs] == [5, 10, 20, 50, 100, 200, 600]
+    assert [r.size for r in sweep_named(quick, "g").runs] == [5, 10, 20, 50, 100, 200, 600]
     assert {r.run_id for r in quick.runs()}.isdisjoint({r.run_id for r in runs})
 
 
@@ -130,6 +143,21 @@ def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_pa
 
 
 ONE_RUN = SMALL.split("[[sweep]]")[0] + "[[sweep]]\nname = 'one'\nmodels = ['lenet5']\nseeds = [1]\nsizes = [150]\n"
+
+
+def test_report_gives_each_model_its_spread_over_seeds(tmp_path):
+    text = SMALL.split("[[sweep]]")[0] + "[[sweep]]\nname = 'grid'\nmodels = ['lenet5', 'sk_0.2']\nseeds = [0, 1]\n"
+    experiment = load_experiment(write_config(tmp_path, text))
+    errors = iter([0.010, 0.030, 0.020, 0.024])
+    results = {
+        run.run_id: {"test_error": next(errors), "train_error": 0.0, "seconds": 1.0, "model": run.model}
+        for run in experiment.runs()
+    }
+    report = markdown(experiment, results)
+    assert "lenet5: mean test error 2.00%, sample standard deviation 1.41%, range 1.00%–3.00% (n = 2)." in report
+    assert "sk_0.2: mean test error 2.20%" in report
+    write_report(experiment, results, tmp_path)
+    assert (tmp_path / "grid_error_per_model.png").is_file()
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic_digits):
@@ -186,10 +214,10 @@ def test_quick_exercise_suite_end_to_end_on_mnist(tmp_path, capsys):
     assert code == 0, output
     with open(tmp_path / "results.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
-    assert len(rows) == 4 + 2 + 5 + 7 + 6 + 7  # one row per sweep entry
-    assert {row["sweep"] for row in rows} == {"b-d", "e", "f", "g", "h", "i"}
+    assert len(rows) == 4 + 16 + 2 + 5 + 7 + 6 + 7  # one row per sweep entry
+    assert {row["sweep"] for row in rows} == {"b-d", "b-d-seeds", "e", "f", "g", "h", "i"}
     assert all(0.0 <= float(row["test_error"]) <= 1.0 and row["test_images"] == "300" for row in rows)
     assert (tmp_path / "g_error_vs_size.png").is_file() and (tmp_path / "i_error_per_seed.png").is_file()
     assert "(quick profile)" in (tmp_path / "results.md").read_text()
     assert main(["experiment", "exercise_15_6", "--quick", "--out", str(tmp_path), "--dry-run"]) == 0
-    assert capsys.readouterr().out.count("finished") == 26
+    assert capsys.readouterr().out.count("finished") == 38

@@ -52,12 +52,37 @@ def _settings_text(run: RunSpec) -> str:
     return ", ".join(parts)
 
 
+def _config_label(experiment: ExperimentConfig) -> str:
+    """The configuration file, named by its place in the package when it is a packaged one."""
+    path = Path(experiment.path) if experiment.path is not None else None
+    if path is None:
+        return "(in memory)"
+    if path.parent.name == "configs" and path.parent.parent.name == "numcnn":
+        return f"numcnn/configs/{path.name}"
+    return str(path)
+
+
+def _spread_lines(errors_by_model: dict[str, list[float]]) -> list[str]:
+    """Mean, sample standard deviation and range of each model's errors over seeds or subsets."""
+    lines = []
+    for model, errors in errors_by_model.items():
+        if len(errors) < 2:
+            continue
+        mean, spread = statistics.mean(errors), statistics.stdev(errors)
+        prefix = f"{model}: mean" if len(errors_by_model) > 1 else "Mean"
+        lines.append(
+            f"{prefix} test error {_percent(mean)}, sample standard deviation {_percent(spread)}, "
+            f"range {_percent(min(errors))}–{_percent(max(errors))} (n = {len(errors)})."
+        )
+    return lines
+
+
 def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], command: str = "") -> str:
     """The results as Markdown: one table per sweep, plus mean and spread where seeds or subsets vary."""
     lines = [f"# {experiment.title or experiment.name}", ""]
     if command:
         lines += [f"Produced by `{command}`.", ""]
-    lines += [f"Configuration: `{experiment.path}`" + (" (quick profile)" if experiment.quick else ""), ""]
+    lines += [f"Configuration: `{_config_label(experiment)}`" + (" (quick profile)" if experiment.quick else ""), ""]
     lines += [f"* {note}" for note in experiment.notes] + ([""] if experiment.notes else [])
     for sweep in experiment.sweeps:
         lines += [f"## {sweep.name}: {sweep.title}".rstrip(": "), ""]
@@ -65,21 +90,20 @@ def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], c
         lines += [f"Training: {'; '.join(sorted(settings))}.", ""]
         lines += ["| model | train size | subset | seed | test error | train error | time |"]
         lines += ["|---|---:|---:|---:|---:|---:|---:|"]
-        errors = []
+        errors_by_model: dict[str, list[float]] = {}
         for run in sweep.runs:
             result = results.get(run.run_id)
             if result is None:
                 lines.append(f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | (not run) | | |")
                 continue
-            errors.append(result["test_error"])
+            errors_by_model.setdefault(run.model, []).append(result["test_error"])
             lines.append(
                 f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | {_percent(result['test_error'])} "
                 f"| {_percent(result['train_error'])} | {result['seconds']:.0f} s |"
             )
-        if len(errors) > 1 and set(sweep.varying) & {"seeds", "subsets"} and "models" not in sweep.varying:
-            mean, spread = statistics.mean(errors), statistics.stdev(errors)
-            lines += ["", f"Mean test error {_percent(mean)}, sample standard deviation {_percent(spread)}, "
-                      f"range {_percent(min(errors))}–{_percent(max(errors))} (n = {len(errors)})."]  # fmt: skip
+        if set(sweep.varying) & {"seeds", "subsets"} and "sizes" not in sweep.varying:
+            spread = _spread_lines(errors_by_model)
+            lines += [""] + spread if spread else []
         lines.append("")
     return "\n".join(lines)
 
@@ -145,12 +169,16 @@ def _plot_curves(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path
 
 
 def _plot_sweep(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path) -> Path | None:
+    """Test error against the sweep's axis: sizes as lines (log scale), seeds or subsets as bars with
+    their mean, models as bars -- or, when models and seeds/subsets both vary, one dot per run."""
     import matplotlib.pyplot as plt
 
     axis = next((key for key in ("sizes", "seeds", "subsets", "models") if key in sweep.varying), None)
     finished = [(run, results[run.run_id]) for run in sweep.runs if run.run_id in results]
     if axis is None or not finished:
         return None
+    if axis in ("seeds", "subsets") and "models" in sweep.varying:
+        axis = "models"
     figure, axes = plt.subplots(figsize=(6.5, 4))
     if axis == "sizes":
         for model in dict.fromkeys(run.model for run, _ in finished):
@@ -158,16 +186,24 @@ def _plot_sweep(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path)
             axes.plot(*zip(*points), "o-", label=model)
         axes.set(xscale="log", xlabel="training examples", ylabel="test error (%)")
         axes.legend()
+    elif axis == "models":
+        models = list(dict.fromkeys(run.model for run, _ in finished))
+        for position, model in enumerate(models):
+            errors = [100 * r["test_error"] for run, r in finished if run.model == model]
+            axes.bar(position, sum(errors) / len(errors), color="tab:blue", alpha=0.5 if len(errors) > 1 else 1.0)
+            if len(errors) > 1:  # every run as a dot over the bar of their mean
+                axes.plot([position] * len(errors), errors, "o", color="black", markersize=4)
+        axes.set_xticks(range(len(models)), models, rotation=30)
+        axes.set(xlabel="model", ylabel="test error (%)")
     else:
-        attribute = {"seeds": "seed", "subsets": "subset", "models": "model"}[axis]
+        attribute = {"seeds": "seed", "subsets": "subset"}[axis]
         labels = [str(getattr(run, attribute)) for run, _ in finished]
         errors = [100 * r["test_error"] for _, r in finished]
         axes.bar(range(len(errors)), errors, color="tab:blue")
-        axes.set_xticks(range(len(errors)), labels, rotation=30 if axis == "models" else 0)
-        if axis != "models":
-            mean = sum(errors) / len(errors)
-            axes.axhline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.2f}%")
-            axes.legend()
+        axes.set_xticks(range(len(errors)), labels)
+        mean = sum(errors) / len(errors)
+        axes.axhline(mean, color="tab:red", linestyle="--", label=f"mean {mean:.2f}%")
+        axes.legend()
         axes.set(xlabel=attribute, ylabel="test error (%)")
     axes.grid(alpha=0.3)
     axes.set_title(f"{sweep.name}: {sweep.title}"[:80])
