@@ -139,6 +139,15 @@ def _run_label(run: RunSpec, sweep: Sweep) -> str:
     return ", ".join(parts[axis] for axis in sweep.varying) or run.model
 
 
+def _plain_log_ticks(axis) -> None:
+    """Label a logarithmic axis 1, 2, 5 rather than 10⁰, 2×10⁰."""
+    from matplotlib.ticker import FuncFormatter
+
+    plain = FuncFormatter(lambda value, _: f"{value:g}")
+    axis.set_major_formatter(plain)
+    axis.set_minor_formatter(plain)
+
+
 def _plot_curves(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path) -> Path | None:
     """Test error after every epoch, one line per finished run of the sweep."""
     import matplotlib.pyplot as plt
@@ -159,6 +168,7 @@ def _plot_curves(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path
         plt.close(figure)
         return None
     axes.set(xlabel="epoch", ylabel="test error (%)", yscale="log", title=f"{sweep.name}: test error per epoch")
+    _plain_log_ticks(axes.yaxis)
     axes.grid(alpha=0.3, which="both")
     axes.legend(fontsize="small", ncol=2)
     figure.tight_layout()
@@ -184,7 +194,9 @@ def _plot_sweep(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path)
         for model in dict.fromkeys(run.model for run, _ in finished):
             points = sorted((run.size, 100 * r["test_error"]) for run, r in finished if run.model == model)
             axes.plot(*zip(*points), "o-", label=model)
-        axes.set(xscale="log", xlabel="training examples", ylabel="test error (%)")
+        # Log-log: a power law error ∝ n^(−a) is a straight line.
+        axes.set(xscale="log", yscale="log", xlabel="training examples", ylabel="test error (%)")
+        _plain_log_ticks(axes.yaxis)
         axes.legend()
     elif axis == "models":
         models = list(dict.fromkeys(run.model for run, _ in finished))
