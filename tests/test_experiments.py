@@ -139,6 +139,8 @@ def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_pa
     assert rows[2]["model"] == "lenet5" and float(rows[2]["test_error"]) == seeds[0]["test_error"]
     report = (out / "results.md").read_text()
     assert "`numcnn experiment sweep.toml`" in report and "| lenet5 | 300 | 0 | 2 |" in report
+    last_two = [1 - r["test_accuracy"] for r in read_metrics(out / "runs" / seeds[0]["run_id"])]
+    assert float(rows[2]["test_error_last5"]) == pytest.approx(sum(last_two) / 2)  # 2 epochs: both
     assert "sample standard deviation" in report and "## seeds: lenet5 with three seeds" in report
 
 

@@ -21,8 +21,11 @@ __all__ = ["CSV_COLUMNS", "write_report", "sweep_rows", "markdown"]
 
 CSV_COLUMNS = [
     "sweep", "model", "train_size", "subset", "train_offset", "seed", "epochs",
-    "test_error", "test_loss", "train_error", "train_loss", "test_images", "seconds", "run_id",
+    "test_error", "test_error_last5", "test_loss", "train_error", "train_loss", "test_images", "seconds", "run_id",
 ]  # fmt: skip
+# The test error after one epoch is a noisy snapshot (it moves by a few tenths of a percent from one
+# epoch to the next late in training); the mean over the last epochs is a steadier figure beside it.
+RECENT_EPOCHS = 5
 PLOT_KINDS = {
     "sizes": "error_vs_size", "seeds": "error_per_seed", "subsets": "error_per_subset", "models": "error_per_model",
 }  # fmt: skip
@@ -36,6 +39,25 @@ def sweep_rows(sweep: Sweep, results: dict[str, dict[str, Any]]) -> list[dict[st
         if result is not None:
             rows.append({"sweep": sweep.name, **{key: result[key] for key in CSV_COLUMNS if key in result}})
     return rows
+
+
+def recent_test_error(run_dir: Path, epochs: int = RECENT_EPOCHS) -> float | None:
+    """Mean test error over the last ``epochs`` epochs of a run (from ``metrics.jsonl``), or None."""
+    try:
+        records = read_metrics(run_dir)
+    except DataError:
+        return None
+    recent = [1.0 - record["test_accuracy"] for record in records[-epochs:]]
+    return statistics.mean(recent) if recent else None
+
+
+def with_recent_errors(results: dict[str, dict[str, Any]], out_dir: Path) -> dict[str, dict[str, Any]]:
+    """Copies of the results with ``test_error_last5`` added where the run's metrics are at hand."""
+    enriched = {}
+    for run_id, result in results.items():
+        recent = recent_test_error(out_dir / "runs" / run_id)
+        enriched[run_id] = result if recent is None else {**result, "test_error_last5": recent}
+    return enriched
 
 
 def _percent(value: float) -> str:
@@ -78,7 +100,11 @@ def _spread_lines(errors_by_model: dict[str, list[float]]) -> list[str]:
 
 
 def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], command: str = "") -> str:
-    """The results as Markdown: one table per sweep, plus mean and spread where seeds or subsets vary."""
+    """The results as Markdown: one table per sweep, plus mean and spread where seeds or subsets vary.
+
+    Columns: the test error after the last epoch (the exercise's figure), the mean test error of the
+    last five epochs where the results carry it (:func:`with_recent_errors`), the training error as
+    measured during the last epoch (in training mode: with dropout active), the training time."""
     lines = [f"# {experiment.title or experiment.name}", ""]
     if command:
         lines += [f"Produced by `{command}`.", ""]
@@ -88,18 +114,21 @@ def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], c
         lines += [f"## {sweep.name}: {sweep.title}".rstrip(": "), ""]
         settings = {_settings_text(run) for run in sweep.runs}
         lines += [f"Training: {'; '.join(sorted(settings))}.", ""]
-        lines += ["| model | train size | subset | seed | test error | train error | time |"]
-        lines += ["|---|---:|---:|---:|---:|---:|---:|"]
+        header = f"| model | train size | subset | seed | test error | last {RECENT_EPOCHS} epochs | train error | time |"
+        lines += [header]
+        lines += ["|---|---:|---:|---:|---:|---:|---:|---:|"]
         errors_by_model: dict[str, list[float]] = {}
         for run in sweep.runs:
             result = results.get(run.run_id)
             if result is None:
-                lines.append(f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | (not run) | | |")
+                lines.append(f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | (not run) | | | |")
                 continue
             errors_by_model.setdefault(run.model, []).append(result["test_error"])
+            recent = result.get("test_error_last5")
             lines.append(
                 f"| {run.model} | {run.size:,} | {run.subset} | {run.seed} | {_percent(result['test_error'])} "
-                f"| {_percent(result['train_error'])} | {result['seconds']:.0f} s |"
+                f"| {'' if recent is None else _percent(recent)} | {_percent(result['train_error'])} "
+                f"| {result['seconds']:.0f} s |"
             )
         if set(sweep.varying) & {"seeds", "subsets"} and "sizes" not in sweep.varying:
             spread = _spread_lines(errors_by_model)
@@ -113,6 +142,7 @@ def write_report(
 ) -> list[Path]:
     """Write ``results.csv``, ``results.md`` and the plots into ``out_dir``; return the files written."""
     out_dir = Path(out_dir)
+    results = with_recent_errors(results, out_dir)
     written = [out_dir / "results.csv", out_dir / "results.md"]
     with open(written[0], "w", newline="", encoding="utf-8") as handle:
         writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
