@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import statistics
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -248,7 +249,7 @@ def _plot_sweep(sweep: Sweep, results: dict[str, dict[str, Any]], out_dir: Path)
         axes.legend()
         axes.set(xlabel=attribute, ylabel="test error (%)")
     axes.grid(alpha=0.3)
-    axes.set_title(f"{sweep.name}: {sweep.title}"[:80])
+    axes.set_title(textwrap.fill(f"{sweep.name}: {sweep.title}", 70), fontsize="medium")
     figure.tight_layout()
     path = out_dir / f"{sweep.name}_{PLOT_KINDS[axis]}.png"
     figure.savefig(path, dpi=100)
