@@ -1,12 +1,13 @@
-"""Activation layers; their derivatives live in :mod:`numcnn.functional.activation`."""
+"""Activation layers; their derivatives live in :mod:`numcnn.functional.activation` (ReLU goes through
+the active backend of :mod:`numcnn.kernels`, the others are single element-wise passes already)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from numcnn import kernels
+from numcnn.errors import NumcnnError
 from numcnn.functional.activation import (
-    relu_backward,
-    relu_forward,
     sigmoid_backward,
     sigmoid_forward,
     softmax_backward,
@@ -16,19 +17,31 @@ from numcnn.functional.activation import (
 )
 from numcnn.layers.base import Layer
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax"]
+__all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax", "FUSED_INTO_NEXT"]
+
+# Left in ReLU.cache by Sequential when the ReLU ran fused into the following MaxPool2d, whose
+# backward then already includes the ReLU's derivative.
+FUSED_INTO_NEXT = "fused into the next layer"
 
 
 class ReLU(Layer):
     """``max(x, 0)``; backward multiplies δ by the mask ``x > 0``. Shape: any → same."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self.cache = relu_forward(x)
+        backend = kernels.active()
+        y, cache = backend.relu_forward(x)
+        self.cache = (backend, cache)
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        mask = self.require_cache()
-        return relu_backward(grad_output, mask) if need_input_grad else None
+        cache = self.require_cache()
+        if cache is FUSED_INTO_NEXT:
+            raise NumcnnError(
+                "this ReLU ran fused with the MaxPool2d after it inside a Sequential; "
+                "call the Sequential's backward, which accounts for it"
+            )
+        backend, backend_cache = cache
+        return backend.relu_backward(grad_output, backend_cache) if need_input_grad else None
 
 
 class Sigmoid(Layer):

@@ -1,0 +1,220 @@
+"""The ``"numpy"`` backend: the reference mathematics arranged for speed, with NumPy alone.
+
+What changes compared to :mod:`numcnn.functional` (the numbers do not):
+
+* **Channel-major memory.** Convolution outputs are produced as ``Yᵀ = W_mat · φ(x)ᵀ``
+  (seed 004 eq. 15.25 transposed, see :mod:`numcnn.kernels.unfold`), i.e. in ``(F, N, OH, OW)`` order,
+  and handed on as the NCHW *view* of that memory. Pooling keeps that order, so the next
+  convolution's im2col, the weight gradient ``cols · δᵀ`` (eq. 15.38) and the bias gradient
+  (a row sum) all read contiguous rows, and the weight is used in its PyTorch layout without a copy.
+* **No transposing copies** in im2col: windows are a strided view copied once.
+* **Max pooling works on whole strided slabs**, one per window offset, keeping a running maximum
+  and the offset where it was found; the tie rule (strict ``>``) keeps the *first* maximum in
+  row-major order, as the reference (``np.argmax``) and PyTorch do.
+* **ReLU fused into max pooling** when :class:`~numcnn.layers.Sequential` asks for it:
+  ``max_pool(relu(x)) = relu(max_pool(x))`` because ReLU is monotone, and the gradient reaches
+  the window's first maximum only if that maximum is positive -- encoded as offset ``-1`` otherwise.
+* **ReLU alone** caches its output instead of a mask: ``y > 0 ⟺ x > 0``, one pass fewer.
+
+Linear layers and the other activations use the reference functions unchanged (they are already
+single matrix products or single element-wise passes).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from numcnn.errors import ShapeError
+from numcnn.kernels.reference import ReferenceBackend
+from numcnn.kernels.unfold import (
+    as_nchw,
+    channel_major,
+    col2im_channel_major,
+    im2col_channel_major,
+    output_size,
+    pad_channel_major,
+    window_view,
+)
+
+__all__ = ["NumpyBackend", "FastConvCache", "FastPoolCache", "window_index_dtype"]
+
+
+class FastConvCache(NamedTuple):
+    columns: np.ndarray  # (C·KH·KW, N·OH·OW): φ(x)ᵀ, kernel-major
+    weight: np.ndarray  # (F, C, KH, KW)
+    input_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+class FastPoolCache(NamedTuple):
+    window_index: np.ndarray | None  # (C, N, OH, OW): offset i·KW + j of the maximum, -1 = no gradient
+    input_size: tuple[int, int]
+    kernel: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
+
+
+def window_index_dtype(kernel: tuple[int, int]) -> np.dtype:
+    """The smallest signed integer type that holds every window offset and -1 (less memory traffic)."""
+    return np.dtype(np.int8 if kernel[0] * kernel[1] <= 127 else np.int32)
+
+
+def check_conv_shapes(x: np.ndarray, weight: np.ndarray) -> None:
+    if x.ndim != 4:
+        raise ShapeError(f"conv2d input must have shape (N, C, H, W), got {x.shape}")
+    if x.shape[1] != weight.shape[1]:
+        raise ShapeError(
+            f"conv2d input has {x.shape[1]} channels but the weight expects {weight.shape[1]} "
+            f"(input shape {x.shape}, weight shape {weight.shape})"
+        )
+
+
+def _tiles_exactly(
+    size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> bool:
+    """Whether the windows cover the padded input exactly once (then a gradient needs no zero fill)."""
+    return all(
+        s == k and (n + 2 * p - k) % s == 0 for n, k, s, p in zip(size, kernel, stride, padding)
+    )
+
+
+class NumpyBackend(ReferenceBackend):
+    """Fast kernels in pure NumPy; see the module docstring for what is done differently."""
+
+    name = "numpy"
+    fuses_relu_pool = True
+
+    # -- convolution: eqs. 15.25, 15.38, 15.49 as three matrix products -------------------------
+    def conv2d_forward(self, x, weight, bias, stride, padding):
+        """``Yᵀ = W_mat · φ(x)ᵀ + b`` → y ``(N, F, OH, OW)`` (channel-major memory)."""
+        check_conv_shapes(x, weight)
+        filters, channels, kernel_h, kernel_w = weight.shape
+        columns = self.im2col(x, (kernel_h, kernel_w), stride, padding)  # (C, KH, KW, N, OH, OW)
+        n, out_h, out_w = columns.shape[3:]
+        columns = columns.reshape(channels * kernel_h * kernel_w, n * out_h * out_w)
+        y = weight.reshape(filters, -1) @ columns  # (F, N·OH·OW)
+        if bias is not None:
+            y += bias[:, None]
+        cache = FastConvCache(columns, weight, (x.shape[2], x.shape[3]), stride, padding)
+        return as_nchw(y.reshape(filters, n, out_h, out_w)), cache
+
+    def conv2d_backward(self, grad_output, cache, need_input_grad=True):
+        weight = cache.weight
+        filters = weight.shape[0]
+        # δᵀ as an (F, N·OH·OW) matrix; free when δ arrives channel-major from a fast layer.
+        delta = np.ascontiguousarray(channel_major(grad_output)).reshape(filters, -1)
+        # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38). Computed as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster
+        # with the long N·OH·OW axis as the shared inner dimension of two row-major operands.
+        grad_weight = (cache.columns @ delta.T).T.reshape(weight.shape)
+        grad_bias = delta.sum(axis=1)  # Σ over batch and positions: contiguous row sums
+        grad_input = None
+        if need_input_grad:
+            n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]
+            grad_columns = weight.reshape(filters, -1).T @ delta  # (C·KH·KW, N·OH·OW) = (δ Fᵀ)ᵀ
+            grad_columns = grad_columns.reshape(weight.shape[1], *weight.shape[2:], n, out_h, out_w)
+            grad_input = as_nchw(self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding))
+        return grad_input, grad_weight, grad_bias
+
+    def im2col(self, x, kernel, stride, padding):
+        """Kernel-major unfolding ``(C, KH, KW, N, OH, OW)``; the Numba backend overrides this."""
+        return im2col_channel_major(x, kernel, stride, padding)
+
+    def col2im(self, grad_columns, input_size, stride, padding):
+        """Channel-major fold ``(C, N, H, W)``; the Numba backend overrides this."""
+        return col2im_channel_major(grad_columns, input_size, stride, padding)
+
+    # -- max pooling (eq. 15.51), optionally of relu(x) --------------------------------------
+    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False):
+        cm = channel_major(x)
+        out_size = output_size(cm.shape[2:], kernel, stride, padding)
+        windows = window_view(pad_channel_major(cm, padding, -np.inf), kernel, stride, out_size)
+        best = windows[:, 0, 0].copy()  # (C, N, OH, OW): running maximum
+        window_index = np.zeros(best.shape, dtype=window_index_dtype(kernel))
+        better = np.empty(best.shape, dtype=bool)
+        as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
+        for offset in range(1, kernel[0] * kernel[1]):
+            candidate = windows[:, offset // kernel[1], offset % kernel[1]]
+            # Strictly greater: on a tie the earlier (row-major first) offset keeps the maximum.
+            np.greater(candidate, best, out=better)
+            np.maximum(best, candidate, out=best)
+            # Offsets only grow, so the offset of the maximum is the largest offset that improved it.
+            np.maximum(window_index, as_integer * window_index.dtype.type(offset), out=window_index)
+        if relu:
+            # relu'(max) = 0 where the window maximum is <= 0: mark offset -1 (no gradient), i.e.
+            # index ← index·alive + alive − 1 with alive ∈ {0, 1}.
+            np.greater(best, 0, out=better)
+            window_index *= as_integer
+            window_index += as_integer
+            window_index -= 1
+            np.maximum(best, 0, out=best)
+        cache = FastPoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
+        return as_nchw(best), cache
+
+    def max_pool2d_backward(self, grad_output, cache):
+        """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
+        delta = channel_major(grad_output)
+        kernel, stride, padding = cache.kernel, cache.stride, cache.padding
+        grad_padded, exact = self._gradient_canvas(delta, cache)
+        out_h, out_w = delta.shape[2:]
+        hit = np.empty(delta.shape, dtype=bool)
+        for offset in range(kernel[0] * kernel[1]):
+            i, j = divmod(offset, kernel[1])
+            target = grad_padded[:, :, i : i + stride[0] * out_h : stride[0], j : j + stride[1] * out_w : stride[1]]
+            np.equal(cache.window_index, offset, out=hit)
+            if exact:  # windows tile the input: each pixel belongs to exactly one window, write it
+                np.multiply(delta, hit, out=target)
+            else:
+                target += delta * hit
+        return as_nchw(self._crop(grad_padded, cache))
+
+    # -- average pooling (eq. 15.52) ----------------------------------------------------------
+    def avg_pool2d_forward(self, x, kernel, stride, padding):
+        cm = channel_major(x)
+        out_size = output_size(cm.shape[2:], kernel, stride, padding)
+        windows = window_view(pad_channel_major(cm, padding, 0.0), kernel, stride, out_size)
+        total = windows[:, 0, 0].copy()
+        for offset in range(1, kernel[0] * kernel[1]):
+            total += windows[:, offset // kernel[1], offset % kernel[1]]
+        total *= total.dtype.type(1.0 / (kernel[0] * kernel[1]))
+        return as_nchw(total), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding)
+
+    def avg_pool2d_backward(self, grad_output, cache):
+        delta = channel_major(grad_output)
+        kernel, stride = cache.kernel, cache.stride
+        share = delta * delta.dtype.type(1.0 / (kernel[0] * kernel[1]))  # ∂ mean / ∂ x = 1/(KH·KW)
+        grad_padded, exact = self._gradient_canvas(delta, cache)
+        out_h, out_w = delta.shape[2:]
+        for offset in range(kernel[0] * kernel[1]):
+            i, j = divmod(offset, kernel[1])
+            target = grad_padded[:, :, i : i + stride[0] * out_h : stride[0], j : j + stride[1] * out_w : stride[1]]
+            if exact:
+                target[...] = share
+            else:
+                target += share
+        return as_nchw(self._crop(grad_padded, cache))
+
+    @staticmethod
+    def _gradient_canvas(delta, cache):
+        """A padded ``(C, N, Hp, Wp)`` gradient array; zeroed unless the windows tile it exactly."""
+        c, n = delta.shape[:2]
+        (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
+        exact = _tiles_exactly(cache.input_size, cache.kernel, cache.stride, cache.padding)
+        allocate = np.empty if exact else np.zeros
+        return allocate((c, n, h + 2 * pad_h, w + 2 * pad_w), dtype=delta.dtype), exact
+
+    @staticmethod
+    def _crop(grad_padded, cache):
+        (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
+        return grad_padded[:, :, pad_h : pad_h + h, pad_w : pad_w + w]
+
+    # -- ReLU ------------------------------------------------------------------------------------
+    def relu_forward(self, x):
+        """``y = max(x, 0)``; the cache is ``y`` itself, since ``y > 0`` exactly where ``x > 0``."""
+        y = np.maximum(x, 0)
+        return y, y
+
+    def relu_backward(self, grad_output, cache):
+        return grad_output * (cache > 0)
