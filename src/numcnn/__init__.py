@@ -4,7 +4,7 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, models, optim
+from numcnn import functional, kernels, models, optim
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
@@ -20,6 +20,7 @@ from numcnn.layers import (
     Softmax,
     Tanh,
 )
+from numcnn.kernels import set_backend
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss
 from numcnn.optim import SGD
 
@@ -50,7 +51,9 @@ __all__ = [
     "__version__",
     "functional",
     "gradcheck",
+    "kernels",
     "models",
     "numerical_gradient",
     "optim",
+    "set_backend",
 ]
