@@ -17,7 +17,7 @@ from numcnn.functional.loss import (
     mse_forward,
 )
 
-__all__ = ["Loss", "CrossEntropyLoss", "MSELoss"]
+__all__ = ["Loss", "CrossEntropyLoss", "MSELoss", "LOSS_TYPES"]
 
 
 class Loss:
@@ -82,3 +82,7 @@ class MSELoss(Loss):
 
     def backward(self) -> np.ndarray:
         return mse_backward(self.require_cache(), self.reduction)
+
+
+# Losses by the name a model specification uses (:attr:`numcnn.models.ModelSpec.loss`).
+LOSS_TYPES: dict[str, type[Loss]] = {"cross_entropy": CrossEntropyLoss, "mse": MSELoss}

@@ -38,6 +38,11 @@ class ModelSpec:
         source: where the architecture comes from (paper, seed, table).
         input_padding: zero padding added to each side of a raw dataset image before it enters
             the model (e.g. 2 to turn 28×28 MNIST into a 32×32 input).
+        input_mean, input_std: the image normalisation ``(pixel/255 − mean) / std`` the model is
+            trained with (MNIST's mean and standard deviation by default).
+        loss: key of :data:`numcnn.losses.LOSS_TYPES` used to train the model.
+        prediction: ``"argmax"`` when the outputs are class scores, ``"argmin"`` when they are
+            penalties (distances), as for RBF output units.
     """
 
     name: str
@@ -47,13 +52,27 @@ class ModelSpec:
     description: str = ""
     source: str = ""
     input_padding: int = 0
+    input_mean: float = 0.1307
+    input_std: float = 0.3081
+    loss: str = "cross_entropy"
+    prediction: str = "argmax"
     notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def class_scores(self, outputs: np.ndarray) -> np.ndarray:
+        """Outputs turned into scores where larger means more likely (penalties are negated)."""
+        return -outputs if self.prediction == "argmin" else outputs
+
+    def predict_classes(self, outputs: np.ndarray) -> np.ndarray:
+        """Class indices from a batch of model outputs ``(N, num_classes)``."""
+        return self.class_scores(outputs).argmax(axis=1)
 
 
 def register(spec: ModelSpec) -> ModelSpec:
     """Add ``spec`` to the registry; names are unique."""
     if spec.name in _REGISTRY:
         raise ConfigurationError(f"a model named {spec.name!r} is already registered")
+    if spec.prediction not in ("argmax", "argmin"):
+        raise ConfigurationError(f"model {spec.name!r}: prediction must be 'argmax' or 'argmin'")
     for type_name, _ in spec.layers:
         if type_name not in LAYER_TYPES:
             raise ConfigurationError(f"model {spec.name!r} uses unknown layer type {type_name!r}")

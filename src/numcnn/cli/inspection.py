@@ -1,0 +1,51 @@
+"""``numcnn models`` (the registry) and ``numcnn gradcheck`` (verify a model's backward pass)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from numcnn import models
+
+__all__ = ["register"]
+
+
+def register(subparsers) -> None:
+    listing = subparsers.add_parser("models", help="list the registered models")
+    listing.set_defaults(handler=run_models)
+
+    check = subparsers.add_parser(
+        "gradcheck", help="check a model's gradients against finite differences (float64)"
+    )
+    check.add_argument("model", help="registered model name")
+    check.add_argument("--batch-size", type=int, default=2)
+    check.add_argument("--max-checks", type=int, default=20, help="entries sampled per tensor")
+    check.add_argument("--seed", type=int, default=0)
+    check.set_defaults(handler=run_gradcheck)
+
+
+def run_models(args) -> int:
+    for name in models.available_models():
+        spec = models.get_spec(name)
+        count = models.build(name, rng=0).num_parameters()
+        shape = "×".join(str(s) for s in spec.input_shape)
+        print(f"{name:<16} {count:>12,} parameters  input {shape:<10} {spec.description}")
+    return 0
+
+
+def run_gradcheck(args) -> int:
+    from numcnn.gradcheck import gradcheck
+    from numcnn.train import make_loss
+
+    spec = models.get_spec(args.model)
+    rng = np.random.default_rng(args.seed)
+    model = models.build(args.model, rng=rng, dtype=np.float64)
+    inputs = rng.standard_normal((args.batch_size, *spec.input_shape))
+    targets = rng.integers(0, spec.num_classes, size=args.batch_size)
+    if spec.loss != "cross_entropy":
+        targets = None
+    report = gradcheck(
+        model, inputs, loss=make_loss(spec) if targets is not None else None, targets=targets,
+        max_checks=args.max_checks, rng=rng,
+    )  # fmt: skip
+    print(report)
+    return 0 if report.passed else 1

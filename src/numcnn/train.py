@@ -1,0 +1,308 @@
+"""Training and evaluation loops for the registered models on MNIST.
+
+One training step is the whole story of back-propagation, in five calls::
+
+    model.zero_grad()                          # gradients are accumulated with +=, so clear them
+    outputs = model.forward(images)            # every layer caches what its backward needs
+    value = loss.forward(outputs, labels)      # E
+    model.backward(loss.backward(), need_input_grad=False)   # δ from the output back to layer 1
+    optimizer.step()                           # w ← w − η·v
+
+A single ``numpy.random.Generator`` seeded from ``TrainConfig.seed`` draws the initial weights and
+then every epoch's shuffle, so the same configuration reproduces the same run; its state is saved
+in each checkpoint, so a resumed run continues exactly where the interrupted one stopped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from numcnn import models
+from numcnn.checkpoint import load_checkpoint, save_checkpoint
+from numcnn.errors import CheckpointError, ConfigurationError, DataError
+from numcnn.layers import Sequential
+from numcnn.losses import LOSS_TYPES, Loss
+from numcnn.optim import SGD
+from numcnn.progress import Progress
+
+__all__ = [
+    "TrainConfig",
+    "EpochMetrics",
+    "Split",
+    "prepare_split",
+    "make_loss",
+    "make_optimizer",
+    "evaluate",
+    "train_epoch",
+    "fit",
+    "read_metrics",
+    "CHECKPOINT_NAME",
+    "METRICS_NAME",
+]
+
+CHECKPOINT_NAME = "model.npz"
+METRICS_NAME = "metrics.jsonl"
+
+
+@dataclass
+class TrainConfig:
+    """Everything that determines a training run (saved in the checkpoint)."""
+
+    model: str = "lenet5"
+    epochs: int = 10
+    batch_size: int = 64
+    lr: float = 0.05
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    seed: int = 0
+    train_limit: int | None = None  # use only this many training examples ...
+    train_offset: int = 0  # ... starting at this index (disjoint subsets)
+    dtype: str = "float32"
+    eval_batch_size: int = 1000
+
+    def validate(self) -> None:
+        models.get_spec(self.model)  # unknown names fail here, with the list of known ones
+        if self.epochs < 1 or self.batch_size < 1 or self.eval_batch_size < 1:
+            raise ConfigurationError("epochs, batch size and evaluation batch size must be >= 1")
+        if self.lr <= 0 or self.momentum < 0 or self.weight_decay < 0:
+            raise ConfigurationError("the learning rate must be > 0, momentum and weight decay >= 0")
+        if self.train_offset < 0 or (self.train_limit is not None and self.train_limit < 1):
+            raise ConfigurationError("train offset must be >= 0 and train limit >= 1")
+        if self.dtype not in ("float32", "float64"):
+            raise ConfigurationError(f"dtype must be float32 or float64, got {self.dtype!r}")
+
+
+@dataclass
+class EpochMetrics:
+    """One line of ``metrics.jsonl``; accuracies are fractions in [0, 1]."""
+
+    epoch: int
+    train_loss: float
+    train_accuracy: float
+    test_loss: float
+    test_accuracy: float
+    seconds: float  # training time of this epoch
+    eval_seconds: float = 0.0
+    lr: float = 0.0
+    extra: dict = field(default_factory=dict)
+
+    def to_json(self) -> str:
+        record = asdict(self)
+        record.update(record.pop("extra"))
+        return json.dumps(record)
+
+
+@dataclass
+class Split:
+    """Model-ready inputs ``(N, C, H, W)`` and integer labels ``(N,)``."""
+
+    images: np.ndarray
+    labels: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+
+def prepare_split(spec: models.ModelSpec, images: np.ndarray, labels: np.ndarray, dtype="float32") -> Split:
+    """Normalise raw uint8 images ``(N, H, W)`` the way ``spec`` expects its inputs."""
+    from numcnn.data import prepare_images
+
+    prepared = prepare_images(
+        images, padding=spec.input_padding, dtype=np.dtype(dtype), mean=spec.input_mean, std=spec.input_std
+    )
+    return Split(prepared, labels.astype(np.int64))
+
+
+def make_loss(spec: models.ModelSpec) -> Loss:
+    try:
+        return LOSS_TYPES[spec.loss]()
+    except KeyError:
+        raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
+
+
+def make_optimizer(config: TrainConfig, model: Sequential) -> SGD:
+    """The optimiser a configuration asks for, bound to ``model``'s parameters."""
+    return SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
+
+def evaluate(
+    model: Sequential, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
+) -> tuple[float, float]:
+    """Mean loss and accuracy of ``model`` on ``split``, in eval mode (restored afterwards)."""
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    try:
+        for start in range(0, len(split), batch_size):
+            images = split.images[start : start + batch_size]
+            labels = split.labels[start : start + batch_size]
+            outputs = model.forward(images)
+            total_loss += loss.forward(outputs, labels) * len(labels)
+            correct += int(np.count_nonzero(spec.predict_classes(outputs) == labels))
+    finally:
+        model.train(was_training)
+    return total_loss / len(split), correct / len(split)
+
+
+def train_epoch(
+    model: Sequential,
+    loss: Loss,
+    optimizer: SGD,
+    spec: models.ModelSpec,
+    split: Split,
+    batch_size: int,
+    rng: np.random.Generator,
+    progress: Progress | None = None,
+) -> tuple[float, float]:
+    """One pass over ``split`` in a random order; returns the mean training loss and accuracy."""
+    model.train()
+    order = rng.permutation(len(split))
+    total_loss, correct, seen = 0.0, 0, 0
+    for start in range(0, len(split), batch_size):
+        batch = order[start : start + batch_size]
+        images, labels = split.images[batch], split.labels[batch]
+        model.zero_grad()
+        outputs = model.forward(images)
+        value = loss.forward(outputs, labels)
+        # The input images need no gradient: skipping it saves the first layer's col2im.
+        model.backward(loss.backward(), need_input_grad=False)
+        optimizer.step()
+
+        if not math.isfinite(value):
+            raise ConfigurationError(
+                f"the training loss became {value} at example {seen}; lower the learning rate (--lr)"
+            )
+        total_loss += value * len(batch)
+        correct += int(np.count_nonzero(spec.predict_classes(outputs) == labels))
+        seen += len(batch)
+        if progress is not None:
+            progress.update(len(batch), loss=total_loss / seen, accuracy=correct / seen)
+    return total_loss / seen, correct / seen
+
+
+def _select(images: np.ndarray, labels: np.ndarray, offset: int, limit: int | None):
+    if offset >= len(labels):
+        raise ConfigurationError(f"train offset {offset} is beyond the {len(labels)} training examples")
+    stop = len(labels) if limit is None else offset + limit
+    if stop > len(labels):
+        raise ConfigurationError(
+            f"asked for {limit} training examples from index {offset}, but there are only {len(labels)}"
+        )
+    return images[offset:stop], labels[offset:stop]
+
+
+def fit(
+    config: TrainConfig,
+    data,
+    out_dir: str | Path | None = None,
+    *,
+    resume: bool = False,
+    log: Callable[[str], None] = print,
+    show_progress: bool | None = None,
+) -> list[EpochMetrics]:
+    """Train ``config.model`` on ``data`` (an object with ``train_images/labels``, ``test_images/labels``).
+
+    With ``out_dir``, after every epoch a checkpoint ``model.npz`` is written and a line appended
+    to ``metrics.jsonl``; ``resume=True`` continues from the checkpoint there up to
+    ``config.epochs`` in total. Returns the metrics of the epochs run by this call.
+    """
+    config.validate()
+    spec = models.get_spec(config.model)
+    rng = np.random.default_rng(config.seed)
+    model = models.build(config.model, rng=rng, dtype=np.dtype(config.dtype))
+    loss = make_loss(spec)
+    optimizer = make_optimizer(config, model)
+
+    out_path = Path(out_dir) if out_dir is not None else None
+    first_epoch = 1
+    if resume:
+        first_epoch = _restore(out_path, config, model, optimizer, rng)
+        log(f"resuming {config.model} from epoch {first_epoch - 1} in {out_path}")
+    elif out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        (out_path / METRICS_NAME).write_text("")  # a fresh run starts a fresh log
+
+    train_images, train_labels = _select(data.train_images, data.train_labels, config.train_offset, config.train_limit)
+    train_split = prepare_split(spec, train_images, train_labels, config.dtype)
+    test_split = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
+    log(
+        f"training {config.model} ({model.num_parameters():,} parameters) on {len(train_split):,} images, "
+        f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, momentum {config.momentum}"
+    )
+
+    history = []
+    for epoch in range(first_epoch, config.epochs + 1):
+        progress = Progress(len(train_split), f"epoch {epoch}/{config.epochs}", enabled=show_progress)
+        started = time.perf_counter()
+        with progress:
+            train_loss, train_accuracy = train_epoch(
+                model, loss, optimizer, spec, train_split, config.batch_size, rng, progress
+            )
+        seconds = time.perf_counter() - started
+        started = time.perf_counter()
+        test_loss, test_accuracy = evaluate(model, loss, spec, test_split, config.eval_batch_size)
+        metrics = EpochMetrics(
+            epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds,
+            eval_seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"],
+        )  # fmt: skip
+        history.append(metrics)
+        log(
+            f"epoch {epoch:>3}/{config.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.2%}  "
+            f"test loss {test_loss:.4f} acc {test_accuracy:.2%} (error {1 - test_accuracy:.2%})  {seconds:.1f}s"
+        )
+        if out_path is not None:
+            _save(out_path, config, model, optimizer, rng, epoch)
+            with open(out_path / METRICS_NAME, "a", encoding="utf-8") as handle:
+                handle.write(metrics.to_json() + "\n")
+    return history
+
+
+def _save(out_path: Path, config: TrainConfig, model, optimizer, rng, epoch: int) -> None:
+    meta = {"epoch": epoch, "config": asdict(config), "rng_state": rng.bit_generator.state}
+    save_checkpoint(
+        out_path / CHECKPOINT_NAME, model, config.model, optimizer_state=optimizer.state_dict(), meta=meta
+    )
+
+
+def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng) -> int:
+    """Load weights, optimiser and generator state from ``out_path``; return the next epoch number."""
+    if out_path is None:
+        raise ConfigurationError("resuming needs the run directory (--out) that holds model.npz")
+    checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME)
+    saved = checkpoint.meta.get("config", {})
+    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset"):
+        if key in saved and saved[key] != getattr(config, key):
+            raise CheckpointError(
+                f"{out_path / CHECKPOINT_NAME}: saved run used {key}={saved[key]!r}, not {getattr(config, key)!r}"
+            )
+    model.load_state_dict(checkpoint.model.state_dict())
+    optimizer.load_state_dict(checkpoint.optimizer_state)
+    rng.bit_generator.state = checkpoint.meta["rng_state"]
+    next_epoch = int(checkpoint.meta["epoch"]) + 1
+    if next_epoch > config.epochs:
+        raise ConfigurationError(
+            f"{out_path} already holds {next_epoch - 1} epochs; ask for more with --epochs"
+        )
+    return next_epoch
+
+
+def read_metrics(run_dir: str | Path) -> list[dict]:
+    """The per-epoch records of ``run_dir/metrics.jsonl``, oldest first."""
+    path = Path(run_dir) / METRICS_NAME
+    if not path.is_file():
+        raise DataError(f"{path}: no metrics file (is {run_dir} a 'numcnn train --out' directory?)")
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                records.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise DataError(f"{path}: line {number} is not valid JSON") from None
+    return records

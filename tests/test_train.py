@@ -1,0 +1,108 @@
+"""The training loop, checkpoints and resuming, on a small synthetic digit set."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from numcnn import models
+from numcnn.checkpoint import load_checkpoint, save_checkpoint
+from numcnn.errors import CheckpointError, ConfigurationError
+from numcnn.train import TrainConfig, fit, read_metrics
+
+QUIET = {"log": lambda line: None, "show_progress": False}
+
+
+def small_config(**overrides) -> TrainConfig:
+    settings = {"model": "lenet5", "epochs": 2, "batch_size": 32, "lr": 0.05, "momentum": 0.9, "seed": 3}
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+def test_fit_learns_and_writes_metrics_and_checkpoint(tmp_path, synthetic_digits):
+    history = fit(small_config(), synthetic_digits, tmp_path, **QUIET)
+    assert [m.epoch for m in history] == [1, 2]
+    assert history[-1].test_accuracy > 0.9  # the synthetic classes are easy
+    assert history[-1].train_loss < history[0].train_loss
+
+    records = read_metrics(tmp_path)
+    required = {"epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds"}
+    assert len(records) == 2 and required <= set(records[0])
+    assert records[1]["test_accuracy"] == pytest.approx(history[-1].test_accuracy)
+    assert 0.0 <= records[0]["train_accuracy"] <= 1.0
+
+    with np.load(tmp_path / "model.npz", allow_pickle=False) as archive:  # no pickle needed
+        meta = json.loads(str(archive["meta"]))
+    assert meta["model"] == "lenet5" and meta["epoch"] == 2
+
+
+def test_same_seed_same_run_and_different_seed_different_run(synthetic_digits):
+    first = fit(small_config(epochs=1), synthetic_digits, **QUIET)[0]
+    second = fit(small_config(epochs=1), synthetic_digits, **QUIET)[0]
+    third = fit(small_config(epochs=1, seed=4), synthetic_digits, **QUIET)[0]
+    assert first.train_loss == second.train_loss and first.test_loss == second.test_loss
+    assert first.train_loss != third.train_loss
+
+
+def test_resume_continues_exactly_where_the_run_stopped(tmp_path, synthetic_digits):
+    straight = fit(small_config(epochs=3), synthetic_digits, tmp_path / "straight", **QUIET)
+    fit(small_config(epochs=2), synthetic_digits, tmp_path / "resumed", **QUIET)
+    resumed = fit(small_config(epochs=3), synthetic_digits, tmp_path / "resumed", resume=True, **QUIET)
+    assert [m.epoch for m in resumed] == [3]
+    assert resumed[0].train_loss == pytest.approx(straight[2].train_loss, rel=1e-6)
+    assert resumed[0].test_loss == pytest.approx(straight[2].test_loss, rel=1e-6)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "resumed")] == [1, 2, 3]
+
+
+def test_resume_refuses_a_different_setup(tmp_path, synthetic_digits):
+    fit(small_config(epochs=1), synthetic_digits, tmp_path, **QUIET)
+    with pytest.raises(CheckpointError, match="batch_size=32"):
+        fit(small_config(epochs=2, batch_size=16), synthetic_digits, tmp_path, resume=True, **QUIET)
+    with pytest.raises(ConfigurationError, match="already holds 1 epochs"):
+        fit(small_config(epochs=1), synthetic_digits, tmp_path, resume=True, **QUIET)
+
+
+def test_train_subset_selection(synthetic_digits):
+    with pytest.raises(ConfigurationError, match="only 600"):
+        fit(small_config(train_limit=500, train_offset=200), synthetic_digits, **QUIET)
+
+
+def test_checkpoint_round_trip_keeps_outputs(tmp_path):
+    model = models.build("lenet5", rng=5)
+    path = save_checkpoint(tmp_path / "m.npz", model, "lenet5", meta={"epoch": 7})
+    loaded = load_checkpoint(path)
+    x = np.random.default_rng(0).standard_normal((2, 1, 28, 28)).astype(np.float32)
+    np.testing.assert_array_equal(loaded.model.forward(x), model.forward(x))
+    assert loaded.meta["epoch"] == 7 and loaded.spec.name == "lenet5"
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (None, "no such checkpoint file"),
+        (b"not a zip file", "not a readable .npz checkpoint"),
+    ],
+)
+def test_bad_checkpoint_files(tmp_path, content, message):
+    path = tmp_path / "bad.npz"
+    if content is not None:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message) as caught:
+        load_checkpoint(path)
+    assert "\n" not in str(caught.value)
+
+
+def test_checkpoint_of_an_unknown_model(tmp_path):
+    model = models.build("lenet5", rng=0)
+    path = save_checkpoint(tmp_path / "m.npz", model, "not-a-model")
+    with pytest.raises(CheckpointError, match="unknown model 'not-a-model'"):
+        load_checkpoint(path)
+
+
+def test_npz_without_meta_is_rejected(tmp_path):
+    path = tmp_path / "plain.npz"
+    np.savez(path, weights=np.zeros(3))
+    with pytest.raises(CheckpointError, match="no 'meta' entry"):
+        load_checkpoint(path)
