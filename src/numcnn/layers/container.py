@@ -34,7 +34,7 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ConfigurationError(f"Sequential item {index} is {type(layer).__name__}, not a Layer")
         self.layers: list[Layer] = list(layers)
-        self._fused: frozenset = frozenset()  # pooling layers that ran fused in the last forward
+        self._steps: tuple = ()  # the (first, last) layer steps of the last forward, see fusion.plan_steps
 
     # -- container protocol ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -57,12 +57,12 @@ class Sequential(Layer):
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x, self._fused = fused_forward(self.layers, x, self.allow_fusion)
+        x, self._steps = fused_forward(self.layers, x, self.allow_fusion)
         return x
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
-        return fused_backward(self.layers, grad_output, self._fused, need_input_grad)
+        return fused_backward(self.layers, grad_output, self._steps, need_input_grad)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         for layer in self.layers:
