@@ -16,8 +16,10 @@ What changes compared to :mod:`numcnn.functional` (the numbers do not):
   the window's first maximum only if that maximum is positive -- encoded as offset ``-1`` otherwise.
 * **ReLU alone** caches its output instead of a mask: ``y > 0 ⟺ x > 0``, one pass fewer.
 
-Linear layers and the other activations use the reference functions unchanged (they are already
-single matrix products or single element-wise passes).
+* **Bias gradients as GEMVs** ``δ · 1`` instead of ``sum``: same numbers up to rounding, faster.
+
+Linear layers' forward pass and the other activations use the reference functions unchanged (they
+are already single matrix products or single element-wise passes).
 """
 
 from __future__ import annotations
@@ -87,6 +89,26 @@ class NumpyBackend(ReferenceBackend):
     name = "numpy"
     fuses_relu_pool = True
 
+    def __init__(self) -> None:
+        self._ones: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+    def ones(self, size: int, dtype) -> np.ndarray:
+        """A cached vector of ones: bias gradients ``Σ_p δ[f, p]`` as the GEMV ``δ · 1`` run about three
+        times faster than ``sum(axis=1)`` on cache-resident data (OpenBLAS vs NumPy's pairwise sum)."""
+        key = (size, np.dtype(dtype))
+        if key not in self._ones:
+            if len(self._ones) > 32:  # many batch sizes: keep the cache small
+                self._ones.clear()
+            self._ones[key] = np.ones(size, dtype=dtype)
+        return self._ones[key]
+
+    # -- fully connected: the reference products, with the bias gradient as a GEMV ---------------
+    def linear_backward(self, grad_output, x, weight, need_input_grad=True):
+        grad_weight = grad_output.T @ x  # (out, in)
+        grad_bias = self.ones(grad_output.shape[0], grad_output.dtype) @ grad_output  # Σ_n δ_n
+        grad_input = grad_output @ weight if need_input_grad else None
+        return grad_input, grad_weight, grad_bias
+
     # -- convolution: eqs. 15.25, 15.38, 15.49 as three matrix products -------------------------
     def conv2d_forward(self, x, weight, bias, stride, padding):
         """``Yᵀ = W_mat · φ(x)ᵀ + b`` → y ``(N, F, OH, OW)`` (channel-major memory)."""
@@ -109,7 +131,7 @@ class NumpyBackend(ReferenceBackend):
         # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38). Computed as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster
         # with the long N·OH·OW axis as the shared inner dimension of two row-major operands.
         grad_weight = (cache.columns @ delta.T).T.reshape(weight.shape)
-        grad_bias = delta.sum(axis=1)  # Σ over batch and positions: contiguous row sums
+        grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # Σ over batch and positions: a GEMV
         grad_input = None
         if need_input_grad:
             n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]

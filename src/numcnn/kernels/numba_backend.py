@@ -52,12 +52,6 @@ def plane_layout(x: np.ndarray) -> tuple[np.ndarray, int, int]:
     return np.ascontiguousarray(cm).reshape(-1), n * h * w, h * w
 
 
-def channel_sums(grad_output: np.ndarray) -> np.ndarray:
-    """``∂E/∂b[f] = Σ_{n,p,q} δ[n, f, p, q]``, as row sums of the channel-major ``(F, N·OH·OW)`` matrix."""
-    delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3))
-    return delta.reshape(delta.shape[0], -1).sum(axis=1)
-
-
 def _window(kernel, stride, padding, out_size) -> tuple[int, ...]:
     return (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], out_size[0], out_size[1])
 
@@ -111,7 +105,8 @@ class NumbaBackend(NumpyBackend):
             grad_flat, grad_plane_f, grad_plane_n, partial.dtype.type(0), partial,
         )
         grad_weight = partial.sum(axis=0).reshape(weight.shape)
-        grad_bias = channel_sums(grad_output)
+        delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3)).reshape(filters, -1)  # free if channel-major
+        grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # GEMV, as in the numpy backend
         grad_input = None
         if need_input_grad:
             out = np.empty(cache.shape, dtype=grad_output.dtype)  # (C, N, H, W)
