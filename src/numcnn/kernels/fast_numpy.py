@@ -113,15 +113,39 @@ class NumpyBackend(ReferenceBackend):
     def conv2d_forward(self, x, weight, bias, stride, padding):
         """``Yᵀ = W_mat · φ(x)ᵀ + b`` → y ``(N, F, OH, OW)`` (channel-major memory)."""
         check_conv_shapes(x, weight)
-        filters, channels, kernel_h, kernel_w = weight.shape
-        columns = self.im2col(x, (kernel_h, kernel_w), stride, padding)  # (C, KH, KW, N, OH, OW)
-        n, out_h, out_w = columns.shape[3:]
-        columns = columns.reshape(channels * kernel_h * kernel_w, n * out_h * out_w)
-        y = weight.reshape(filters, -1) @ columns  # (F, N·OH·OW)
+        columns, y = self.unfold_and_multiply(x, weight, stride, padding)  # (C·KH·KW, N·OH·OW), (F, N, OH, OW)
         if bias is not None:
-            y += bias[:, None]
+            y += bias[:, None, None, None]
         cache = FastConvCache(columns, weight, (x.shape[2], x.shape[3]), stride, padding)
-        return as_nchw(y.reshape(filters, n, out_h, out_w)), cache
+        return as_nchw(y), cache
+
+    # Images per block in unfold_and_multiply: the block's columns should stay in the L2 cache
+    # between being written and being read by the matrix product (probed: 2× faster for LeNet's
+    # first layer than unfolding the whole batch first).
+    block_bytes = 2**19
+
+    def unfold_and_multiply(self, x, weight, stride, padding):
+        """``φ(x)ᵀ`` and ``W_mat · φ(x)ᵀ``, a block of images at a time (same numbers as in one go)."""
+        filters, channels, kernel_h, kernel_w = weight.shape
+        n = x.shape[0]
+        kernel = (kernel_h, kernel_w)
+        out_h, out_w = output_size(x.shape[2:], kernel, stride, padding)
+        windows = window_view(pad_channel_major(channel_major(x), padding), kernel, stride, (out_h, out_w))
+        columns = np.empty(windows.shape, dtype=x.dtype)  # (C, KH, KW, N, OH, OW)
+        y = np.empty((filters, n, out_h, out_w), dtype=x.dtype)
+        weight_matrix = weight.reshape(filters, -1)
+        rows = channels * kernel_h * kernel_w
+        block = max(1, self.block_bytes // (rows * out_h * out_w * x.dtype.itemsize))
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            np.copyto(columns[:, :, :, start:stop], windows[:, :, :, start:stop])
+            # Both operands and the output are row-strided 2-D views that BLAS reads in place.
+            np.matmul(
+                weight_matrix,
+                columns[:, :, :, start:stop].reshape(rows, -1),
+                out=y[:, start:stop].reshape(filters, -1),
+            )
+        return columns.reshape(rows, -1), y
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
         weight = cache.weight
