@@ -159,3 +159,14 @@ def test_linear_equals_the_reference(fast, reference, close, dtype, rng):
     delta = rng.standard_normal((5, 3)).astype(dtype)
     for ours, theirs in zip(fast.linear_backward(delta, x, weight), reference.linear_backward(delta, x, weight)):
         close(ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, relu, rng):
+    """Eval mode skips recording the maxima; a backward that follows anyway finds them again."""
+    x = rng.integers(-2, 3, size=(2, 3, 7, 6)).astype(np.float64)
+    y, cache = fast.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), relu=relu)
+    y_eval, cache_eval = fast.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), relu=relu, record=False)
+    np.testing.assert_array_equal(y_eval, y)
+    delta = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(fast.max_pool2d_backward(delta, cache_eval), fast.max_pool2d_backward(delta, cache))

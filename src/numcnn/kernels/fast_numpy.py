@@ -52,11 +52,15 @@ class FastConvCache(NamedTuple):
 
 
 class FastPoolCache(NamedTuple):
-    window_index: np.ndarray | None  # (C, N, OH, OW): offset i·KW + j of the maximum, -1 = no gradient
+    window_index: np.ndarray | None  # (C, N, OH, OW): where each maximum is (-1 = no gradient)
     input_size: tuple[int, int]
     kernel: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
+    # Inference does not record where the maxima are (backward rarely follows); if it does
+    # follow, the positions are found again from the input kept here.
+    source: np.ndarray | None = None
+    relu: bool = False
 
 
 def window_index_dtype(kernel: tuple[int, int]) -> np.dtype:
@@ -173,11 +177,18 @@ class NumpyBackend(ReferenceBackend):
         return col2im_channel_major(grad_columns, input_size, stride, padding)
 
     # -- max pooling (eq. 15.51), optionally of relu(x) --------------------------------------
-    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False):
+    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
+        """Max pooling; ``record=False`` (inference) skips recording where each maximum is."""
         cm = channel_major(x)
         out_size = output_size(cm.shape[2:], kernel, stride, padding)
         windows = window_view(pad_channel_major(cm, padding, -np.inf), kernel, stride, out_size)
         best = windows[:, 0, 0].copy()  # (C, N, OH, OW): running maximum
+        if not record:
+            for offset in range(1, kernel[0] * kernel[1]):
+                np.maximum(best, windows[:, offset // kernel[1], offset % kernel[1]], out=best)
+            if relu:
+                np.maximum(best, 0, out=best)
+            return as_nchw(best), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding, x, relu)
         window_index = np.zeros(best.shape, dtype=window_index_dtype(kernel))
         better = np.empty(best.shape, dtype=bool)
         as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
@@ -201,6 +212,7 @@ class NumpyBackend(ReferenceBackend):
 
     def max_pool2d_backward(self, grad_output, cache):
         """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
+        cache = self.recorded(cache)
         delta = channel_major(grad_output)
         kernel, stride, padding = cache.kernel, cache.stride, cache.padding
         grad_padded, exact = self._gradient_canvas(delta, cache)
@@ -215,6 +227,12 @@ class NumpyBackend(ReferenceBackend):
             else:
                 target += delta * hit
         return as_nchw(self._crop(grad_padded, cache))
+
+    def recorded(self, cache):
+        """The cache with the maxima's positions, found again from the input if inference skipped them."""
+        if cache.window_index is not None:
+            return cache
+        return self.max_pool2d_forward(cache.source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
 
     # -- average pooling (eq. 15.52) ----------------------------------------------------------
     def avg_pool2d_forward(self, x, kernel, stride, padding):

@@ -143,19 +143,22 @@ class NumbaBackend(NumpyBackend):
         numba_kernels.col2im_kernel(np.ascontiguousarray(grad_columns).reshape(-1), (c, n, *input_size), window, out.reshape(-1))
         return out
 
-    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False):
+    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
         n, c, h, w = x.shape
         out_size = output_size((h, w), kernel, stride, padding)
         flat, plane_c, plane_n = plane_layout(x)
         y = np.empty((c, n, *out_size), dtype=x.dtype)
-        argmax = np.empty(y.shape, dtype=np.int32)
+        argmax = np.empty(y.shape if record else (1,), dtype=np.int32)
         numba_kernels.max_pool_forward_kernel(
             flat, plane_c, plane_n, (c, n, h, w), _window(kernel, stride, padding, out_size),
-            bool(relu), y.reshape(-1), argmax.reshape(-1),
+            bool(relu), bool(record), y.reshape(-1), argmax.reshape(-1),
         )
+        if not record:
+            return as_nchw(y), FastPoolCache(None, (h, w), kernel, stride, padding, x, bool(relu))
         return as_nchw(y), FastPoolCache(argmax, (h, w), kernel, stride, padding)
 
     def max_pool2d_backward(self, grad_output, cache):
+        cache = self.recorded(cache)
         n, c, out_h, out_w = grad_output.shape
         flat, plane_c, plane_n = plane_layout(grad_output)
         out = np.empty((c, n, *cache.input_size), dtype=grad_output.dtype)

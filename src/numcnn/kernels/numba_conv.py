@@ -57,11 +57,26 @@ def _load_wide_delta(grad, plane, plane_f, filters, out_size, padded_w, wide):
                 row_out[q] = row_in[q]
 
 
+@njit(cache=True)
+def _tap_offsets(channels, kernel, padded_size):
+    """Flat offset of the pixel under wide position 0 for each tap ``k = (c·KH + i)·KW + j``."""
+    kernel_h, kernel_w = kernel
+    padded_h, padded_w = padded_size
+    offsets = np.empty(channels * kernel_h * kernel_w, dtype=np.int64)
+    for c in range(channels):
+        for i in range(kernel_h):
+            for j in range(kernel_w):
+                offsets[(c * kernel_h + i) * kernel_w + j] = (c * padded_h + i) * padded_w + j
+    return offsets
+
+
 @njit(parallel=True, cache=True)
 def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, bias, out):
     """Forward pass (eq. 15.25), stride 1; ``out`` flat channel-major ``(F, N, OH, OW)``.
 
     ``weight`` is the ``(F, C·KH·KW)`` matrix ``W_mat``; ``bias`` has ``F`` entries (zeros for none).
+    Taps are added four at a time: each pass over a filter's accumulator row then reads and
+    writes it once per four multiply-adds instead of once per one (probed 1.5× faster).
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -69,23 +84,30 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
     length = (out_h - 1) * padded_w + out_w
+    taps = channels * kernel_h * kernel_w
+    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
     for n in prange(batch):
         padded = np.zeros(channels * padded_h * padded_w, dtype=out.dtype)
         _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
         acc = np.empty((filters, length), dtype=out.dtype)
         for f in range(filters):
-            acc[f, :] = bias[f]
-        for c in range(channels):
-            for i in range(kernel_h):
-                for j in range(kernel_w):
-                    start = (c * padded_h + i) * padded_w + j
-                    pixels = padded[start : start + length]
-                    k = (c * kernel_h + i) * kernel_w + j
-                    for f in range(filters):
-                        w = weight[f, k]
-                        row = acc[f]
-                        for t in range(length):
-                            row[t] += w * pixels[t]
+            row = acc[f]
+            row[:] = bias[f]
+            k = 0
+            while k + 4 <= taps:
+                w0, w1, w2, w3 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
+                p0 = padded[offsets[k] : offsets[k] + length]
+                p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
+                p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
+                p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
+                for t in range(length):
+                    row[t] += (w0 * p0[t] + w1 * p1[t]) + (w2 * p2[t] + w3 * p3[t])
+                k += 4
+            for k in range(k, taps):
+                w0 = weight[f, k]
+                p0 = padded[offsets[k] : offsets[k] + length]
+                for t in range(length):
+                    row[t] += w0 * p0[t]
         for f in range(filters):
             for p in range(out_h):
                 dst = ((f * batch + n) * out_h + p) * out_w
@@ -100,7 +122,8 @@ def conv_weight_grad_direct(
 
     ``grad`` is δ flat with plane strides ``grad_plane_f`` / ``grad_plane_n``. ``fastmath`` lets LLVM
     vectorise the dot products (it reorders their sums: equal to the reference up to rounding).
-    ``zero`` is ``0`` of the working dtype, so the sums run in float32 for float32 data.
+    ``zero`` is ``0`` of the working dtype, so the sums run in float32 for float32 data. Four dot
+    products share each pass over δ's row.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -108,23 +131,36 @@ def conv_weight_grad_direct(
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
     length = (out_h - 1) * padded_w + out_w
+    taps = channels * kernel_h * kernel_w
+    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
     for n in prange(batch):
         padded = np.zeros(channels * padded_h * padded_w, dtype=partial.dtype)
         _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
         wide = np.zeros((filters, length), dtype=partial.dtype)
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
-        for c in range(channels):
-            for i in range(kernel_h):
-                for j in range(kernel_w):
-                    start = (c * padded_h + i) * padded_w + j
-                    pixels = padded[start : start + length]
-                    k = (c * kernel_h + i) * kernel_w + j
-                    for f in range(filters):
-                        row = wide[f]
-                        total = zero
-                        for t in range(length):
-                            total += row[t] * pixels[t]
-                        partial[n, f, k] = total
+        for f in range(filters):
+            row = wide[f]
+            k = 0
+            while k + 4 <= taps:
+                p0 = padded[offsets[k] : offsets[k] + length]
+                p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
+                p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
+                p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
+                s0 = s1 = s2 = s3 = zero
+                for t in range(length):
+                    d = row[t]
+                    s0 += d * p0[t]
+                    s1 += d * p1[t]
+                    s2 += d * p2[t]
+                    s3 += d * p3[t]
+                partial[n, f, k], partial[n, f, k + 1], partial[n, f, k + 2], partial[n, f, k + 3] = s0, s1, s2, s3
+                k += 4
+            for k in range(k, taps):
+                p0 = padded[offsets[k] : offsets[k] + length]
+                s0 = zero
+                for t in range(length):
+                    s0 += row[t] * p0[t]
+                partial[n, f, k] = s0
 
 
 @njit(parallel=True, cache=True)
@@ -132,6 +168,7 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
     """Input gradient (eq. 15.49), stride 1: scatter ``W[f, c, i, j]·δ[f]`` onto the padded image, crop.
 
     ``shape = (C, N, H, W)`` of the input; ``out`` flat channel-major ``(C, N, H, W)``, overwritten.
+    Four filters' contributions are added per pass over a tap's run of pixels.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -140,21 +177,26 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
     padded_h, padded_w = height + 2 * pad_h, width + 2 * pad_w
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
     length = (out_h - 1) * padded_w + out_w
+    taps = channels * kernel_h * kernel_w
+    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
     for n in prange(batch):
         wide = np.zeros((filters, length), dtype=out.dtype)
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
         padded = np.zeros(channels * padded_h * padded_w, dtype=out.dtype)
-        for c in range(channels):
-            for i in range(kernel_h):
-                for j in range(kernel_w):
-                    start = (c * padded_h + i) * padded_w + j
-                    target = padded[start : start + length]
-                    k = (c * kernel_h + i) * kernel_w + j
-                    for f in range(filters):
-                        w = weight[f, k]
-                        row = wide[f]
-                        for t in range(length):
-                            target[t] += w * row[t]
+        for k in range(taps):
+            target = padded[offsets[k] : offsets[k] + length]
+            f = 0
+            while f + 4 <= filters:
+                w0, w1, w2, w3 = weight[f, k], weight[f + 1, k], weight[f + 2, k], weight[f + 3, k]
+                d0, d1, d2, d3 = wide[f], wide[f + 1], wide[f + 2], wide[f + 3]
+                for t in range(length):
+                    target[t] += (w0 * d0[t] + w1 * d1[t]) + (w2 * d2[t] + w3 * d3[t])
+                f += 4
+            for f in range(f, filters):
+                w0 = weight[f, k]
+                d0 = wide[f]
+                for t in range(length):
+                    target[t] += w0 * d0[t]
         for c in range(channels):
             for h in range(height):
                 dst = ((c * batch + n) * height + h) * width

@@ -117,18 +117,21 @@ def col2im_kernel(cols, shape, window, out):
 
 
 @njit(parallel=True, cache=True)
-def max_pool_forward_kernel(src, plane_c, plane_n, shape, window, relu, out, argmax):
+def max_pool_forward_kernel(src, plane_c, plane_n, shape, window, relu, record, out, argmax):
     """Max pooling (eq. 15.51) of ``relu(x)`` if ``relu`` else ``x``, recording where each maximum was.
 
-    ``out`` flat channel-major ``(C, N, OH, OW)``; ``argmax`` (int32, same layout) holds the flat index
-    ``row·W + col`` of the window's *first* maximum in row-major order inside its ``(c, n)`` plane,
-    or −1 when no gradient flows (the fused ReLU cut it: maximum <= 0). Padding never wins.
+    ``out`` flat channel-major ``(C, N, OH, OW)``; if ``record``, ``argmax`` (int32, same layout) gets the
+    flat index ``row·W + col`` of the window's *first* maximum in row-major order inside its
+    ``(c, n)`` plane, or −1 when no gradient flows (the fused ReLU cut it: maximum <= 0). Padding
+    never wins. Inference passes ``record=False``: backward will not run, so nothing is recorded.
 
-    One output at a time with the running maximum in registers: with a whole row of windows in
-    arrays the compiler has to assume they alias the input and re-reads them (probed 4× slower).
+    One output at a time with the running maximum in registers (a row of windows kept in arrays
+    was slower: the compiler must assume they alias the input). Windows that lie wholly inside
+    the image -- all but a border -- skip the clipping arithmetic.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w = window
+    inner_lo, inner_hi = valid_columns(0, width - kernel_w + 1, stride_w, pad_w, out_w)  # q with a whole window row
     for task in prange(channels * batch):
         c = task // batch
         n = task % batch
@@ -139,23 +142,26 @@ def max_pool_forward_kernel(src, plane_c, plane_n, shape, window, relu, out, arg
             dst = u64((task * out_h + p) * out_w)
             for q in range(out_w):
                 left = q * stride_w - pad_w
-                j_lo, j_hi = max(0, -left), min(kernel_w, width - left)
+                if inner_lo <= q < inner_hi:
+                    j_lo, j_hi = 0, kernel_w
+                else:
+                    j_lo, j_hi = max(0, -left), min(kernel_w, width - left)
                 # Start from the first real pixel, then strict '>' keeps the first maximum.
-                where = (top + i_lo) * width + left + j_lo
+                corner = (top + i_lo) * width + left
+                where = corner + j_lo
                 best = src[u64(plane + where)]
                 for i in range(i_lo, i_hi):
-                    base = (top + i) * width + left
-                    row = u64(plane + base)
+                    row = u64(plane + corner + (i - i_lo) * width)
                     for j in range(u64(j_lo), u64(j_hi)):
                         value = src[row + j]
                         if value > best:
                             best = value
-                            where = base + np.int64(j)
+                            where = corner + (i - i_lo) * width + np.int64(j)
                 if relu and not best > 0:
-                    out[dst + u64(q)] = 0
-                    argmax[dst + u64(q)] = -1
-                else:
-                    out[dst + u64(q)] = best
+                    best = 0
+                    where = -1
+                out[dst + u64(q)] = best
+                if record:
                     argmax[dst + u64(q)] = where
 
 

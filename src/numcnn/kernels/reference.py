@@ -8,8 +8,9 @@ The interface (shapes in the public NCHW convention; caches are opaque to the la
 
 * ``conv2d_forward(x, weight, bias, stride, padding) -> (y, cache)``
 * ``conv2d_backward(grad_output, cache, need_input_grad) -> (grad_x or None, grad_weight, grad_bias)``
-* ``max_pool2d_forward(x, kernel, stride, padding, relu=False) -> (y, cache)``; ``relu=True`` computes
-  ``max_pool(relu(x))`` (the fusion :class:`numcnn.layers.Sequential` uses for ReLU → MaxPool2d)
+* ``max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True) -> (y, cache)``; ``relu=True``
+  computes ``max_pool(relu(x))`` (the fusion :class:`numcnn.layers.Sequential` uses for ReLU → MaxPool2d);
+  ``record=False`` (eval mode) tells a backend that backward is unlikely, so it may defer work
 * ``max_pool2d_backward(grad_output, cache) -> grad_x``
 * ``avg_pool2d_forward(x, kernel, stride, padding) -> (y, cache)``, ``avg_pool2d_backward(grad_output, cache)``
 * ``relu_forward(x) -> (y, cache)``, ``relu_backward(grad_output, cache) -> grad_x``
@@ -52,7 +53,9 @@ class ReferenceBackend:
         return convolution.conv2d_backward(grad_output, cache, need_input_grad)
 
     # -- pooling ----------------------------------------------------------------------------------
-    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False):
+    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
+        # ``record`` (whether backward may follow) lets fast backends skip work; the reference
+        # always records the argmax.
         if not relu:
             return pooling.max_pool2d_forward(x, kernel, stride, padding)
         # The composition max_pool(relu(x)), written out: the oracle for the fused fast kernels.

@@ -49,7 +49,9 @@ class MaxPool2d(_Pool2d):
         """``max_pool(relu(x))`` in one pass when ``relu`` (used by :class:`~numcnn.layers.Sequential`
         for ReLU → MaxPool2d); :meth:`backward` then returns ``∂E/∂x`` with respect to the ReLU's input."""
         backend = kernels.active()
-        y, cache = backend.max_pool2d_forward(x, self.kernel_size, self.stride, self.padding, relu=relu)
+        y, cache = backend.max_pool2d_forward(
+            x, self.kernel_size, self.stride, self.padding, relu=relu, record=self.training
+        )
         self.cache = (backend, cache)
         return y
 
