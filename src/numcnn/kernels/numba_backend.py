@@ -61,10 +61,12 @@ class NumbaBackend(NumpyBackend):
 
     name = "numba"
 
-    # Direct kernels pay off while the unfolded matrix would be much larger than the input and the
-    # wide rows are long enough to fill vector registers (probed on LeNet-5's layers).
-    direct_max_filters_times_rows = 400  # F · C·KH·KW
-    direct_min_row_length = 16  # OW
+    # Direct kernels pay off while the layer is small enough that OpenBLAS cannot shine (its
+    # thread is one, see kernels.threads) and the wide rows are long enough to fill vector registers.
+    # Probed on LeNet-5: direct wins for both of its convolutions (F·C·KH·KW = 150 and 2,400) once
+    # numba's threads run it in parallel; large layers go to im2col + GEMM.
+    direct_max_filters_times_rows = 4096  # F · C·KH·KW
+    direct_min_row_length = 8  # OW
 
     def use_direct(self, x_shape, weight_shape, stride, out_w) -> bool:
         filters, channels, kernel_h, kernel_w = weight_shape
