@@ -1,8 +1,9 @@
-"""The ``"numba"`` backend: the ``"numpy"`` backend with im2col, col2im and max pooling compiled.
+"""The ``"numba"`` backend: the ``"numpy"`` backend with its memory-bound passes compiled.
 
-The matrix products stay in NumPy (OpenBLAS); what changes is the memory-bound glue around them,
-where NumPy needs several passes (pad, then copy windows; one strided add per kernel offset in
-col2im; a compare-and-select per window offset in pooling) and a compiled loop needs one:
+* small stride-1 convolutions (LeNet's both) run as direct loops over the padded image
+  (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images;
+* larger ones keep im2col + GEMM (OpenBLAS), where NumPy needs several passes around the product
+  (pad, then copy windows; one strided add per kernel offset in col2im) and a compiled loop one:
 
 * im2col reads the input once, padding included, without a padded copy;
 * col2im adds each ``(c, n)`` plane's windows in one task (no per-offset passes over the batch);
@@ -10,7 +11,8 @@ col2im; a compare-and-select per window offset in pooling) and a compiled loop n
   of each window's first maximum, so the backward pass is a single scatter.
 
 The kernels are in :mod:`numcnn.kernels.numba_kernels`; importing this module imports numba.
-With numba's threads busy, OpenBLAS should use one thread (see :func:`numcnn.kernels.threads.set_threads`).
+When first used it gives OpenBLAS one thread unless the user chose a count
+(:func:`numcnn.kernels.threads.apply_numba_default`): the two thread pools must not fight over the cores.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import numpy as np
 
 from typing import NamedTuple
 
-from numcnn.kernels import numba_conv, numba_kernels
+from numcnn.kernels import numba_conv, numba_kernels, threads
 from numcnn.kernels.fast_numpy import FastPoolCache, NumpyBackend, check_conv_shapes
 from numcnn.kernels.unfold import as_nchw, output_size
 
@@ -60,6 +62,10 @@ class NumbaBackend(NumpyBackend):
     """Fast kernels with numba; outputs and gradients equal the ``"numpy"`` and reference backends'."""
 
     name = "numba"
+
+    def __init__(self) -> None:
+        super().__init__()
+        threads.apply_numba_default()  # OpenBLAS and numba threads must not fight over the cores
 
     # Direct kernels pay off while the layer is small enough that OpenBLAS cannot shine (its
     # thread is one, see kernels.threads) and the wide rows are long enough to fill vector registers.

@@ -16,9 +16,27 @@ import sys
 
 from numcnn.errors import ConfigurationError
 
-__all__ = ["set_threads", "thread_report"]
+__all__ = ["set_threads", "thread_report", "apply_numba_default"]
 
 _blas_limiter = None  # keeps threadpoolctl's limit object alive (and the limit in force)
+_explicit = False  # set_threads was called: never override the user's choice
+BLAS_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def apply_numba_default() -> None:
+    """Give OpenBLAS one thread when the numba backend starts, unless the user chose a count.
+
+    Called once, when the numba backend is first used. A count chosen with :func:`set_threads` or
+    with ``OPENBLAS_NUM_THREADS`` / ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` is left alone.
+    """
+    global _blas_limiter
+    if _explicit or any(os.environ.get(name) for name in BLAS_ENVIRONMENT):
+        return
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # threadpoolctl is a dependency, but a missing one must not stop training
+        return
+    _blas_limiter = threadpool_limits(limits=1, user_api="blas")
 
 
 def set_threads(threads: int, backend: str = "numpy", blas_threads: int | None = None) -> dict[str, int]:
@@ -27,7 +45,8 @@ def set_threads(threads: int, backend: str = "numpy", blas_threads: int | None =
     * ``"numba"``: numba gets ``threads``; OpenBLAS gets ``blas_threads``, by default 1 (see above).
     * ``"numpy"`` / ``"reference"``: OpenBLAS gets ``blas_threads``, by default ``threads``.
     """
-    global _blas_limiter
+    global _blas_limiter, _explicit
+    _explicit = True
     if threads < 1:
         raise ConfigurationError(f"the number of threads must be >= 1, got {threads}")
     counts: dict[str, int] = {}
