@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 
 from numcnn.errors import ShapeError
+from numcnn.kernels import threads
 from numcnn.kernels.reference import ReferenceBackend
 from numcnn.kernels.unfold import (
     as_nchw,
@@ -87,6 +88,40 @@ def _tiles_exactly(
     )
 
 
+def _running_maximum(windows, best, window_index, relu: bool) -> None:
+    """Max over the window offsets of ``windows`` ``(C, KH, KW, n, OH, OW)`` into ``best`` ``(C, n, OH, OW)``.
+
+    With ``window_index``, also record the offset ``i·KW + j`` of each window's first maximum
+    (-1 where a fused ReLU cuts the gradient).
+    """
+    kernel_h, kernel_w = windows.shape[1:3]
+    np.copyto(best, windows[:, 0, 0])
+    if window_index is None:
+        for offset in range(1, kernel_h * kernel_w):
+            np.maximum(best, windows[:, offset // kernel_w, offset % kernel_w], out=best)
+        if relu:
+            np.maximum(best, 0, out=best)
+        return
+    window_index.fill(0)
+    better = np.empty(best.shape, dtype=bool)
+    as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
+    for offset in range(1, kernel_h * kernel_w):
+        candidate = windows[:, offset // kernel_w, offset % kernel_w]
+        # Strictly greater: on a tie the earlier (row-major first) offset keeps the maximum.
+        np.greater(candidate, best, out=better)
+        np.maximum(best, candidate, out=best)
+        # Offsets only grow, so the offset of the maximum is the largest offset that improved it.
+        np.maximum(window_index, as_integer * window_index.dtype.type(offset), out=window_index)
+    if relu:
+        # relu'(max) = 0 where the window maximum is <= 0: mark offset -1 (no gradient), i.e.
+        # index ← index·alive + alive − 1 with alive ∈ {0, 1}.
+        np.greater(best, 0, out=better)
+        window_index *= as_integer
+        window_index += as_integer
+        window_index -= 1
+        np.maximum(best, 0, out=best)
+
+
 class NumpyBackend(ReferenceBackend):
     """Fast kernels in pure NumPy; see the module docstring for what is done differently."""
 
@@ -95,6 +130,8 @@ class NumpyBackend(ReferenceBackend):
 
     def __init__(self) -> None:
         self._ones: dict[tuple[int, np.dtype], np.ndarray] = {}
+        if type(self) is NumpyBackend:
+            threads.apply_numpy_default()  # split batches over the CPUs (see kernels.threads)
 
     def ones(self, size: int, dtype) -> np.ndarray:
         """A cached vector of ones: bias gradients ``Σ_p δ[f, p]`` as the GEMV ``δ · 1`` run about three
@@ -140,32 +177,49 @@ class NumpyBackend(ReferenceBackend):
         weight_matrix = weight.reshape(filters, -1)
         rows = channels * kernel_h * kernel_w
         block = max(1, self.block_bytes // (rows * out_h * out_w * x.dtype.itemsize))
-        for start in range(0, n, block):
-            stop = min(n, start + block)
-            np.copyto(columns[:, :, :, start:stop], windows[:, :, :, start:stop])
-            # Both operands and the output are row-strided 2-D views that BLAS reads in place.
-            np.matmul(
-                weight_matrix,
-                columns[:, :, :, start:stop].reshape(rows, -1),
-                out=y[:, start:stop].reshape(filters, -1),
-            )
+
+        def images(first: int, last: int) -> None:  # one thread's share of the batch
+            for start in range(first, last, block):
+                stop = min(last, start + block)
+                np.copyto(columns[:, :, :, start:stop], windows[:, :, :, start:stop])
+                # Both operands and the output are row-strided 2-D views that BLAS reads in place.
+                np.matmul(
+                    weight_matrix,
+                    columns[:, :, :, start:stop].reshape(rows, -1),
+                    out=y[:, start:stop].reshape(filters, -1),
+                )
+
+        threads.parallel_parts(images, n)
         return columns.reshape(rows, -1), y
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
         weight = cache.weight
-        filters = weight.shape[0]
+        filters, channels = weight.shape[:2]
+        n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]
+        positions = out_h * out_w
         # δᵀ as an (F, N·OH·OW) matrix; free when δ arrives channel-major from a fast layer.
         delta = np.ascontiguousarray(channel_major(grad_output)).reshape(filters, -1)
-        # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38). Computed as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster
-        # with the long N·OH·OW axis as the shared inner dimension of two row-major operands.
-        grad_weight = (cache.columns @ delta.T).T.reshape(weight.shape)
+        weight_matrix = weight.reshape(filters, -1)
+
+        def images(first: int, last: int):  # one thread's share of the batch
+            columns = cache.columns[:, first * positions : last * positions]
+            part = delta[:, first * positions : last * positions]
+            # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38), as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster with
+            # the long N·OH·OW axis as the shared inner dimension of two row-major operands.
+            grad_weight = columns @ part.T  # (C·KH·KW, F)
+            if not need_input_grad:
+                return grad_weight, None
+            grad_columns = weight_matrix.T @ part  # (C·KH·KW, n·OH·OW) = (δ Fᵀ)ᵀ
+            grad_columns = grad_columns.reshape(channels, *weight.shape[2:], last - first, out_h, out_w)
+            return grad_weight, self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding)
+
+        parts = threads.parallel_parts(images, n)
+        grad_weight = sum(part[0] for part in parts).T.reshape(weight.shape)
         grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # Σ over batch and positions: a GEMV
         grad_input = None
         if need_input_grad:
-            n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]
-            grad_columns = weight.reshape(filters, -1).T @ delta  # (C·KH·KW, N·OH·OW) = (δ Fᵀ)ᵀ
-            grad_columns = grad_columns.reshape(weight.shape[1], *weight.shape[2:], n, out_h, out_w)
-            grad_input = as_nchw(self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding))
+            grad_cm = parts[0][1] if len(parts) == 1 else np.concatenate([part[1] for part in parts], axis=1)
+            grad_input = as_nchw(grad_cm)
         return grad_input, grad_weight, grad_bias
 
     def im2col(self, x, kernel, stride, padding):
@@ -182,50 +236,40 @@ class NumpyBackend(ReferenceBackend):
         cm = channel_major(x)
         out_size = output_size(cm.shape[2:], kernel, stride, padding)
         windows = window_view(pad_channel_major(cm, padding, -np.inf), kernel, stride, out_size)
-        best = windows[:, 0, 0].copy()  # (C, N, OH, OW): running maximum
+        best = np.empty((cm.shape[0], cm.shape[1], *out_size), dtype=x.dtype)  # (C, N, OH, OW)
+        window_index = np.empty(best.shape, dtype=window_index_dtype(kernel)) if record else None
+
+        def images(first: int, last: int) -> None:  # one thread's share of the batch
+            part = slice(first, last)
+            _running_maximum(windows[:, :, :, part], best[:, part], None if window_index is None else window_index[:, part], relu)
+
+        threads.parallel_parts(images, cm.shape[1])
         if not record:
-            for offset in range(1, kernel[0] * kernel[1]):
-                np.maximum(best, windows[:, offset // kernel[1], offset % kernel[1]], out=best)
-            if relu:
-                np.maximum(best, 0, out=best)
             return as_nchw(best), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding, x, relu)
-        window_index = np.zeros(best.shape, dtype=window_index_dtype(kernel))
-        better = np.empty(best.shape, dtype=bool)
-        as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
-        for offset in range(1, kernel[0] * kernel[1]):
-            candidate = windows[:, offset // kernel[1], offset % kernel[1]]
-            # Strictly greater: on a tie the earlier (row-major first) offset keeps the maximum.
-            np.greater(candidate, best, out=better)
-            np.maximum(best, candidate, out=best)
-            # Offsets only grow, so the offset of the maximum is the largest offset that improved it.
-            np.maximum(window_index, as_integer * window_index.dtype.type(offset), out=window_index)
-        if relu:
-            # relu'(max) = 0 where the window maximum is <= 0: mark offset -1 (no gradient), i.e.
-            # index ← index·alive + alive − 1 with alive ∈ {0, 1}.
-            np.greater(best, 0, out=better)
-            window_index *= as_integer
-            window_index += as_integer
-            window_index -= 1
-            np.maximum(best, 0, out=best)
-        cache = FastPoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
-        return as_nchw(best), cache
+        return as_nchw(best), FastPoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
 
     def max_pool2d_backward(self, grad_output, cache):
         """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
         cache = self.recorded(cache)
         delta = channel_major(grad_output)
-        kernel, stride, padding = cache.kernel, cache.stride, cache.padding
+        kernel, stride = cache.kernel, cache.stride
         grad_padded, exact = self._gradient_canvas(delta, cache)
         out_h, out_w = delta.shape[2:]
-        hit = np.empty(delta.shape, dtype=bool)
-        for offset in range(kernel[0] * kernel[1]):
-            i, j = divmod(offset, kernel[1])
-            target = grad_padded[:, :, i : i + stride[0] * out_h : stride[0], j : j + stride[1] * out_w : stride[1]]
-            np.equal(cache.window_index, offset, out=hit)
-            if exact:  # windows tile the input: each pixel belongs to exactly one window, write it
-                np.multiply(delta, hit, out=target)
-            else:
-                target += delta * hit
+
+        def images(first: int, last: int) -> None:  # one thread's share of the batch
+            part = slice(first, last)
+            hit = np.empty(delta[:, part].shape, dtype=bool)
+            for offset in range(kernel[0] * kernel[1]):
+                i, j = divmod(offset, kernel[1])
+                rows = slice(i, i + stride[0] * out_h, stride[0])
+                target = grad_padded[:, part, rows, j : j + stride[1] * out_w : stride[1]]
+                np.equal(cache.window_index[:, part], offset, out=hit)
+                if exact:  # windows tile the input: each pixel belongs to exactly one window, write it
+                    np.multiply(delta[:, part], hit, out=target)
+                else:
+                    target += delta[:, part] * hit
+
+        threads.parallel_parts(images, delta.shape[1])
         return as_nchw(self._crop(grad_padded, cache))
 
     def recorded(self, cache):
