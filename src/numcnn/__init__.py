@@ -4,25 +4,31 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, kernels, models, optim
+from numcnn import functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
+    LENET5_C3_CONNECTIONS,
     AvgPool2d,
     Conv2d,
+    EuclideanRBF,
     Flatten,
     Layer,
+    LearnedCombination2d,
     Linear,
     MaxPool2d,
     ReLU,
+    ScaledTanh,
     Sequential,
     Sigmoid,
     Softmax,
+    Subsample2d,
     Tanh,
 )
 from numcnn.kernels import set_backend
-from numcnn.losses import CrossEntropyLoss, Loss, MSELoss
+from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
+from numcnn.sdlm import SDLM
 
 __version__ = "0.1.0"
 
@@ -33,20 +39,28 @@ __all__ = [
     "Conv2d",
     "CrossEntropyLoss",
     "DataError",
+    "EuclideanRBF",
     "Flatten",
     "GradcheckReport",
+    "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LearnedCombination2d",
     "Linear",
     "Loss",
     "MSELoss",
     "MaxPool2d",
     "NumcnnError",
+    "RBFLoss",
+    "RBFMAPLoss",
     "ReLU",
+    "SDLM",
     "SGD",
+    "ScaledTanh",
     "Sequential",
     "ShapeError",
     "Sigmoid",
     "Softmax",
+    "Subsample2d",
     "Tanh",
     "__version__",
     "functional",
@@ -55,5 +69,6 @@ __all__ = [
     "models",
     "numerical_gradient",
     "optim",
+    "reference",
     "set_backend",
 ]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from numcnn import models
-from numcnn.errors import CheckpointError, NumcnnError
+from numcnn.errors import CheckpointError, NumcnnError, one_line
 from numcnn.layers import Sequential
 
 __all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "FORMAT_NAME", "FORMAT_VERSION"]
@@ -88,7 +88,7 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
     except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
-        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({_first_line(error)})") from None
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({one_line(error)})") from None
 
     if "meta" not in arrays:
         raise CheckpointError(f"{path}: not a numcnn checkpoint (no 'meta' entry)")
@@ -111,8 +111,3 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except NumcnnError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return Checkpoint(model=model, meta=meta, optimizer_state=optimizer_state)
-
-
-def _first_line(error: BaseException) -> str:
-    text = str(error).strip().splitlines()
-    return text[0] if text else type(error).__name__

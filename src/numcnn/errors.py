@@ -7,6 +7,17 @@ without a traceback.
 
 from __future__ import annotations
 
+__all__ = ["NumcnnError", "ShapeError", "ConfigurationError", "DataError", "CheckpointError", "one_line"]
+
+
+def one_line(error: BaseException) -> str:
+    """The text of a foreign exception squeezed onto one line, to quote inside a numcnn message.
+
+    Messages must stay on one line, whatever the OS, zlib or NumPy put into the exception text.
+    """
+    text = " ".join(str(error).split())
+    return text or type(error).__name__
+
 
 class NumcnnError(Exception):
     """Base class of all errors raised deliberately by numcnn."""

@@ -150,7 +150,10 @@ def gradcheck(
     * ``module.forward(inputs, targets)`` when ``module`` is a :class:`~numcnn.losses.Loss`;
     * ``loss.forward(module.forward(inputs), targets)`` when a ``loss`` is given;
     * otherwise ``Σ module.forward(inputs) ∘ R`` for a fixed random ``R`` -- a random projection,
-      so that every output entry contributes with its own weight.
+      so that every output entry contributes with its own weight;
+
+    plus ``module.penalty()`` for a layer or model: the regularisation terms (e.g. the sparsity of
+    learned map combinations, seed 000 eq. 11) whose gradients ``backward`` adds.
 
     Args:
         module: a layer, a model (``Sequential``) or a loss, with float64 parameters.
@@ -186,8 +189,8 @@ def gradcheck(
         def objective() -> float:
             outputs = module.forward(x)
             if loss is not None:
-                return float(loss.forward(outputs, targets))
-            return float(np.sum(outputs * projection))
+                return float(loss.forward(outputs, targets)) + module.penalty()
+            return float(np.sum(outputs * projection)) + module.penalty()
 
         module.zero_grad()
         objective()

@@ -10,9 +10,14 @@ Seed 002 writes momentum as ``v ← μ·v − η·∇E; w ← w + v``; with a co
 forms produce the same sequence of weights (``v₀₀₂ = −η·v``).
 
 Parameters may be given as a flat list of pairs or as groups with their own settings, e.g. a
-different learning rate per layer (seed 002)::
+different learning rate per layer (seed 002, "实际训练问题": lower layers have smaller, less reliable
+gradients)::
 
     SGD([{"params": conv.parameters(), "lr": 0.01}, {"params": fc.parameters()}], lr=0.1)
+    SGD(layer_groups(model, {"0": 0.01}), lr=0.1)      # the same, by layer index of a Sequential
+
+LeCun's stochastic diagonal Levenberg–Marquardt method, a learning rate per *parameter*, is
+:class:`numcnn.sdlm.SDLM`.
 
 When a group's parameters and gradients lie back to back in flat buffers (models from
 :func:`numcnn.models.build`, see :mod:`numcnn.layers.flat`), the update runs once on the whole buffer
@@ -30,7 +35,7 @@ import numpy as np
 from numcnn.errors import CheckpointError, ConfigurationError
 from numcnn.layers.flat import contiguous_span
 
-__all__ = ["Optimizer", "SGD"]
+__all__ = ["Optimizer", "SGD", "layer_groups"]
 
 ParameterPairs = Iterable[tuple[np.ndarray, np.ndarray]]
 
@@ -86,6 +91,10 @@ class Optimizer:
 
     def step(self) -> None:
         raise NotImplementedError
+
+    def start_epoch(self, epoch: int, **context) -> None:
+        """Called by the trainer before epoch ``epoch`` (1-based) with ``model``, ``loss``, ``images``,
+        ``labels`` and ``rng``; plain SGD ignores it, SDLM re-estimates its curvature there."""
 
     # -- checkpoints ------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, np.ndarray]:
@@ -202,3 +211,31 @@ class SGD(Optimizer):
             views.append(view)
             offset += param.size
         self._bound_velocity[first] = (velocity, views)
+
+
+def layer_groups(model, layer_lrs: dict[str | int, float]) -> list[dict]:
+    """Parameter groups with a learning rate per layer (seed 002): ``{layer index: lr}`` for a ``Sequential``.
+
+    Parameters are named ``"<index>.<name>"`` (``model.named_parameters()``); those of a listed layer
+    go into a group with its ``lr``, all others into one group that uses the optimiser's default.
+
+    >>> from numcnn import Linear, ReLU, Sequential
+    >>> model = Sequential(Linear(3, 4, rng=0), ReLU(), Linear(4, 2, rng=0))
+    >>> [(group.get("lr"), len(group["params"])) for group in layer_groups(model, {2: 0.5})]
+    [(0.5, 2), (None, 2)]
+    """
+    rates = {str(layer): float(lr) for layer, lr in layer_lrs.items()}
+    grouped: dict[str, list] = {layer: [] for layer in rates}
+    default = []
+    for name, param, grad in model.named_parameters():
+        layer = name.split(".", 1)[0]
+        (grouped[layer] if layer in grouped else default).append((param, grad))
+    empty = sorted(layer for layer, pairs in grouped.items() if not pairs)
+    if empty:
+        raise ConfigurationError(f"per-layer learning rates name layer(s) {empty}, which have no parameters")
+    if any(lr <= 0 for lr in rates.values()):
+        raise ConfigurationError(f"per-layer learning rates must be > 0, got {rates}")
+    groups = [{"params": grouped[layer], "lr": rates[layer]} for layer in rates]
+    if default:
+        groups.append({"params": default})
+    return groups

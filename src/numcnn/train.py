@@ -29,8 +29,9 @@ from numcnn.checkpoint import load_checkpoint, save_checkpoint
 from numcnn.errors import CheckpointError, ConfigurationError, DataError
 from numcnn.layers import Sequential
 from numcnn.losses import LOSS_TYPES, Loss
-from numcnn.optim import SGD
+from numcnn.optim import SGD, Optimizer, layer_groups
 from numcnn.progress import Progress
+from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM
 
 __all__ = [
     "TrainConfig",
@@ -49,6 +50,7 @@ __all__ = [
 
 CHECKPOINT_NAME = "model.npz"
 METRICS_NAME = "metrics.jsonl"
+OPTIMIZERS = ("sgd", "sdlm")
 
 
 @dataclass
@@ -66,6 +68,10 @@ class TrainConfig:
     train_offset: int = 0  # ... starting at this index (disjoint subsets)
     dtype: str = "float32"
     eval_batch_size: int = 1000
+    optimizer: str = "sgd"  # "sdlm": LeCun's stochastic diagonal Levenberg-Marquardt (numcnn.sdlm)
+    damping: float = 0.02  # SDLM's μ in η / (μ + h_kk)
+    curvature_samples: int = 500  # SDLM: samples the curvature is re-estimated on before each epoch
+    layer_lr: dict[str, float] = field(default_factory=dict)  # learning rate per layer index, e.g. {"0": 0.01}
 
     def validate(self) -> None:
         models.get_spec(self.model)  # unknown names fail here, with the list of known ones
@@ -77,6 +83,12 @@ class TrainConfig:
             raise ConfigurationError("train offset must be >= 0 and train limit >= 1")
         if self.dtype not in ("float32", "float64"):
             raise ConfigurationError(f"dtype must be float32 or float64, got {self.dtype!r}")
+        if self.optimizer not in OPTIMIZERS:
+            raise ConfigurationError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
+        if self.damping <= 0 or self.curvature_samples < 1:
+            raise ConfigurationError("SDLM's damping must be > 0 and its curvature sample count >= 1")
+        if any(lr <= 0 for lr in self.layer_lr.values()):
+            raise ConfigurationError(f"per-layer learning rates must be > 0, got {self.layer_lr}")
 
 
 @dataclass
@@ -127,9 +139,21 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
-def make_optimizer(config: TrainConfig, model: Sequential) -> SGD:
-    """The optimiser a configuration asks for, bound to ``model``'s parameters."""
-    return SGD(model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
+def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+    """The optimiser a configuration asks for, bound to ``model``'s parameters.
+
+    ``"sgd"``: :class:`~numcnn.optim.SGD` with momentum and weight decay. ``"sdlm"``:
+    :class:`~numcnn.sdlm.SDLM` with damping ``μ``, its curvature re-estimated before every epoch, and
+    the paper's decreasing η schedule (:data:`~numcnn.sdlm.LECUN_1998_SCHEDULE`) starting from ``lr``.
+    ``layer_lr`` gives layers their own learning rate (param groups) with either optimiser.
+    """
+    parameters = layer_groups(model, config.layer_lr) if config.layer_lr else model.parameters()
+    if config.optimizer == "sdlm":
+        return SDLM(
+            parameters, lr=config.lr, damping=config.damping,
+            schedule=LECUN_1998_SCHEDULE, curvature_samples=config.curvature_samples,
+        )  # fmt: skip
+    return SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
 def evaluate(
@@ -154,7 +178,7 @@ def evaluate(
 def train_epoch(
     model: Sequential,
     loss: Loss,
-    optimizer: SGD,
+    optimizer: Optimizer,
     spec: models.ModelSpec,
     split: Split,
     batch_size: int,
@@ -170,7 +194,7 @@ def train_epoch(
         images, labels = split.images[batch], split.labels[batch]
         model.zero_grad()
         outputs = model.forward(images)
-        value = loss.forward(outputs, labels)
+        value = loss.forward(outputs, labels) + model.penalty()  # Ẽ = E + Ω (e.g. seed 000 eq. 11)
         # The input images need no gradient: skipping it saves the first layer's col2im.
         model.backward(loss.backward(), need_input_grad=False)
         optimizer.step()
@@ -234,13 +258,17 @@ def fit(
     test_split = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
     log(
         f"training {config.model} ({model.num_parameters():,} parameters) on {len(train_split):,} images, "
-        f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, momentum {config.momentum}"
+        f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, "
+        + (f"SDLM damping {config.damping}" if config.optimizer == "sdlm" else f"momentum {config.momentum}")
     )
 
     history = []
     for epoch in range(first_epoch, config.epochs + 1):
         progress = Progress(len(train_split), f"epoch {epoch}/{config.epochs}", enabled=show_progress)
         started = time.perf_counter()
+        optimizer.start_epoch(
+            epoch, model=model, loss=loss, images=train_split.images, labels=train_split.labels, rng=rng
+        )  # SDLM: η for this epoch and a fresh curvature estimate
         with progress:
             train_loss, train_accuracy = train_epoch(
                 model, loss, optimizer, spec, train_split, config.batch_size, rng, progress
@@ -277,7 +305,7 @@ def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng) 
         raise ConfigurationError("resuming needs the run directory (--out) that holds model.npz")
     checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME)
     saved = checkpoint.meta.get("config", {})
-    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset"):
+    for key in ("model", "dtype", "batch_size", "train_limit", "train_offset", "optimizer"):
         if key in saved and saved[key] != getattr(config, key):
             raise CheckpointError(
                 f"{out_path / CHECKPOINT_NAME}: saved run used {key}={saved[key]!r}, not {getattr(config, key)!r}"

@@ -225,7 +225,10 @@ def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner, threads: dict):
     if config.dtype != "float32":
         return None, "PyTorch timed in float32 only"
     count = config.threads or os.cpu_count() or 1
-    runner = TorchRunner(spec, ours.model, config.lr, config.momentum, count)
+    try:
+        runner = TorchRunner(spec, ours.model, config.lr, config.momentum, count)
+    except ConfigurationError as error:  # a layer without a torch.nn twin: time numcnn alone
+        return None, f"PyTorch not timed: {error}"
     return runner, f"PyTorch {runner.torch.__version__}, {runner.threads()} threads"
 
 

@@ -22,6 +22,17 @@ def positive_int(text: str) -> int:
     return value
 
 
+def layer_learning_rate(text: str) -> tuple[str, float]:
+    """``INDEX=LR`` (e.g. ``0=0.01``) for ``--layer-lr``."""
+    layer, separator, rate = text.partition("=")
+    try:
+        if not separator or not layer.strip().isdigit():
+            raise ValueError
+        return layer.strip(), float(rate)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected LAYER_INDEX=LR such as 0=0.01, got {text!r}") from None
+
+
 def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data-dir", type=Path, default=None,
@@ -47,6 +58,19 @@ def register(subparsers) -> None:
     train.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
     train.add_argument("--momentum", type=float, default=DEFAULTS["momentum"])
     train.add_argument("--weight-decay", type=float, default=0.0)
+    train.add_argument(
+        "--optimizer", choices=["sgd", "sdlm"], default="sgd",
+        help="sgd (momentum) or sdlm: LeCun's stochastic diagonal Levenberg-Marquardt, step lr/(damping + h_kk) "
+        "per parameter, curvature h re-estimated before each epoch, lr decreased on the paper's schedule",
+    )  # fmt: skip
+    train.add_argument("--damping", type=float, default=0.02, help="SDLM's mu in lr/(mu + h_kk)")
+    train.add_argument(
+        "--curvature-samples", type=positive_int, default=500, help="SDLM: samples per curvature estimate"
+    )
+    train.add_argument(
+        "--layer-lr", type=layer_learning_rate, action="append", default=[], metavar="INDEX=LR",
+        help="learning rate of one layer (index in the model, see 'numcnn models'); repeatable",
+    )  # fmt: skip
     train.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seeds initialisation and shuffling")
     train.add_argument("--train-limit", type=positive_int, default=None, help="use only the first K training images")
     train.add_argument("--train-offset", type=int, default=0, help="skip this many training images first")
@@ -99,6 +123,8 @@ def run_train(args) -> int:
         model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
         train_limit=args.train_limit, train_offset=args.train_offset, dtype=args.dtype,
+        optimizer=args.optimizer, damping=args.damping, curvature_samples=args.curvature_samples,
+        layer_lr=dict(args.layer_lr),
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
     data = load_data(args)

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numcnn.errors import DataError
+from numcnn.errors import DataError, one_line
 
 __all__ = ["IDX_DTYPES", "clear_cache", "read_idx", "read_payload", "sha256_hex"]
 
@@ -44,12 +44,6 @@ IDX_DTYPES: dict[int, np.dtype] = {
 _GZIP_MAGIC = b"\x1f\x8b"
 
 
-def _reason(exc: BaseException) -> str:
-    # Messages must stay on one line, whatever the OS or zlib put in the exception text.
-    text = " ".join(str(exc).split())
-    return text or type(exc).__name__
-
-
 class _Problem(Exception):
     """A data problem described without the file name, which the public caller prepends."""
 
@@ -60,7 +54,7 @@ def _payload(path: Path) -> bytes:
     except FileNotFoundError:
         raise _Problem("file not found") from None
     except OSError as exc:
-        raise _Problem(f"cannot read ({_reason(exc)})") from None
+        raise _Problem(f"cannot read ({one_line(exc)})") from None
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
@@ -167,7 +161,7 @@ def read_idx(path: str | os.PathLike[str], *, sha256: str | None = None) -> np.n
     except FileNotFoundError:
         raise DataError(f"{path}: file not found") from None
     except OSError as exc:
-        raise DataError(f"{path}: cannot read ({_reason(exc)})") from None
+        raise DataError(f"{path}: cannot read ({one_line(exc)})") from None
     result = _read_cached(str(resolved), stat.st_mtime_ns, stat.st_size, sha256)
     if isinstance(result, str):
         raise DataError(f"{path}: {result}") from None

@@ -29,9 +29,8 @@ from typing import IO, Any
 
 import numpy as np
 
-from numcnn.data.idx import _reason as _one_line
 from numcnn.data.idx import read_idx, read_payload, sha256_hex
-from numcnn.errors import ConfigurationError, DataError, ShapeError
+from numcnn.errors import ConfigurationError, DataError, ShapeError, one_line
 
 __all__ = [
     "MNIST_FILES",
@@ -207,7 +206,7 @@ def _fetch(
             dir=target.parent, prefix=f".{target.name}.", suffix=".part"
         )
     except OSError as exc:
-        raise DataError(f"{target.parent}: cannot write downloads ({_one_line(exc)})") from None
+        raise DataError(f"{target.parent}: cannot write downloads ({one_line(exc)})") from None
     tmp = Path(tmp_name)
     bar = None
     try:
@@ -223,7 +222,7 @@ def _fetch(
                         if bar is not None:
                             bar.update(len(chunk))
             except network_errors as exc:
-                raise _FetchFailed(_one_line(exc)) from None
+                raise _FetchFailed(one_line(exc)) from None
         try:
             got = sha256_hex(read_payload(tmp))
         except DataError:
@@ -283,7 +282,7 @@ def download_mnist(
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise DataError(f"{directory}: cannot create download folder ({_one_line(exc)})") from None
+        raise DataError(f"{directory}: cannot create download folder ({one_line(exc)})") from None
     for name in MNIST_FILES:
         target = directory / f"{name}.gz"
         expected = MNIST_SHA256[name]

@@ -17,6 +17,7 @@ from numcnn.functional.activation import (
     tanh_backward,
     tanh_forward,
 )
+from numcnn.functional.combination import CombinationCache, combination_backward, combination_forward
 from numcnn.functional.convolution import Conv2dCache, conv2d_backward, conv2d_forward
 from numcnn.functional.im2col import col2im, conv_output_size, im2col, im2row_matrix, pair
 from numcnn.functional.linear import linear_backward, linear_forward
@@ -36,15 +37,21 @@ from numcnn.functional.pooling import (
     max_pool2d_backward,
     max_pool2d_forward,
 )
+from numcnn.functional.rbf import rbf_backward, rbf_forward
+from numcnn.functional.subsampling import SubsampleCache, subsample_backward, subsample_forward
 
 __all__ = [
     "AvgPool2dCache",
+    "CombinationCache",
     "Conv2dCache",
     "MaxPool2dCache",
+    "SubsampleCache",
     "as_target_distribution",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "col2im",
+    "combination_backward",
+    "combination_forward",
     "conv2d_backward",
     "conv2d_forward",
     "conv_output_size",
@@ -61,12 +68,16 @@ __all__ = [
     "mse_forward",
     "one_hot",
     "pair",
+    "rbf_backward",
+    "rbf_forward",
     "relu_backward",
     "relu_forward",
     "sigmoid_backward",
     "sigmoid_forward",
     "softmax_backward",
     "softmax_forward",
+    "subsample_backward",
+    "subsample_forward",
     "tanh_backward",
     "tanh_forward",
 ]

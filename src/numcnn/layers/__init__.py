@@ -3,31 +3,46 @@
 ``LAYER_TYPES`` maps the class names used in model specifications (:mod:`numcnn.models`) to classes.
 """
 
-from numcnn.layers.activation import ReLU, Sigmoid, Softmax, Tanh
+from numcnn.layers.activation import ReLU, ScaledTanh, Sigmoid, Softmax, Tanh
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+from numcnn.layers.combination import LearnedCombination2d
+from numcnn.layers.connections import LENET5_C3_CONNECTIONS, format_connections, parse_connections
 from numcnn.layers.container import Sequential
 from numcnn.layers.convolution import Conv2d
 from numcnn.layers.linear import Flatten, Linear
 from numcnn.layers.pooling import AvgPool2d, MaxPool2d
+from numcnn.layers.rbf import EuclideanRBF
+from numcnn.layers.subsampling import Subsample2d
 
 LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2d, MaxPool2d, AvgPool2d, ReLU, Sigmoid, Tanh, Softmax, Flatten, Linear, Sequential)
 }
+# The classic layers of seeds 000/002 and LeNet-5 (1998).
+LAYER_TYPES.update(
+    {cls.__name__: cls for cls in (Subsample2d, LearnedCombination2d, ScaledTanh, EuclideanRBF)}
+)
 
 __all__ = [
     "LAYER_TYPES",
     "AvgPool2d",
     "Conv2d",
+    "EuclideanRBF",
     "Flatten",
+    "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LearnedCombination2d",
     "Linear",
     "MaxPool2d",
     "ReLU",
+    "ScaledTanh",
     "Sequential",
     "Sigmoid",
     "Softmax",
+    "Subsample2d",
     "Tanh",
     "fan_in_uniform",
+    "format_connections",
     "make_generator",
+    "parse_connections",
 ]

@@ -15,9 +15,24 @@ from numcnn.functional.activation import (
     tanh_backward,
     tanh_forward,
 )
+from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, tanh_curvature
 from numcnn.layers.base import Layer
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "Softmax", "FUSED_INTO_NEXT"]
+__all__ = [
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "ScaledTanh",
+    "Softmax",
+    "LECUN_TANH_AMPLITUDE",
+    "LECUN_TANH_SCALE",
+    "FUSED_INTO_NEXT",
+]
+
+# LeCun's scaled tanh 1.7159·tanh(2x/3) (seed 000 §2.1): f(±1) = ±1 (to 3e-6) and the largest
+# the largest |f″| lies near ±1, so targets ±1 sit where the curve bends and do not saturate it.
+LECUN_TANH_AMPLITUDE = 1.7159
+LECUN_TANH_SCALE = 2.0 / 3.0
 
 # Left in ReLU.cache by Sequential when the ReLU ran fused into the following MaxPool2d, whose
 # backward then already includes the ReLU's derivative.
@@ -43,6 +58,9 @@ class ReLU(Layer):
         backend, backend_cache = cache
         return backend.relu_backward(grad_output, backend_cache) if need_input_grad else None
 
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return relu_curvature(curvature_output, x), {}
+
 
 class Sigmoid(Layer):
     """Logistic ``1 / (1 + e^(−β·x))`` with slope β (seed 000 §2.1; β = 1 is PyTorch's Sigmoid).
@@ -62,6 +80,9 @@ class Sigmoid(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         y = self.require_cache()
         return sigmoid_backward(grad_output, y, self.slope) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return sigmoid_curvature(curvature_output, x, self.slope), {}
 
     def extra_repr(self) -> str:
         return "" if self.slope == 1.0 else f"slope={self.slope}"
@@ -85,10 +106,26 @@ class Tanh(Layer):
         y = self.require_cache()
         return tanh_backward(grad_output, y, self.amplitude, self.scale) if need_input_grad else None
 
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return tanh_curvature(curvature_output, x, self.amplitude, self.scale), {}
+
     def extra_repr(self) -> str:
         if self.amplitude == 1.0 and self.scale == 1.0:
             return ""
         return f"amplitude={self.amplitude}, scale={self.scale}"
+
+
+class ScaledTanh(Tanh):
+    """LeCun's ``1.7159 · tanh(2x/3)`` (seed 000 §2.1; LeNet-5's squashing function): a :class:`Tanh`
+    whose defaults are LeCun's constants, so a model specification can name it without numbers."""
+
+    def __init__(self, amplitude: float = LECUN_TANH_AMPLITUDE, scale: float = LECUN_TANH_SCALE) -> None:
+        super().__init__(amplitude, scale)
+
+    def extra_repr(self) -> str:
+        if self.amplitude == LECUN_TANH_AMPLITUDE and self.scale == LECUN_TANH_SCALE:
+            return ""
+        return super().extra_repr()
 
 
 class Softmax(Layer):

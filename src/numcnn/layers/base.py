@@ -101,6 +101,27 @@ class Layer:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return self.forward(x)
 
+    def penalty(self) -> float:
+        """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default 0).
+
+        A layer with a penalty adds the penalty's gradient in ``backward``, once per call, so
+        :func:`numcnn.gradcheck` and the trainer add ``penalty()`` to ``E`` once per forward pass.
+        """
+        return 0.0
+
+    def backward_curvature(
+        self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Gauss–Newton diagonal pass (LeCun 1998, Appendix C; :mod:`numcnn.functional.curvature`).
+
+        Given the layer input ``x`` and ``D = ∂²E/∂(output)²`` (diagonal), return ``∂²E/∂x²`` and the
+        curvature ``h`` of each parameter, keyed like ``params``. ``grad_output`` (``∂E/∂output``) is only
+        handed to a network's last layer, for output units whose own second derivative is kept (RBF).
+        """
+        raise NumcnnError(
+            f"{type(self).__name__} has no curvature pass (backward_curvature), which the SDLM optimiser needs"
+        )
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Shape ``(C, H, W)`` or ``(features,)`` of one output sample, for summaries; default: unchanged."""
         return tuple(input_shape)

@@ -64,6 +64,33 @@ class Sequential(Layer):
         """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
         return fused_backward(self.layers, grad_output, self._steps, need_input_grad)
 
+    def penalty(self) -> float:
+        """The sum of the layers' regularisation terms (e.g. the sparsity of learned map combinations)."""
+        return float(sum(layer.penalty() for layer in self.layers))
+
+    def backward_curvature(
+        self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The curvature pass through every layer, last to first; parameter names as in ``named_parameters``.
+
+        The layers' inputs are recomputed by a forward pass from ``x`` (the pass runs on a few hundred
+        samples per epoch, so this costs little and no forward pass has to keep more). Only the last
+        layer receives ``grad_output``.
+        """
+        inputs = []
+        for layer in self.layers:
+            inputs.append(x)
+            x = layer.forward(x)
+        curvatures: dict[str, np.ndarray] = {}
+        curvature = curvature_output
+        for index in range(len(self.layers) - 1, -1, -1):
+            last = index == len(self.layers) - 1
+            curvature, layer_curvatures = self.layers[index].backward_curvature(
+                inputs[index], curvature, grad_output if last else None
+            )
+            curvatures.update({f"{index}.{name}": value for name, value in layer_curvatures.items()})
+        return curvature, curvatures
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         for layer in self.layers:
             input_shape = layer.output_shape(input_shape)

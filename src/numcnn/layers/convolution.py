@@ -8,8 +8,10 @@ import numpy as np
 
 from numcnn import kernels
 from numcnn.errors import ConfigurationError
+from numcnn.functional.curvature import conv2d_curvature
 from numcnn.functional.im2col import check_window, conv_output_size, pair
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+from numcnn.layers.connections import check_connections
 
 __all__ = ["Conv2d"]
 
@@ -30,6 +32,14 @@ class Conv2d(Layer):
 
     Gradients:
         ``∂E/∂W = φ(x)ᵀ δ`` (004 eq. 15.38), ``∂E/∂b = Σ δ``, ``∂E/∂x = col2im(δ Wᵀ)`` (004 eq. 15.49).
+
+    Connection table: with ``connections`` (boolean ``(C_in, C_out)``, e.g.
+    :data:`~numcnn.layers.connections.LENET5_C3_CONNECTIONS`) output map ``j`` sums only over its input
+    maps ``M_j = {i : connections[i, j]}`` -- seed 000's ``x_j = f(Σ_{i∈M_j} x_i * k_ij + b_j)``. The kernels
+    ``weight[j, i]`` of absent connections are held at exactly zero: masked in the forward pass and in
+    their gradient, so no optimiser step moves them; ``num_parameters()`` counts only the connected
+    kernels (LeNet-5's C3: 60·25 + 16 = 1,516). Their initial range uses each map's true fan-in
+    ``|M_j|·KH·KW``.
     """
 
     def __init__(
@@ -41,6 +51,7 @@ class Conv2d(Layer):
         padding: int | tuple[int, int] = 0,
         bias: bool = True,
         *,
+        connections=None,
         rng: np.random.Generator | int | None = None,
         dtype=np.float32,
     ) -> None:
@@ -62,21 +73,56 @@ class Conv2d(Layer):
         self.add_parameter("weight", fan_in_uniform(weight_shape, fan_in, rng, self.dtype))
         if bias:
             self.add_parameter("bias", fan_in_uniform((self.out_channels,), fan_in, rng, self.dtype))
+        self.connections = None
+        self.connection_mask = None  # (F, C, 1, 1): 1 where input map c feeds output map f
+        if connections is not None:
+            self.connections = check_connections(connections, self.in_channels, self.out_channels)
+            self.connection_mask = self.connections.T[:, :, None, None].astype(self.dtype)
+            inputs_per_map = self.connections.sum(axis=0).reshape(-1, 1, 1, 1)
+            # U(−1/√fan_in, 1/√fan_in) with the connected fan-in, zero for absent connections.
+            self.params["weight"] *= self.connection_mask * np.sqrt(self.in_channels / inputs_per_map)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
         backend = kernels.active()
-        y, cache = backend.conv2d_forward(x, self.params["weight"], self.params.get("bias"), self.stride, self.padding)
+        y, cache = backend.conv2d_forward(x, self.connected_weight(), self.params.get("bias"), self.stride, self.padding)
         self.cache = (backend, cache)  # backward runs on the backend that made the cache
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         backend, cache = self.require_cache()
         grad_input, grad_weight, grad_bias = backend.conv2d_backward(grad_output, cache, need_input_grad)
+        if self.connection_mask is not None:
+            grad_weight = grad_weight * self.connection_mask  # absent connections get exactly zero gradient
         self.grads["weight"] += grad_weight
         if "bias" in self.grads:
             self.grads["bias"] += grad_bias
         return grad_input
+
+    def connected_weight(self) -> np.ndarray:
+        """The kernels in use: ``weight``, with absent connections zeroed when there is a table."""
+        weight = self.params["weight"]
+        return weight if self.connection_mask is None else weight * self.connection_mask
+
+    def num_parameters(self) -> int:
+        if self.connection_mask is None:
+            return super().num_parameters()
+        kernels = int(self.connections.sum()) * self.kernel_size[0] * self.kernel_size[1]
+        return kernels + (self.out_channels if "bias" in self.params else 0)
+
+    def backward_curvature(
+        self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        x = np.asarray(x, dtype=self.dtype)
+        curvature_input, curvature_weight, curvature_bias = conv2d_curvature(
+            curvature_output, x, self.connected_weight(), self.stride, self.padding
+        )
+        if self.connection_mask is not None:
+            curvature_weight = curvature_weight * self.connection_mask
+        curvatures = {"weight": curvature_weight}
+        if "bias" in self.params:
+            curvatures["bias"] = curvature_bias
+        return curvature_input, curvatures
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         _, h, w = input_shape
@@ -93,4 +139,6 @@ class Conv2d(Layer):
         )
         if "bias" not in self.params:
             text += ", bias=False"
+        if self.connections is not None:
+            text += f", connections={int(self.connections.sum())} of {self.connections.size}"
         return text

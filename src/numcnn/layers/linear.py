@@ -8,6 +8,7 @@ import numpy as np
 
 from numcnn import kernels
 from numcnn.errors import ConfigurationError
+from numcnn.functional.curvature import linear_curvature
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
 
 __all__ = ["Linear", "Flatten"]
@@ -63,6 +64,16 @@ class Linear(Layer):
             self.grads["bias"] += grad_bias
         return grad_input
 
+    def backward_curvature(
+        self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        x = np.asarray(x, dtype=self.dtype)
+        curvature_input, curvature_weight, curvature_bias = linear_curvature(curvature_output, x, self.params["weight"])
+        curvatures = {"weight": curvature_weight}
+        if "bias" in self.params:
+            curvatures["bias"] = curvature_bias
+        return curvature_input, curvatures
+
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_features,)
 
@@ -84,6 +95,9 @@ class Flatten(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         input_shape = self.require_cache()
         return grad_output.reshape(input_shape) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return curvature_output.reshape(x.shape), {}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (math.prod(input_shape),)

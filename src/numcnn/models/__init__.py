@@ -6,6 +6,7 @@
 (10,)
 """
 
+from numcnn.models import lenet5_1998 as _lenet5_1998  # noqa: F401  (registers LeNet-5 as published)
 from numcnn.models import zoo as _zoo  # noqa: F401  (registers the built-in architectures)
 from numcnn.models.registry import ModelSpec, available_models, build, build_layer, get_spec, register
 

@@ -1,0 +1,215 @@
+"""The Gauss–Newton curvature pass (LeCun 1998, Appendix C) against brute force with explicit Jacobians.
+
+Per layer: for a diagonal ``D = ∂²E/∂(output)²``, ``backward_curvature`` must give exactly
+``diag(Jᵀ D J)`` for ``J`` the layer's Jacobian with respect to each parameter and to its input.
+Whole network: on a network in which no parameter's influence fans out before the curvature is
+diagonal, the estimate must equal the diagonal of the Gauss–Newton matrix ``Jᵀ H J``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numcnn
+from numcnn import (
+    Conv2d,
+    CrossEntropyLoss,
+    EuclideanRBF,
+    Flatten,
+    Linear,
+    MSELoss,
+    RBFLoss,
+    RBFMAPLoss,
+    ReLU,
+    ScaledTanh,
+    Sequential,
+    Sigmoid,
+    Subsample2d,
+    Tanh,
+    models,
+)
+from numcnn.sdlm import gauss_newton_diagonal
+
+EPS = 1e-6
+
+
+def jacobian(function, array: np.ndarray) -> np.ndarray:
+    """``∂ function() / ∂ array`` by central differences, shape ``(outputs, array.size)``."""
+    flat = array.reshape(-1)
+    columns = []
+    for k in range(flat.size):
+        saved = flat[k]
+        flat[k] = saved + EPS
+        plus = np.array(function(), dtype=np.float64).ravel()
+        flat[k] = saved - EPS
+        minus = np.array(function(), dtype=np.float64).ravel()
+        flat[k] = saved
+        columns.append((plus - minus) / (2 * EPS))
+    return np.stack(columns, axis=1)
+
+
+def gauss_newton_diagonal_by_jacobian(function, array: np.ndarray, curvature_output: np.ndarray) -> np.ndarray:
+    """``diag(Jᵀ D J) = Σ_o D_o J_ok²`` for a diagonal ``D``, reshaped like ``array``."""
+    j = jacobian(function, array)
+    return (curvature_output.reshape(-1, 1) * j * j).sum(axis=0).reshape(array.shape)
+
+
+def check_layer(layer, x: np.ndarray, rng, grad_output=None):
+    y = layer.forward(x)
+    curvature_output = rng.uniform(0.1, 2.0, size=y.shape)
+    curvature_input, curvatures = layer.backward_curvature(x, curvature_output, grad_output)
+    assert set(curvatures) == set(layer.params)
+    for name, param in layer.params.items():
+        expected = gauss_newton_diagonal_by_jacobian(lambda: layer.forward(x), param, curvature_output)
+        np.testing.assert_allclose(curvatures[name], expected, rtol=1e-7, atol=1e-9, err_msg=name)
+    expected_input = gauss_newton_diagonal_by_jacobian(lambda: layer.forward(x), x, curvature_output)
+    return curvature_input, expected_input, curvature_output
+
+
+LAYERS = [
+    lambda rng: (Conv2d(2, 3, 3, rng=rng, dtype=np.float64), (2, 2, 5, 5)),
+    lambda rng: (Conv2d(2, 3, (3, 2), stride=2, padding=1, rng=rng, dtype=np.float64), (2, 2, 5, 6)),
+    lambda rng: (Conv2d(3, 2, 2, connections=[[1, 0], [1, 1], [0, 1]], rng=rng, dtype=np.float64), (2, 3, 4, 4)),
+    lambda rng: (Subsample2d(2, 2, rng=rng, dtype=np.float64), (2, 2, 5, 4)),
+    lambda rng: (Subsample2d(2, (1, 3), mode="mean", rng=rng, dtype=np.float64), (2, 2, 3, 6)),
+    lambda rng: (Subsample2d(2, 2, activation="ScaledTanh", rng=rng, dtype=np.float64), (2, 2, 4, 4)),
+    lambda rng: (Linear(5, 3, rng=rng, dtype=np.float64), (4, 5)),
+    lambda rng: (ScaledTanh(), (3, 4)),
+    lambda rng: (Tanh(), (3, 4)),
+    lambda rng: (Sigmoid(slope=2.0), (3, 4)),
+    lambda rng: (ReLU(), (3, 4)),
+    lambda rng: (Flatten(), (2, 2, 2, 3)),
+]
+
+
+@pytest.mark.parametrize("make", LAYERS, ids=lambda make: repr(make(np.random.default_rng(0))[0]))
+def test_layer_curvature_is_diag_of_jacobian_t_d_jacobian(make, rng):
+    layer, shape = make(rng)
+    x = rng.standard_normal(shape)
+    if isinstance(layer, ReLU):
+        x = np.where(np.abs(x) < 1e-3, 0.5, x)
+    curvature_input, expected_input, _ = check_layer(layer, x, rng)
+    np.testing.assert_allclose(curvature_input, expected_input, rtol=1e-7, atol=1e-9)
+    assert (curvature_input >= 0).all()
+
+
+def test_rbf_curvature_keeps_its_own_exact_second_derivative(rng):
+    layer = EuclideanRBF(4, 3, rng=rng, dtype=np.float64)
+    x = rng.standard_normal((2, 4))
+    grad_output = rng.uniform(-0.2, 1.0, size=(2, 3))  # ∂E/∂y_i
+    curvature_input, expected_input, curvature_output = check_layer(layer, x, rng, grad_output)
+    # + Σ_i g_i ∂²y_i/∂x_j², the RBF's exact second derivative (second differences; y is quadratic)
+    h = 1e-3
+    second = np.zeros_like(x)
+    for index in np.ndindex(x.shape):
+        shifted = [x.copy() for _ in range(3)]
+        shifted[0][index] += h
+        shifted[2][index] -= h
+        values = [np.sum(grad_output * layer.forward(s)) for s in shifted]
+        second[index] = (values[0] - 2 * values[1] + values[2]) / h**2
+    np.testing.assert_allclose(curvature_input, expected_input + second, rtol=1e-6)
+    with pytest.raises(numcnn.NumcnnError, match="needs ∂E/∂y"):
+        layer.backward_curvature(x, curvature_output)
+
+
+def second_differences(loss, outputs: np.ndarray, targets) -> np.ndarray:
+    h = 1e-4
+    diagonal = np.zeros_like(outputs)
+    for index in np.ndindex(outputs.shape):
+        values = []
+        for step in (h, 0.0, -h):
+            shifted = outputs.copy()
+            shifted[index] += step
+            values.append(loss.forward(shifted, targets))
+        diagonal[index] = (values[0] - 2 * values[1] + values[2]) / h**2
+    return diagonal
+
+
+@pytest.mark.parametrize(
+    "loss, targets",
+    [
+        (MSELoss(), "real"),
+        (MSELoss("sum"), "real"),
+        (CrossEntropyLoss(), "labels"),
+        (RBFLoss(), "labels"),
+        (RBFMAPLoss(), "labels"),
+        (RBFMAPLoss("sum", rubbish_penalty=0.5), "labels"),
+    ],
+    ids=repr,
+)
+def test_loss_curvature_is_the_diagonal_of_its_hessian(loss, targets, rng):
+    outputs = rng.uniform(0.0, 3.0, size=(3, 4))
+    targets = rng.standard_normal((3, 4)) if targets == "real" else np.array([0, 3, 1])
+    loss.forward(outputs, targets)
+    curvature = loss.curvature()
+    np.testing.assert_allclose(curvature, second_differences(loss, outputs, targets), rtol=1e-5, atol=1e-7)
+    assert (curvature >= 0).all()
+
+
+def test_network_curvature_equals_the_gauss_newton_diagonal_where_no_cross_terms_arise(rng):
+    # Every parameter reaches F6 through a single unit at each layer boundary (1×1 maps, factor 1
+    # sub-sampling), and the criterion E = (1/N) Σ_n ‖x_n − w_D‖² has the diagonal Hessian 2I/N at F6's
+    # output x. Then LeCun's diagonal pass is the exact diagonal of Jᵀ H J.
+    model = Sequential(
+        Conv2d(2, 3, 3, connections=[[1, 0, 1], [1, 1, 0]], rng=rng, dtype=np.float64),  # 3@1×1
+        ScaledTanh(),
+        Subsample2d(3, 1, rng=rng, dtype=np.float64),
+        ScaledTanh(),
+        Flatten(),
+        Linear(3, 4, rng=rng, dtype=np.float64),
+        ScaledTanh(),
+        EuclideanRBF(4, 5, rng=rng, dtype=np.float64),
+    )
+    x = rng.standard_normal((3, 2, 3, 3))
+    labels = np.array([0, 4, 2])
+    estimate = gauss_newton_diagonal(model, RBFLoss(), x, labels)
+
+    features = Sequential(*model.layers[:-1])  # the network up to F6's output
+    hessian = 2.0 / len(labels)  # ∂²E/∂x² of the criterion, per entry of F6's output
+    for name, param, _ in model.named_parameters():
+        j = jacobian(lambda: features.forward(x), param)  # (N·4, size)
+        exact = (hessian * j * j).sum(axis=0).reshape(param.shape)  # diag(Jᵀ H J)
+        np.testing.assert_allclose(estimate[name], exact, rtol=1e-6, atol=1e-10, err_msg=name)
+    assert not estimate["0.weight"][1, 0].any()  # input map 0 does not feed output map 1
+
+
+def test_lenet5_1998_curvature_is_complete_and_non_negative(rng):
+    model = models.build("lenet5_1998", rng=0, dtype=np.float64)
+    for loss in (RBFLoss(), RBFMAPLoss()):
+        estimate = gauss_newton_diagonal(model, loss, rng.standard_normal((4, 1, 32, 32)), np.array([1, 2, 3, 4]), 3)
+        assert set(estimate) == {name for name, _, _ in model.named_parameters()}
+        for name, param, _ in model.named_parameters():
+            assert estimate[name].shape == param.shape and (estimate[name] >= 0).all(), name
+        c3_absent = ~numcnn.LENET5_C3_CONNECTIONS.T
+        assert not estimate["4.weight"][c3_absent].any() and estimate["4.weight"][~c3_absent].all()
+
+
+WITHOUT_CURVATURE = [numcnn.MaxPool2d(2), numcnn.Softmax(), numcnn.LearnedCombination2d(1, 1, 1)]
+
+
+@pytest.mark.parametrize("layer", WITHOUT_CURVATURE, ids=repr)
+def test_layers_without_a_curvature_pass_say_so(layer):
+    with pytest.raises(numcnn.NumcnnError, match="has no curvature pass"):
+        layer.backward_curvature(np.zeros((1, 1, 2, 2)), np.zeros((1, 1, 1, 1)))
+
+
+def test_lenet5_1998_estimate_is_exact_for_c5_and_f6_and_approximate_below(rng):
+    # The exact Gauss–Newton diagonal Σ_n Σ_j (2/N) (∂x_nj/∂θ)² of LeNet-5, x = F6's output, by one
+    # back-propagation per sample and F6 unit. C5's and F6's parameters each reach F6 through one unit,
+    # so LeCun's estimate is exact there; below, the dropped cross terms of the shared kernels matter.
+    model = models.build("lenet5_1998", rng=0, dtype=np.float64)
+    images, labels = rng.standard_normal((2, 1, 32, 32)), np.array([1, 7])
+    estimate = gauss_newton_diagonal(model, RBFLoss(), images, labels)
+    features = Sequential(*model.layers[:-1])
+    exact = {name: np.zeros_like(param) for name, param, _ in features.named_parameters()}
+    for n in range(len(labels)):
+        for unit in range(84):
+            features.zero_grad()
+            features.forward(images[n : n + 1])
+            features.backward(np.eye(84)[None, unit], need_input_grad=False)
+            for name, _, grad in features.named_parameters():
+                exact[name] += 2.0 / len(labels) * grad**2
+    for name in ("8.weight", "8.bias", "11.weight", "11.bias"):
+        np.testing.assert_allclose(estimate[name], exact[name], rtol=1e-9, atol=1e-14, err_msg=name)
+    assert not np.allclose(estimate["0.weight"], exact["0.weight"], rtol=0.1)  # C1: an approximation

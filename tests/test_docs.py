@@ -1,0 +1,30 @@
+"""The worked examples of docs/from-notes-to-code.md and of the classic modules' docstrings run as doctests."""
+
+from __future__ import annotations
+
+import doctest
+from pathlib import Path
+
+import pytest
+
+import numcnn.functional.subsampling
+import numcnn.layers.connections
+import numcnn.optim
+import numcnn.reference
+
+DOCS = Path(__file__).resolve().parents[1] / "docs"
+OPTIONS = doctest.NORMALIZE_WHITESPACE | doctest.ELLIPSIS
+
+
+def test_from_notes_to_code_examples():
+    result = doctest.testfile(str(DOCS / "from-notes-to-code.md"), module_relative=False, optionflags=OPTIONS)
+    assert result.attempted > 40
+    assert result.failed == 0
+
+
+@pytest.mark.parametrize(
+    "module", [numcnn.reference, numcnn.functional.subsampling, numcnn.layers.connections, numcnn.optim], ids=repr
+)
+def test_module_docstring_examples(module):
+    result = doctest.testmod(module, optionflags=OPTIONS)
+    assert result.attempted > 0 and result.failed == 0
