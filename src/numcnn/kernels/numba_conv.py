@@ -75,8 +75,9 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
     """Forward pass (eq. 15.25), stride 1; ``out`` flat channel-major ``(F, N, OH, OW)``.
 
     ``weight`` is the ``(F, C·KH·KW)`` matrix ``W_mat``; ``bias`` has ``F`` entries (zeros for none).
-    Taps are added four at a time: each pass over a filter's accumulator row then reads and
-    writes it once per four multiply-adds instead of once per one (probed 1.5× faster).
+    Register blocking: four filters × four taps per pass, so each pass loads four pixel runs and
+    updates four accumulator rows for sixteen multiply-adds per position (probed 1.6× faster than
+    one tap at a time on LeNet's second layer).
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -91,23 +92,42 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
         _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
         acc = np.empty((filters, length), dtype=out.dtype)
         for f in range(filters):
-            row = acc[f]
-            row[:] = bias[f]
-            k = 0
-            while k + 4 <= taps:
-                w0, w1, w2, w3 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
+            acc[f, :] = bias[f]
+        for f in range(0, filters - filters % 4, 4):
+            a0, a1, a2, a3 = acc[f], acc[f + 1], acc[f + 2], acc[f + 3]
+            for k in range(0, taps - taps % 4, 4):
                 p0 = padded[offsets[k] : offsets[k] + length]
                 p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
                 p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
                 p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
+                # Sixteen weights as scalars: kept in registers (array reads would be repeated, as
+                # the compiler cannot rule out that the stores into acc change them).
+                w00, w01, w02, w03 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
+                w10, w11, w12, w13 = weight[f + 1, k], weight[f + 1, k + 1], weight[f + 1, k + 2], weight[f + 1, k + 3]
+                w20, w21, w22, w23 = weight[f + 2, k], weight[f + 2, k + 1], weight[f + 2, k + 2], weight[f + 2, k + 3]
+                w30, w31, w32, w33 = weight[f + 3, k], weight[f + 3, k + 1], weight[f + 3, k + 2], weight[f + 3, k + 3]
                 for t in range(length):
-                    row[t] += (w0 * p0[t] + w1 * p1[t]) + (w2 * p2[t] + w3 * p3[t])
-                k += 4
-            for k in range(k, taps):
-                w0 = weight[f, k]
+                    x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
+                    a0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
+                    a1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
+                    a2[t] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
+                    a3[t] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
+            for k in range(taps - taps % 4, taps):  # leftover taps
+                p0 = padded[offsets[k] : offsets[k] + length]
+                v0, v1, v2, v3 = weight[f, k], weight[f + 1, k], weight[f + 2, k], weight[f + 3, k]
+                for t in range(length):
+                    x0 = p0[t]
+                    a0[t] += v0 * x0
+                    a1[t] += v1 * x0
+                    a2[t] += v2 * x0
+                    a3[t] += v3 * x0
+        for f in range(filters - filters % 4, filters):  # leftover filters
+            row = acc[f]
+            for k in range(taps):
+                v0 = weight[f, k]
                 p0 = padded[offsets[k] : offsets[k] + length]
                 for t in range(length):
-                    row[t] += w0 * p0[t]
+                    row[t] += v0 * p0[t]
         for f in range(filters):
             for p in range(out_h):
                 dst = ((f * batch + n) * out_h + p) * out_w
@@ -122,8 +142,8 @@ def conv_weight_grad_direct(
 
     ``grad`` is δ flat with plane strides ``grad_plane_f`` / ``grad_plane_n``. ``fastmath`` lets LLVM
     vectorise the dot products (it reorders their sums: equal to the reference up to rounding).
-    ``zero`` is ``0`` of the working dtype, so the sums run in float32 for float32 data. Four dot
-    products share each pass over δ's row.
+    ``zero`` is ``0`` of the working dtype, so the sums run in float32 for float32 data. Sixteen dot
+    products (four filters × four taps) share each pass.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -138,29 +158,54 @@ def conv_weight_grad_direct(
         _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
         wide = np.zeros((filters, length), dtype=partial.dtype)
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
-        for f in range(filters):
-            row = wide[f]
-            k = 0
-            while k + 4 <= taps:
+        sums = partial[n]
+        for f in range(0, filters - filters % 4, 4):
+            d0, d1, d2, d3 = wide[f], wide[f + 1], wide[f + 2], wide[f + 3]
+            for k in range(0, taps - taps % 4, 4):
                 p0 = padded[offsets[k] : offsets[k] + length]
                 p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
                 p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
                 p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
-                s0 = s1 = s2 = s3 = zero
+                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+                s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
                 for t in range(length):
-                    d = row[t]
-                    s0 += d * p0[t]
-                    s1 += d * p1[t]
-                    s2 += d * p2[t]
-                    s3 += d * p3[t]
-                partial[n, f, k], partial[n, f, k + 1], partial[n, f, k + 2], partial[n, f, k + 3] = s0, s1, s2, s3
-                k += 4
-            for k in range(k, taps):
-                p0 = padded[offsets[k] : offsets[k] + length]
-                s0 = zero
-                for t in range(length):
-                    s0 += row[t] * p0[t]
-                partial[n, f, k] = s0
+                    x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
+                    e0, e1, e2, e3 = d0[t], d1[t], d2[t], d3[t]
+                    s00 += e0 * x0
+                    s01 += e0 * x1
+                    s02 += e0 * x2
+                    s03 += e0 * x3
+                    s10 += e1 * x0
+                    s11 += e1 * x1
+                    s12 += e1 * x2
+                    s13 += e1 * x3
+                    s20 += e2 * x0
+                    s21 += e2 * x1
+                    s22 += e2 * x2
+                    s23 += e2 * x3
+                    s30 += e3 * x0
+                    s31 += e3 * x1
+                    s32 += e3 * x2
+                    s33 += e3 * x3
+                sums[f, k], sums[f, k + 1], sums[f, k + 2], sums[f, k + 3] = s00, s01, s02, s03
+                sums[f + 1, k], sums[f + 1, k + 1], sums[f + 1, k + 2], sums[f + 1, k + 3] = s10, s11, s12, s13
+                sums[f + 2, k], sums[f + 2, k + 1], sums[f + 2, k + 2], sums[f + 2, k + 3] = s20, s21, s22, s23
+                sums[f + 3, k], sums[f + 3, k + 1], sums[f + 3, k + 2], sums[f + 3, k + 3] = s30, s31, s32, s33
+            for k in range(taps - taps % 4, taps):  # leftover taps
+                _dot_rows(wide, f, f + 4, padded[offsets[k] : offsets[k] + length], zero, sums, k)
+        for k in range(taps):  # leftover filters
+            _dot_rows(wide, filters - filters % 4, filters, padded[offsets[k] : offsets[k] + length], zero, sums, k)
+
+
+@njit(cache=True, fastmath=True, inline="always")
+def _dot_rows(wide, first, last, pixels, zero, sums, k):
+    """``sums[f, k] = wide[f] · pixels`` for ``first <= f < last``."""
+    for f in range(first, last):
+        row = wide[f]
+        total = zero
+        for t in range(pixels.shape[0]):
+            total += row[t] * pixels[t]
+        sums[f, k] = total
 
 
 @njit(parallel=True, cache=True)
@@ -179,26 +224,31 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
     length = (out_h - 1) * padded_w + out_w
     taps = channels * kernel_h * kernel_w
     offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
+    weight_t = np.ascontiguousarray(weight.T)  # (taps, F): four filters of a tap side by side
     for n in prange(batch):
         wide = np.zeros((filters, length), dtype=out.dtype)
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
         padded = np.zeros(channels * padded_h * padded_w, dtype=out.dtype)
         for k in range(taps):
+            # Four filters per pass over a tap's run (the runs of different taps overlap, so taps
+            # are not blocked here: their updates must land one after the other).
             target = padded[offsets[k] : offsets[k] + length]
-            f = 0
-            while f + 4 <= filters:
-                w0, w1, w2, w3 = weight[f, k], weight[f + 1, k], weight[f + 2, k], weight[f + 3, k]
+            for f in range(0, filters - filters % 4, 4):
                 d0, d1, d2, d3 = wide[f], wide[f + 1], wide[f + 2], wide[f + 3]
+                v0, v1, v2, v3 = weight_t[k, f], weight_t[k, f + 1], weight_t[k, f + 2], weight_t[k, f + 3]
                 for t in range(length):
-                    target[t] += (w0 * d0[t] + w1 * d1[t]) + (w2 * d2[t] + w3 * d3[t])
-                f += 4
-            for f in range(f, filters):
-                w0 = weight[f, k]
-                d0 = wide[f]
-                for t in range(length):
-                    target[t] += w0 * d0[t]
+                    target[t] += (v0 * d0[t] + v1 * d1[t]) + (v2 * d2[t] + v3 * d3[t])
+            for f in range(filters - filters % 4, filters):
+                _axpy(target, weight_t[k, f], wide[f])
         for c in range(channels):
             for h in range(height):
                 dst = ((c * batch + n) * height + h) * width
                 start = (c * padded_h + h + pad_h) * padded_w + pad_w
                 out[dst : dst + width] = padded[start : start + width]
+
+
+@njit(cache=True, inline="always")
+def _axpy(target, scale, values):
+    """``target += scale · values``."""
+    for t in range(values.shape[0]):
+        target[t] += scale * values[t]
