@@ -97,7 +97,8 @@ def test_fused_sequential_gives_the_reference_outputs_and_gradients(backend, dty
             value = loss(model.forward(x), targets)
             grad_x = model.backward(loss.backward())
             results[name] = (value, grad_x, [g.copy() for _, g in model.parameters()])
-    assert (1, 2) in model._steps and (4, 5) in model._steps  # both ReLU → MaxPool2d pairs ran fused
+    # Both ReLU → MaxPool2d pairs ran fused (numba: together with the convolution before them).
+    assert {last for first, last in model._steps if last > first} == {2, 5}
     (ref_value, ref_grad, ref_grads), (value, grad, grads) = results["reference"], results[backend]
     close(value, ref_value, dtype)
     close(grad, ref_grad, dtype)

@@ -170,3 +170,35 @@ def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, rel
     np.testing.assert_array_equal(y_eval, y)
     delta = rng.standard_normal(y.shape)
     np.testing.assert_allclose(fast.max_pool2d_backward(delta, cache_eval), fast.max_pool2d_backward(delta, cache))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "pool_kernel, pool_stride, pool_padding",
+    [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (0, 1))],
+)
+def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(reference, close, pool_kernel, pool_stride, pool_padding, dtype, rng):
+    """Integer inputs and weights: the convolution's outputs tie often, so the fused kernel's tie
+    rule and ReLU cut are checked exactly, and backward through its caches equals the reference."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    x = rng.integers(-1, 2, size=(2, 2, 9, 8)).astype(dtype)
+    weight = rng.integers(-1, 2, size=(5, 2, 3, 3)).astype(dtype)
+    bias = rng.integers(-1, 2, size=5).astype(dtype)
+    fused = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding)
+    assert fused is not None
+    y, conv_cache, pool_cache = fused
+    conv_y, conv_ref = reference.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+    y_ref, pool_ref = reference.max_pool2d_forward(conv_y, pool_kernel, pool_stride, pool_padding, relu=True)
+    np.testing.assert_array_equal(y, y_ref)
+    delta = rng.standard_normal(y.shape).astype(dtype)
+    grad_conv = backend.max_pool2d_backward(delta, pool_cache)
+    close(grad_conv, reference.max_pool2d_backward(delta, pool_ref), dtype)
+    for ours, theirs in zip(backend.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref)):
+        close(ours, theirs, dtype)
+    # Inference does not record the maxima; a backward that follows anyway recomputes them.
+    y_eval, _, pool_eval = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding, record=False)
+    np.testing.assert_array_equal(y_eval, y_ref)
+    close(backend.max_pool2d_backward(delta, pool_eval), grad_conv, dtype)

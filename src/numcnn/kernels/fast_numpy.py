@@ -276,7 +276,10 @@ class NumpyBackend(ReferenceBackend):
         """The cache with the maxima's positions, found again from the input if inference skipped them."""
         if cache.window_index is not None:
             return cache
-        return self.max_pool2d_forward(cache.source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
+        source = cache.source
+        if hasattr(source, "compute"):  # a fused convolution did not keep its output: compute it now
+            source = source.compute()
+        return self.max_pool2d_forward(source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
 
     # -- average pooling (eq. 15.52) ----------------------------------------------------------
     def avg_pool2d_forward(self, x, kernel, stride, padding):

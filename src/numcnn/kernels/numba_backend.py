@@ -54,6 +54,13 @@ def plane_layout(x: np.ndarray) -> tuple[np.ndarray, int, int]:
     return np.ascontiguousarray(cm).reshape(-1), n * h * w, h * w
 
 
+class _Deferred:
+    """An array computed only if it is asked for (see ``FastPoolCache.source``)."""
+
+    def __init__(self, compute) -> None:
+        self.compute = compute
+
+
 def _window(kernel, stride, padding, out_size) -> tuple[int, ...]:
     return (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], out_size[0], out_size[1])
 
@@ -98,6 +105,40 @@ class NumbaBackend(NumpyBackend):
             flat, plane_c, plane_n, (c, n, h, w), kernel, padding, weight_matrix, bias_vector, y.reshape(-1)
         )
         return as_nchw(y), DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
+
+    fuses_conv_pool = True
+
+    def conv2d_max_pool2d_forward(
+        self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
+    ):
+        """``max_pool(relu(conv(x)))`` in one kernel; ``None`` when the direct kernels do not run this layer.
+
+        Returns ``(y, conv_cache, pool_cache)``: the caches the two layers' backward passes use, as if
+        Conv2d and the fused ReLU → MaxPool2d had run one after the other.
+        """
+        check_conv_shapes(x, weight)
+        n, c, h, w = x.shape
+        filters, kernel = weight.shape[0], weight.shape[2:]
+        conv_size = output_size((h, w), kernel, stride, padding)
+        if not self.use_direct(x.shape, weight.shape, stride, conv_size[1]):
+            return None
+        pooled = output_size(conv_size, pool_kernel, pool_stride, pool_padding)
+        flat, plane_c, plane_n = plane_layout(x)
+        weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))
+        bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
+        y = np.empty((filters, n, *pooled), dtype=x.dtype)
+        argmax = np.empty(y.shape if record else (1,), dtype=np.int32)
+        numba_conv.conv_pool_forward_direct(
+            flat, plane_c, plane_n, (c, n, h, w), kernel, padding, weight_matrix, bias_vector,
+            _window(pool_kernel, pool_stride, pool_padding, pooled), bool(record), y.reshape(-1), argmax.reshape(-1),
+        )  # fmt: skip
+        conv_cache = DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
+        if record:
+            pool_cache = FastPoolCache(argmax, conv_size, pool_kernel, pool_stride, pool_padding)
+        else:  # should backward follow after all, the convolution's output is computed then
+            source = _Deferred(lambda: self.conv2d_forward(x, weight, bias, stride, padding)[0])
+            pool_cache = FastPoolCache(None, conv_size, pool_kernel, pool_stride, pool_padding, source, True)
+        return as_nchw(y), conv_cache, pool_cache
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
         if not isinstance(cache, DirectConvCache):

@@ -26,6 +26,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from numcnn.kernels.numba_kernels import u64
+
 __all__ = ["conv_forward_direct", "conv_weight_grad_direct", "conv_input_grad_direct"]
 
 
@@ -75,60 +77,13 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
     """Forward pass (eq. 15.25), stride 1; ``out`` flat channel-major ``(F, N, OH, OW)``.
 
     ``weight`` is the ``(F, C·KH·KW)`` matrix ``W_mat``; ``bias`` has ``F`` entries (zeros for none).
-    Register blocking: four filters × four taps per pass, so each pass loads four pixel runs and
-    updates four accumulator rows for sixteen multiply-adds per position (probed 1.6× faster than
-    one tap at a time on LeNet's second layer).
     """
     channels, batch, height, width = shape
-    kernel_h, kernel_w = kernel
-    filters = weight.shape[0]
-    padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
-    out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
-    length = (out_h - 1) * padded_w + out_w
-    taps = channels * kernel_h * kernel_w
-    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
+    padded_w = width + 2 * padding[1]
+    out_h, out_w = height + 2 * padding[0] - kernel[0] + 1, padded_w - kernel[1] + 1
     for n in prange(batch):
-        padded = np.zeros(channels * padded_h * padded_w, dtype=out.dtype)
-        _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
-        acc = np.empty((filters, length), dtype=out.dtype)
-        for f in range(filters):
-            acc[f, :] = bias[f]
-        for f in range(0, filters - filters % 4, 4):
-            a0, a1, a2, a3 = acc[f], acc[f + 1], acc[f + 2], acc[f + 3]
-            for k in range(0, taps - taps % 4, 4):
-                p0 = padded[offsets[k] : offsets[k] + length]
-                p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
-                p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
-                p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
-                # Sixteen weights as scalars: kept in registers (array reads would be repeated, as
-                # the compiler cannot rule out that the stores into acc change them).
-                w00, w01, w02, w03 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
-                w10, w11, w12, w13 = weight[f + 1, k], weight[f + 1, k + 1], weight[f + 1, k + 2], weight[f + 1, k + 3]
-                w20, w21, w22, w23 = weight[f + 2, k], weight[f + 2, k + 1], weight[f + 2, k + 2], weight[f + 2, k + 3]
-                w30, w31, w32, w33 = weight[f + 3, k], weight[f + 3, k + 1], weight[f + 3, k + 2], weight[f + 3, k + 3]
-                for t in range(length):
-                    x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
-                    a0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
-                    a1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
-                    a2[t] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
-                    a3[t] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
-            for k in range(taps - taps % 4, taps):  # leftover taps
-                p0 = padded[offsets[k] : offsets[k] + length]
-                v0, v1, v2, v3 = weight[f, k], weight[f + 1, k], weight[f + 2, k], weight[f + 3, k]
-                for t in range(length):
-                    x0 = p0[t]
-                    a0[t] += v0 * x0
-                    a1[t] += v1 * x0
-                    a2[t] += v2 * x0
-                    a3[t] += v3 * x0
-        for f in range(filters - filters % 4, filters):  # leftover filters
-            row = acc[f]
-            for k in range(taps):
-                v0 = weight[f, k]
-                p0 = padded[offsets[k] : offsets[k] + length]
-                for t in range(length):
-                    row[t] += v0 * p0[t]
-        for f in range(filters):
+        acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias)
+        for f in range(acc.shape[0]):
             for p in range(out_h):
                 dst = ((f * batch + n) * out_h + p) * out_w
                 out[dst : dst + out_w] = acc[f, p * padded_w : p * padded_w + out_w]
@@ -252,3 +207,102 @@ def _axpy(target, scale, values):
     """``target += scale · values``."""
     for t in range(values.shape[0]):
         target[t] += scale * values[t]
+
+
+@njit(parallel=True, cache=True)
+def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, bias, pool, record, out, argmax):
+    """Convolution (eq. 15.25, stride 1) → ReLU → max pooling (eq. 15.51) in one pass per image.
+
+    The convolution's output never reaches memory: each image's accumulator rows (still in the
+    cache) are pooled directly, with the ReLU folded in as in the fused ReLU → MaxPool2d step.
+    ``pool = (KH, KW, SH, SW, PH, PW, POH, POW)`` of the pooling layer; ``out`` flat channel-major
+    ``(F, N, POH, POW)``; if ``record``, ``argmax`` (int32, same layout) gets the flat index
+    ``row·OW + col`` of each window's first maximum in the *convolution's* output plane, or −1
+    where the ReLU cuts the gradient -- exactly what the separate pooling kernel records.
+    """
+    channels, batch, height, width = shape
+    filters = weight.shape[0]
+    padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
+    conv_h, conv_w = padded_h - kernel[0] + 1, padded_w - kernel[1] + 1
+    pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw, out_h, out_w = pool
+    for n in prange(batch):
+        acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias).reshape(-1)
+        for f in range(filters):
+            plane = f * ((conv_h - 1) * padded_w + conv_w)  # row f of the wide accumulator
+            for p in range(out_h):
+                top = p * pool_sh - pool_ph
+                i_lo, i_hi = max(0, -top), min(pool_kh, conv_h - top)
+                dst = u64(((f * batch + n) * out_h + p) * out_w)
+                for q in range(out_w):
+                    left = q * pool_sw - pool_pw
+                    j_lo, j_hi = max(0, -left), min(pool_kw, conv_w - left)
+                    # Unsigned offsets, as in numba_kernels: no wrap-around checks in the loop.
+                    where = (top + i_lo) * conv_w + left + j_lo
+                    best = acc[u64(plane + (top + i_lo) * padded_w + left + j_lo)]
+                    for i in range(i_lo, i_hi):
+                        row = u64(plane + (top + i) * padded_w + left)
+                        for j in range(u64(j_lo), u64(j_hi)):
+                            value = acc[row + j]
+                            better = value > best  # selects, not a branch (see numba_kernels)
+                            where = ((top + i) * conv_w + left + np.int64(j)) if better else where
+                            best = value if better else best
+                    if not best > 0:  # the ReLU: zero output, no gradient
+                        best = 0
+                        where = -1
+                    out[dst + u64(q)] = best
+                    if record:
+                        argmax[dst + u64(q)] = where
+
+
+@njit(cache=True)
+def _conv_image(src, plane, plane_c, shape, kernel, padding, weight, bias):
+    """The wide ``(F, L)`` output rows of one image (see the module docstring), ``L = (OH − 1)·Wp + OW``.
+
+    Register blocking: four filters × four taps per pass, so each pass loads four pixel runs and
+    updates four accumulator rows for sixteen multiply-adds per position (probed 1.6× faster than
+    one tap at a time on LeNet's second layer). The sixteen weights are read into scalars: kept in
+    registers, where array reads would be repeated (the stores into ``acc`` might change them).
+    """
+    channels, _, height, width = shape
+    filters = weight.shape[0]
+    padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
+    out_h, out_w = padded_h - kernel[0] + 1, padded_w - kernel[1] + 1
+    length = (out_h - 1) * padded_w + out_w
+    taps = channels * kernel[0] * kernel[1]
+    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
+    padded = np.zeros(channels * padded_h * padded_w, dtype=weight.dtype)
+    _load_padded(src, plane, plane_c, shape, padding, padded)
+    acc = np.empty((filters, length), dtype=weight.dtype)
+    for f in range(filters):
+        acc[f, :] = bias[f]
+    for f in range(0, filters - filters % 4, 4):
+        a0, a1, a2, a3 = acc[f], acc[f + 1], acc[f + 2], acc[f + 3]
+        for k in range(0, taps - taps % 4, 4):
+            p0 = padded[offsets[k] : offsets[k] + length]
+            p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
+            p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
+            p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
+            w00, w01, w02, w03 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
+            w10, w11, w12, w13 = weight[f + 1, k], weight[f + 1, k + 1], weight[f + 1, k + 2], weight[f + 1, k + 3]
+            w20, w21, w22, w23 = weight[f + 2, k], weight[f + 2, k + 1], weight[f + 2, k + 2], weight[f + 2, k + 3]
+            w30, w31, w32, w33 = weight[f + 3, k], weight[f + 3, k + 1], weight[f + 3, k + 2], weight[f + 3, k + 3]
+            for t in range(length):
+                x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
+                a0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
+                a1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
+                a2[t] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
+                a3[t] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
+        for k in range(taps - taps % 4, taps):
+            p0 = padded[offsets[k] : offsets[k] + length]
+            v0, v1, v2, v3 = weight[f, k], weight[f + 1, k], weight[f + 2, k], weight[f + 3, k]
+            for t in range(length):
+                x0 = p0[t]
+                a0[t] += v0 * x0
+                a1[t] += v1 * x0
+                a2[t] += v2 * x0
+                a3[t] += v3 * x0
+    for f in range(filters - filters % 4, filters):
+        row = acc[f]
+        for k in range(taps):
+            _axpy(row, weight[f, k], padded[offsets[k] : offsets[k] + length])
+    return acc

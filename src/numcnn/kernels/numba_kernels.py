@@ -154,9 +154,11 @@ def max_pool_forward_kernel(src, plane_c, plane_n, shape, window, relu, record, 
                     row = u64(plane + corner + (i - i_lo) * width)
                     for j in range(u64(j_lo), u64(j_hi)):
                         value = src[row + j]
-                        if value > best:
-                            best = value
-                            where = corner + (i - i_lo) * width + np.int64(j)
+                        # Selects, not a branch: on real data which pixel wins is unpredictable,
+                        # and a mispredicted branch per window costs more than the comparisons.
+                        better = value > best
+                        where = (corner + (i - i_lo) * width + np.int64(j)) if better else where
+                        best = value if better else best
                 if relu and not best > 0:
                     best = 0
                     where = -1

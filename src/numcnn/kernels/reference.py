@@ -17,7 +17,9 @@ The interface (shapes in the public NCHW convention; caches are opaque to the la
 * ``linear_forward(x, weight, bias) -> y``, ``linear_backward(grad_output, x, weight, need_input_grad)``
 
 ``fuses_relu_pool`` tells :class:`~numcnn.layers.Sequential` whether to run ReLU → MaxPool2d as one
-step; the reference backend never fuses, so on it every layer runs exactly as written.
+step, ``fuses_conv_pool`` whether Conv2d → ReLU → MaxPool2d may run through
+``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``); the reference backend
+never fuses, so on it every layer runs exactly as written.
 """
 
 from __future__ import annotations
@@ -41,6 +43,11 @@ class ReferenceBackend:
 
     name = "reference"
     fuses_relu_pool = False
+    fuses_conv_pool = False
+
+    def conv2d_max_pool2d_forward(self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True):
+        """Conv2d → ReLU → MaxPool2d in one pass: ``None`` here (never fused on the reference path)."""
+        return None
 
     def __repr__(self) -> str:
         return f"<numcnn backend {self.name!r}>"

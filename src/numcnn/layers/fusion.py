@@ -1,15 +1,21 @@
-"""Transparent layer fusion for :class:`~numcnn.layers.Sequential`: ReLU → MaxPool2d as one step.
+"""Transparent layer fusion for :class:`~numcnn.layers.Sequential`.
 
-Because ReLU is monotone, ``max_pool(relu(x)) = relu(max_pool(x))``: the fused step reads ``x``
-once and never materialises the ReLU's output. Its backward routes each window's δ to the first
-maximum of the window *if that maximum is positive* -- exactly what MaxPool2d's backward followed
-by ReLU's mask produces (tested against the unfused pair). The pooling layer keeps the fused
-cache and its ``backward`` returns ``∂E/∂x`` with respect to the ReLU's *input*, so
-``Sequential.backward`` steps over the ReLU.
+Two patterns run as one step when the active backend offers it (the reference backend never does):
 
-Fusion happens only when the active backend offers it (``fuses_relu_pool``; the reference backend
-never does) and only for exactly these two classes: a subclass may change the maths. Each layer
-stays usable on its own; outputs and gradients of the Sequential are unchanged.
+* **ReLU → MaxPool2d.** ReLU is monotone, so ``max_pool(relu(x)) = relu(max_pool(x))``: the fused
+  step reads ``x`` once and never materialises the ReLU's output. Its backward routes each window's
+  δ to the first maximum of the window *if that maximum is positive* -- exactly what MaxPool2d's
+  backward followed by ReLU's mask produces (tested against the unfused pair). The pooling layer
+  keeps the fused cache and its ``backward`` returns ``∂E/∂x`` with respect to the ReLU's *input*,
+  so ``Sequential.backward`` steps over the ReLU.
+* **Conv2d → ReLU → MaxPool2d** (numba backend, small stride-1 convolutions): the convolution's
+  output is pooled while it is still in the cache and never stored. The convolution and the pooling
+  layer get the same caches as if they had run one after the other, so backward is unchanged:
+  pooling (with the ReLU), then the convolution. When the backend declines for a layer's shapes,
+  the step runs as Conv2d followed by the fused ReLU → MaxPool2d.
+
+Only exactly these classes are fused (a subclass may change the maths). Each layer stays usable on
+its own; outputs and gradients of the Sequential are unchanged.
 """
 
 from __future__ import annotations
@@ -19,49 +25,72 @@ import numpy as np
 from numcnn import kernels
 from numcnn.layers.activation import FUSED_INTO_NEXT, ReLU
 from numcnn.layers.base import Layer
+from numcnn.layers.convolution import Conv2d
 from numcnn.layers.pooling import MaxPool2d
 
-__all__ = ["plan_steps", "fused_forward", "fused_backward"]
+__all__ = ["plan_steps", "step_forward", "step_backward", "fused_forward", "fused_backward"]
+
+
+def _is_relu_pool(layers: list[Layer], index: int) -> bool:
+    return index + 1 < len(layers) and type(layers[index]) is ReLU and type(layers[index + 1]) is MaxPool2d
 
 
 def plan_steps(layers: list[Layer], allow_fusion: bool = True) -> list[tuple[int, int]]:
-    """The forward steps as ``(first, last)`` layer indices: ``(k, k + 1)`` for a fused ReLU → MaxPool2d
-    pair, ``(k, k)`` for a layer on its own. Fusion only if the active backend offers it."""
-    fuse = allow_fusion and kernels.active().fuses_relu_pool
-    steps, index, count = [], 0, len(layers)
-    while index < count:
-        pair = (
-            fuse
-            and type(layers[index]) is ReLU
-            and index + 1 < count
-            and type(layers[index + 1]) is MaxPool2d
-        )
-        steps.append((index, index + 1) if pair else (index, index))
-        index += 2 if pair else 1
+    """The forward steps as ``(first, last)`` layer indices: ``(k, k)`` for a layer on its own,
+    ``(k, k + 1)`` for ReLU → MaxPool2d, ``(k, k + 2)`` for Conv2d → ReLU → MaxPool2d."""
+    backend = kernels.active()
+    fuse_pool = allow_fusion and backend.fuses_relu_pool
+    fuse_conv = fuse_pool and backend.fuses_conv_pool
+    steps, index = [], 0
+    while index < len(layers):
+        if fuse_conv and type(layers[index]) is Conv2d and _is_relu_pool(layers, index + 1):
+            size = 3
+        elif fuse_pool and _is_relu_pool(layers, index):
+            size = 2
+        else:
+            size = 1
+        steps.append((index, index + size - 1))
+        index += size
     return steps
 
 
 def step_forward(layers: list[Layer], step: tuple[int, int], x: np.ndarray) -> np.ndarray:
-    """Run one planned step: a single layer, or ReLU → MaxPool2d as one fused pass."""
+    """Run one planned step."""
     first, last = step
     if first == last:
         return layers[first].forward(x)
-    y = layers[last].forward_fused(x, relu=True)
-    layers[first].cache = FUSED_INTO_NEXT
+    pool = layers[last]
+    if last - first == 2:
+        conv = layers[first]
+        x = np.asarray(x, dtype=conv.dtype)
+        backend = kernels.active()
+        fused = backend.conv2d_max_pool2d_forward(
+            x, conv.connected_weight(), conv.params.get("bias"), conv.stride, conv.padding,
+            pool.kernel_size, pool.stride, pool.padding, record=pool.training,
+        )  # fmt: skip
+        if fused is None:  # not for these shapes: the convolution on its own, then ReLU → MaxPool2d
+            x = conv.forward(x)
+        else:
+            y, conv_cache, pool_cache = fused
+            conv.cache, pool.cache = (backend, conv_cache), (backend, pool_cache)
+            layers[first + 1].cache = FUSED_INTO_NEXT
+            return y
+    y = pool.forward_fused(x, relu=True)
+    layers[last - 1].cache = FUSED_INTO_NEXT
     return y
 
 
 def step_backward(layers: list[Layer], step: tuple[int, int], grad: np.ndarray, need_input_grad: bool):
     """Back-propagate through one step; a fused pool's backward already includes its ReLU."""
     first, last = step
+    if last - first == 2:  # pooling (with the ReLU), then the convolution
+        grad = layers[last].backward(grad, need_input_grad=True)
+        return layers[first].backward(grad, need_input_grad=need_input_grad or first > 0)
     return layers[last].backward(grad, need_input_grad=need_input_grad or first > 0)
 
 
 def fused_forward(layers: list[Layer], x: np.ndarray, allow_fusion: bool = True) -> tuple[np.ndarray, tuple]:
-    """Run ``layers`` in order, fusing ReLU → MaxPool2d pairs when the backend supports it.
-
-    Returns the output and the plan of steps that ran (what backward needs).
-    """
+    """Run ``layers`` in order as planned by :func:`plan_steps`; return the output and the plan."""
     steps = plan_steps(layers, allow_fusion)
     for step in steps:
         x = step_forward(layers, step, x)
