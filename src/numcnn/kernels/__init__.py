@@ -25,6 +25,8 @@ backend comes from the environment variable ``NUMCNN_BACKEND`` (default ``"auto"
         model.forward(x)
 
 Importing this package is cheap: numba is imported only when the numba backend is first used.
+Thread counts of the fast backends (numba's threads, the numpy backend's split, OpenBLAS) are
+set in :mod:`numcnn.kernels.threads`. Measured speed: ``numcnn bench`` and ``docs/performance.md``.
 """
 
 from __future__ import annotations

@@ -15,8 +15,13 @@ What changes compared to :mod:`numcnn.functional` (the numbers do not):
   ``max_pool(relu(x)) = relu(max_pool(x))`` because ReLU is monotone, and the gradient reaches
   the window's first maximum only if that maximum is positive -- encoded as offset ``-1`` otherwise.
 * **ReLU alone** caches its output instead of a mask: ``y > 0 ⟺ x > 0``, one pass fewer.
-
 * **Bias gradients as GEMVs** ``δ · 1`` instead of ``sum``: same numbers up to rounding, faster.
+* **Cache-sized blocks** of images for im2col + GEMM, so the columns are still in the L2 cache
+  when the product reads them.
+* **Threads**: each batch is split over :func:`numcnn.kernels.threads.workers` Python threads
+  (:func:`~numcnn.kernels.threads.parallel_parts`); NumPy releases the GIL inside its loops, so the
+  parts really run side by side. Results do not depend on the split, except for the order of
+  additions in the weight gradient (float rounding).
 
 Linear layers' forward pass and the other activations use the reference functions unchanged (they
 are already single matrix products or single element-wise passes).
