@@ -9,7 +9,6 @@ from numcnn import kernels
 
 FAST_BACKENDS = [
     "numpy",
-    "numpy-3-threads",  # the numpy backend splitting every batch over three threads
     pytest.param(
         "numba", marks=pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
     ),
@@ -20,13 +19,9 @@ TOLERANCES = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 
 
 @pytest.fixture(params=FAST_BACKENDS)
-def fast(request, monkeypatch):
-    """A fast backend object ("numpy", single- and multi-threaded, and "numba" when installed)."""
-    from numcnn.kernels import threads
-
-    name, _, workers = request.param.partition("-")
-    monkeypatch.setattr(threads, "_workers", int(workers.split("-")[0]) if workers else 1)
-    return kernels.get_backend(name)
+def fast(request):
+    """A fast backend object ("numpy", and "numba" when installed)."""
+    return kernels.get_backend(request.param)
 
 
 @pytest.fixture

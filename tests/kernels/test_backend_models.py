@@ -246,19 +246,9 @@ def test_flatten_parameters_keeps_shared_parameters_shared():
 def test_set_threads_sets_the_thread_counts(monkeypatch):
     from numcnn.kernels import threads
 
-    monkeypatch.setattr(threads, "_workers", threads._workers)
     monkeypatch.setattr(threads, "_explicit", threads._explicit)
-    assert threads.set_threads(2, "numpy") == {"numpy": 2, "blas": 1}
-    assert threads.workers() == 2
-    assert threads.set_threads(1, "reference") == {"blas": 1}
+    assert threads.set_threads(2, "numpy") == {"blas": 2}
+    assert threads.set_threads(1, "numpy", blas_threads=1) == {"blas": 1}
     assert threads.thread_report()["cpus"] >= 1
     with pytest.raises(numcnn.ConfigurationError):
         threads.set_threads(0)
-
-
-def test_parallel_parts_covers_the_range_in_order(monkeypatch):
-    from numcnn.kernels import threads
-
-    monkeypatch.setattr(threads, "_workers", 3)
-    assert threads.parallel_parts(lambda a, b: (a, b), 10) == [(0, 3), (3, 6), (6, 10)]
-    assert threads.parallel_parts(lambda a, b: (a, b), 2) == [(0, 1), (1, 2)]

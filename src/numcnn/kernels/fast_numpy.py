@@ -18,10 +18,9 @@ What changes compared to :mod:`numcnn.functional` (the numbers do not):
 * **Bias gradients as GEMVs** ``δ · 1`` instead of ``sum``: same numbers up to rounding, faster.
 * **Cache-sized blocks** of images for im2col + GEMM, so the columns are still in the L2 cache
   when the product reads them.
-* **Threads**: each batch is split over :func:`numcnn.kernels.threads.workers` Python threads
-  (:func:`~numcnn.kernels.threads.parallel_parts`); NumPy releases the GIL inside its loops, so the
-  parts really run side by side. Results do not depend on the split, except for the order of
-  additions in the weight gradient (float rounding).
+* **Threads**: OpenBLAS's only (NumPy's element-wise loops run on one core). Splitting batches
+  over Python threads was probed and dropped: on two cores the GIL hand-overs between the many
+  short NumPy calls cost more than the second core gained.
 
 Linear layers' forward pass and the other activations use the reference functions unchanged (they
 are already single matrix products or single element-wise passes).
@@ -34,7 +33,6 @@ from typing import NamedTuple
 import numpy as np
 
 from numcnn.errors import ShapeError
-from numcnn.kernels import threads
 from numcnn.kernels.reference import ReferenceBackend
 from numcnn.kernels.unfold import (
     as_nchw,
@@ -135,8 +133,6 @@ class NumpyBackend(ReferenceBackend):
 
     def __init__(self) -> None:
         self._ones: dict[tuple[int, np.dtype], np.ndarray] = {}
-        if type(self) is NumpyBackend:
-            threads.apply_numpy_default()  # split batches over the CPUs (see kernels.threads)
 
     def ones(self, size: int, dtype) -> np.ndarray:
         """A cached vector of ones: bias gradients ``Σ_p δ[f, p]`` as the GEMV ``δ · 1`` run about three
@@ -182,49 +178,32 @@ class NumpyBackend(ReferenceBackend):
         weight_matrix = weight.reshape(filters, -1)
         rows = channels * kernel_h * kernel_w
         block = max(1, self.block_bytes // (rows * out_h * out_w * x.dtype.itemsize))
-
-        def images(first: int, last: int) -> None:  # one thread's share of the batch
-            for start in range(first, last, block):
-                stop = min(last, start + block)
-                np.copyto(columns[:, :, :, start:stop], windows[:, :, :, start:stop])
-                # Both operands and the output are row-strided 2-D views that BLAS reads in place.
-                np.matmul(
-                    weight_matrix,
-                    columns[:, :, :, start:stop].reshape(rows, -1),
-                    out=y[:, start:stop].reshape(filters, -1),
-                )
-
-        threads.parallel_parts(images, n)
+        for start in range(0, n, block):
+            stop = min(n, start + block)
+            np.copyto(columns[:, :, :, start:stop], windows[:, :, :, start:stop])
+            # Both operands and the output are row-strided 2-D views that BLAS reads in place.
+            np.matmul(
+                weight_matrix,
+                columns[:, :, :, start:stop].reshape(rows, -1),
+                out=y[:, start:stop].reshape(filters, -1),
+            )
         return columns.reshape(rows, -1), y
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
         weight = cache.weight
         filters, channels = weight.shape[:2]
         n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]
-        positions = out_h * out_w
         # δᵀ as an (F, N·OH·OW) matrix; free when δ arrives channel-major from a fast layer.
         delta = np.ascontiguousarray(channel_major(grad_output)).reshape(filters, -1)
-        weight_matrix = weight.reshape(filters, -1)
-
-        def images(first: int, last: int):  # one thread's share of the batch
-            columns = cache.columns[:, first * positions : last * positions]
-            part = delta[:, first * positions : last * positions]
-            # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38), as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster with
-            # the long N·OH·OW axis as the shared inner dimension of two row-major operands.
-            grad_weight = columns @ part.T  # (C·KH·KW, F)
-            if not need_input_grad:
-                return grad_weight, None
-            grad_columns = weight_matrix.T @ part  # (C·KH·KW, n·OH·OW) = (δ Fᵀ)ᵀ
-            grad_columns = grad_columns.reshape(channels, *weight.shape[2:], last - first, out_h, out_w)
-            return grad_weight, self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding)
-
-        parts = threads.parallel_parts(images, n)
-        grad_weight = sum(part[0] for part in parts).T.reshape(weight.shape)
+        # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38), as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster with the
+        # long N·OH·OW axis as the shared inner dimension of two row-major operands.
+        grad_weight = (cache.columns @ delta.T).T.reshape(weight.shape)
         grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # Σ over batch and positions: a GEMV
         grad_input = None
         if need_input_grad:
-            grad_cm = parts[0][1] if len(parts) == 1 else np.concatenate([part[1] for part in parts], axis=1)
-            grad_input = as_nchw(grad_cm)
+            grad_columns = weight.reshape(filters, -1).T @ delta  # (C·KH·KW, N·OH·OW) = (δ Fᵀ)ᵀ
+            grad_columns = grad_columns.reshape(channels, *weight.shape[2:], n, out_h, out_w)
+            grad_input = as_nchw(self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding))
         return grad_input, grad_weight, grad_bias
 
     def im2col(self, x, kernel, stride, padding):
@@ -243,12 +222,7 @@ class NumpyBackend(ReferenceBackend):
         windows = window_view(pad_channel_major(cm, padding, -np.inf), kernel, stride, out_size)
         best = np.empty((cm.shape[0], cm.shape[1], *out_size), dtype=x.dtype)  # (C, N, OH, OW)
         window_index = np.empty(best.shape, dtype=window_index_dtype(kernel)) if record else None
-
-        def images(first: int, last: int) -> None:  # one thread's share of the batch
-            part = slice(first, last)
-            _running_maximum(windows[:, :, :, part], best[:, part], None if window_index is None else window_index[:, part], relu)
-
-        threads.parallel_parts(images, cm.shape[1])
+        _running_maximum(windows, best, window_index, relu)
         if not record:
             return as_nchw(best), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding, x, relu)
         return as_nchw(best), FastPoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
@@ -260,21 +234,15 @@ class NumpyBackend(ReferenceBackend):
         kernel, stride = cache.kernel, cache.stride
         grad_padded, exact = self._gradient_canvas(delta, cache)
         out_h, out_w = delta.shape[2:]
-
-        def images(first: int, last: int) -> None:  # one thread's share of the batch
-            part = slice(first, last)
-            hit = np.empty(delta[:, part].shape, dtype=bool)
-            for offset in range(kernel[0] * kernel[1]):
-                i, j = divmod(offset, kernel[1])
-                rows = slice(i, i + stride[0] * out_h, stride[0])
-                target = grad_padded[:, part, rows, j : j + stride[1] * out_w : stride[1]]
-                np.equal(cache.window_index[:, part], offset, out=hit)
-                if exact:  # windows tile the input: each pixel belongs to exactly one window, write it
-                    np.multiply(delta[:, part], hit, out=target)
-                else:
-                    target += delta[:, part] * hit
-
-        threads.parallel_parts(images, delta.shape[1])
+        hit = np.empty(delta.shape, dtype=bool)
+        for offset in range(kernel[0] * kernel[1]):
+            i, j = divmod(offset, kernel[1])
+            target = grad_padded[:, :, i : i + stride[0] * out_h : stride[0], j : j + stride[1] * out_w : stride[1]]
+            np.equal(cache.window_index, offset, out=hit)
+            if exact:  # windows tile the input: each pixel belongs to exactly one window, write it
+                np.multiply(delta, hit, out=target)
+            else:
+                target += delta * hit
         return as_nchw(self._crop(grad_padded, cache))
 
     def recorded(self, cache):

@@ -16,50 +16,11 @@ import sys
 
 from numcnn.errors import ConfigurationError
 
-__all__ = ["set_threads", "thread_report", "apply_numba_default", "apply_numpy_default", "parallel_parts", "workers"]
+__all__ = ["set_threads", "thread_report", "apply_numba_default"]
 
 _blas_limiter = None  # keeps threadpoolctl's limit object alive (and the limit in force)
 _explicit = False  # set_threads was called: never override the user's choice
-_workers = 1  # threads the numpy backend splits a batch over
-_executor = None  # their pool, created on first use
 BLAS_ENVIRONMENT = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
-
-
-def workers() -> int:
-    """How many threads the numpy backend splits its work over."""
-    return _workers
-
-
-def parallel_parts(function, total: int) -> list:
-    """Run ``function(start, stop)`` on :func:`workers` contiguous parts of ``range(total)`` at once.
-
-    The numpy backend's passes are NumPy calls that release the GIL while they loop, so Python
-    threads really do run them side by side. The first part runs in the calling thread; results
-    come back in order.
-    """
-    global _executor
-    parts = min(_workers, total)
-    if parts <= 1:
-        return [function(0, total)]
-    if _executor is None:
-        from concurrent.futures import ThreadPoolExecutor
-
-        _executor = ThreadPoolExecutor(max_workers=_workers - 1, thread_name_prefix="numcnn")
-    bounds = [total * k // parts for k in range(parts + 1)]
-    others = [_executor.submit(function, bounds[k], bounds[k + 1]) for k in range(1, parts)]
-    return [function(bounds[0], bounds[1])] + [future.result() for future in others]
-
-
-def apply_numpy_default() -> None:
-    """When the numpy backend starts: split work over every CPU, OpenBLAS on one thread each.
-
-    Left alone when the user chose thread counts (:func:`set_threads` or the BLAS variables).
-    """
-    global _workers
-    if _explicit or any(os.environ.get(name) for name in BLAS_ENVIRONMENT):
-        return
-    _workers = os.cpu_count() or 1
-    apply_numba_default()  # the same BLAS rule: one thread, the parallelism is ours
 
 
 def apply_numba_default() -> None:
@@ -82,11 +43,10 @@ def set_threads(threads: int, backend: str = "numpy", blas_threads: int | None =
     """Use ``threads`` threads for the kernels of ``backend``; return the counts now in force.
 
     * ``"numba"``: numba gets ``threads``; OpenBLAS gets ``blas_threads``, by default 1 (see above).
-    * ``"numpy"``: the backend splits batches over ``threads`` Python threads; OpenBLAS gets
-      ``blas_threads``, by default 1 (each split part calls it on its own).
-    * ``"reference"``: OpenBLAS gets ``blas_threads``, by default ``threads``.
+    * ``"numpy"`` / ``"reference"``: OpenBLAS gets ``blas_threads``, by default ``threads`` (NumPy's
+      own loops use one core).
     """
-    global _blas_limiter, _explicit, _workers
+    global _blas_limiter, _explicit
     _explicit = True
     if threads < 1:
         raise ConfigurationError(f"the number of threads must be >= 1, got {threads}")
@@ -101,10 +61,6 @@ def set_threads(threads: int, backend: str = "numpy", blas_threads: int | None =
             )
         numba.set_num_threads(threads)
         counts["numba"] = threads
-        blas = 1 if blas_threads is None else blas_threads
-    elif backend == "numpy":
-        _workers = threads
-        counts["numpy"] = threads
         blas = 1 if blas_threads is None else blas_threads
     else:
         blas = threads if blas_threads is None else blas_threads
