@@ -202,3 +202,16 @@ def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(reference, clo
     y_eval, _, pool_eval = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding, record=False)
     np.testing.assert_array_equal(y_eval, y_ref)
     close(backend.max_pool2d_backward(delta, pool_eval), grad_conv, dtype)
+
+
+@pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
+def test_input_gradient_by_rows_equals_col2im(n, c, h, w, f, kernel, stride, padding, rng):
+    """The numpy backend's row-wise form of eq. 15.49 is the reference col2im(δ Fᵀ)."""
+    from numcnn.kernels.unfold import input_gradient_by_rows
+
+    x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((f, c, *kernel))
+    y, cache = F.conv2d_forward(x, weight, None, stride, padding)
+    delta = rng.standard_normal(y.shape)
+    expected = F.conv2d_backward(delta, cache)[0]
+    ours = input_gradient_by_rows(np.ascontiguousarray(delta.transpose(1, 0, 2, 3)), weight, (h, w), stride, padding)
+    np.testing.assert_allclose(ours.transpose(1, 0, 2, 3), expected, rtol=1e-10, atol=1e-12)

@@ -39,6 +39,7 @@ from numcnn.kernels.unfold import (
     channel_major,
     col2im_channel_major,
     im2col_channel_major,
+    input_gradient_by_rows,
     output_size,
     pad_channel_major,
     window_view,
@@ -201,10 +202,13 @@ class NumpyBackend(ReferenceBackend):
         grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # Σ over batch and positions: a GEMV
         grad_input = None
         if need_input_grad:
-            grad_columns = weight.reshape(filters, -1).T @ delta  # (C·KH·KW, N·OH·OW) = (δ Fᵀ)ᵀ
-            grad_columns = grad_columns.reshape(channels, *weight.shape[2:], n, out_h, out_w)
-            grad_input = as_nchw(self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding))
+            grad_input = as_nchw(self.input_gradient(delta.reshape(filters, n, out_h, out_w), weight, cache))
         return grad_input, grad_weight, grad_bias
+
+    def input_gradient(self, delta, weight, cache):
+        """``∂E/∂x`` (eq. 15.49), channel-major: by rows (:func:`input_gradient_by_rows`), which in NumPy
+        is about twice as fast as col2im's ``KH·KW`` short-row additions (probed on LeNet-5)."""
+        return input_gradient_by_rows(delta, weight, cache.input_size, cache.stride, cache.padding)
 
     def im2col(self, x, kernel, stride, padding):
         """Kernel-major unfolding ``(C, KH, KW, N, OH, OW)``; the Numba backend overrides this."""

@@ -175,6 +175,14 @@ class NumbaBackend(NumpyBackend):
         y = weight.reshape(filters, -1) @ columns
         return columns, y.reshape(filters, n, out_h, out_w)
 
+    def input_gradient(self, delta, weight, cache):
+        """``∂E/∂x`` as ``col2im(δ Fᵀ)``: the compiled col2im adds each plane's windows in one pass."""
+        filters, channels = weight.shape[:2]
+        n, out_h, out_w = delta.shape[1:]
+        grad_columns = weight.reshape(filters, -1).T @ delta.reshape(filters, -1)  # (C·KH·KW, N·OH·OW)
+        grad_columns = grad_columns.reshape(channels, *weight.shape[2:], n, out_h, out_w)
+        return self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding)
+
     def im2col(self, x, kernel, stride, padding):
         n, c, h, w = x.shape
         out_size = output_size((h, w), kernel, stride, padding)

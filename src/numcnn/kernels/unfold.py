@@ -37,6 +37,7 @@ __all__ = [
     "channel_major",
     "col2im_channel_major",
     "im2col_channel_major",
+    "input_gradient_by_rows",
     "output_size",
     "pad_channel_major",
     "window_view",
@@ -138,3 +139,38 @@ def col2im_channel_major(
             col_stop = j + stride_w * out_w
             padded[:, :, i:row_stop:stride_h, j:col_stop:stride_w] += cols[:, i, j]
     return padded[:, :, pad_h : pad_h + h, pad_w : pad_w + w]
+
+
+def input_gradient_by_rows(
+    delta: np.ndarray, weight: np.ndarray, input_size: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> np.ndarray:
+    """``∂E/∂x`` of a convolution (eq. 15.49) with one matrix product and ``KH`` row additions.
+
+    col2im of ``δ Fᵀ`` adds ``KH·KW`` slabs whose rows are only ``OW`` long. Here the column part of
+    the sum goes into the matrix product instead: spread δ along the padded width,
+    ``E[f, j, n, p, q·SW + j] = δ[f, n, p, q]`` (zeros elsewhere), then
+
+        ``G[(c, i), (n, p, w)] = Σ_{f, j} W[f, c, i, j] · E[(f, j), (n, p, w)]``
+        ``∂E/∂x_pad[c, n, p·SH + i, w] += G[c, i, n, p, w]``
+
+    which is the same sum over the windows that contain a pixel, grouped by kernel row ``i``. Each
+    of the ``KH`` additions moves whole padded rows (one contiguous block per image when SH = 1).
+
+    Shape:
+        - delta: ``(F, N, OH, OW)`` channel-major δ; weight: ``(F, C, KH, KW)``
+        - returns: ``(C, N, H, W)`` channel-major (a view into the padded gradient)
+    """
+    filters, channels, kernel_h, kernel_w = weight.shape
+    _, n, out_h, out_w = delta.shape
+    (h, w), (stride_h, stride_w), (pad_h, pad_w) = input_size, stride, padding
+    padded_w = w + 2 * pad_w
+    spread = np.zeros((filters, kernel_w, n, out_h, padded_w), dtype=delta.dtype)
+    for j in range(kernel_w):
+        spread[:, j, :, :, j : j + stride_w * out_w : stride_w] = delta
+    weight_rows = weight.transpose(1, 2, 0, 3).reshape(channels * kernel_h, filters * kernel_w)  # [(c, i), (f, j)]
+    rows = weight_rows @ spread.reshape(filters * kernel_w, -1)  # G: (C·KH, N·OH·Wp)
+    rows = rows.reshape(channels, kernel_h, n, out_h, padded_w)
+    grad = np.zeros((channels, n, h + 2 * pad_h, padded_w), dtype=delta.dtype)
+    for i in range(kernel_h):
+        grad[:, :, i : i + stride_h * out_h : stride_h] += rows[:, i]
+    return grad[:, :, pad_h : pad_h + h, pad_w : pad_w + w]
