@@ -175,7 +175,13 @@ def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, rel
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(
     "pool_kernel, pool_stride, pool_padding",
-    [((2, 2), (2, 2), (0, 0)), ((3, 3), (2, 2), (1, 1)), ((3, 2), (1, 2), (0, 1))],
+    [
+        ((2, 2), (2, 2), (0, 0)),  # LeNet's
+        ((3, 3), (1, 1), (0, 0)),  # overlapping windows (padding-free: the vectorised epilogue)
+        ((2, 3), (2, 1), (0, 0)),
+        ((3, 3), (2, 2), (1, 1)),  # padding: the scalar epilogue
+        ((3, 2), (1, 2), (0, 1)),
+    ],
 )
 def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(reference, close, pool_kernel, pool_stride, pool_padding, dtype, rng):
     """Integer inputs and weights: the convolution's outputs tie often, so the fused kernel's tie

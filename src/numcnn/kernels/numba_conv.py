@@ -225,33 +225,84 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     conv_h, conv_w = padded_h - kernel[0] + 1, padded_w - kernel[1] + 1
     pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw, out_h, out_w = pool
+    no_padding = pool_ph == 0 and pool_pw == 0
+    length = (conv_h - 1) * padded_w + conv_w
+    count = length - (pool_kh - 1) * padded_w - (pool_kw - 1)  # window corners with the window inside
     for n in prange(batch):
-        acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias).reshape(-1)
+        acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias)
+        best = np.empty(max(count, 1), dtype=acc.dtype)  # per-corner maxima (padding-free pooling)
+        which = np.empty(max(count, 1), dtype=np.int32)
         for f in range(filters):
-            plane = f * ((conv_h - 1) * padded_w + conv_w)  # row f of the wide accumulator
-            for p in range(out_h):
-                top = p * pool_sh - pool_ph
-                i_lo, i_hi = max(0, -top), min(pool_kh, conv_h - top)
-                dst = u64(((f * batch + n) * out_h + p) * out_w)
-                for q in range(out_w):
-                    left = q * pool_sw - pool_pw
-                    j_lo, j_hi = max(0, -left), min(pool_kw, conv_w - left)
-                    # Unsigned offsets, as in numba_kernels: no wrap-around checks in the loop.
-                    where = (top + i_lo) * conv_w + left + j_lo
-                    best = acc[u64(plane + (top + i_lo) * padded_w + left + j_lo)]
-                    for i in range(i_lo, i_hi):
-                        row = u64(plane + (top + i) * padded_w + left)
-                        for j in range(u64(j_lo), u64(j_hi)):
-                            value = acc[row + j]
-                            better = value > best  # selects, not a branch (see numba_kernels)
-                            where = ((top + i) * conv_w + left + np.int64(j)) if better else where
-                            best = value if better else best
-                    if not best > 0:  # the ReLU: zero output, no gradient
-                        best = 0
-                        where = -1
-                    out[dst + u64(q)] = best
-                    if record:
-                        argmax[dst + u64(q)] = where
+            dst = (f * batch + n) * out_h * out_w
+            if no_padding:
+                _window_maxima(acc[f], padded_w, conv_w, (pool_kh, pool_kw), best, which)
+                _pick_pooled(best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst)
+            else:
+                _pool_row_scalar(acc[f], padded_w, (conv_h, conv_w), pool, record, out, argmax, dst)
+
+
+@njit(cache=True)
+def _window_maxima(row, padded_w, conv_w, pool_kernel, best, which):
+    """For *every* window corner ``t`` of a wide row: its maximum and the offset of its first maximum.
+
+    Whole contiguous runs, one per window offset (row-major order; strict '>' keeps the first
+    maximum): vectorised, unlike a loop over the pooled outputs with their stride. Computing all
+    corners costs ``stride²`` times more comparisons and still wins (probed 1.4×).
+    """
+    count = best.shape[0]
+    best[:] = row[:count]
+    which[:] = 0
+    for i in range(pool_kernel[0]):
+        for j in range(pool_kernel[1]):
+            if i == 0 and j == 0:
+                continue
+            shifted = row[i * padded_w + j : i * padded_w + j + count]
+            code = np.int32(i * conv_w + j)  # the offset in the convolution's own (OH, OW) plane
+            for t in range(count):
+                value = shifted[t]
+                better = value > best[t]
+                best[t] = value if better else best[t]
+                which[t] = code if better else which[t]
+
+
+@njit(cache=True)
+def _pick_pooled(best, which, padded_w, conv_w, pool_stride, out_size, record, out, argmax, dst):
+    """The pooled outputs are the window corners ``t = p·SH·Wp + q·SW``; apply the ReLU there."""
+    out_h, out_w = out_size
+    for p in range(out_h):
+        for q in range(out_w):
+            t = p * pool_stride[0] * padded_w + q * pool_stride[1]
+            value = best[t]
+            alive = value > 0  # the ReLU: zero output, no gradient
+            out[dst + p * out_w + q] = value if alive else 0
+            if record:
+                corner = p * pool_stride[0] * conv_w + q * pool_stride[1]
+                argmax[dst + p * out_w + q] = corner + which[t] if alive else -1
+
+
+@njit(cache=True)
+def _pool_row_scalar(row_acc, padded_w, conv_size, pool, record, out, argmax, dst):
+    """Pooling with padding, one output at a time (windows may overhang the convolution's output)."""
+    conv_h, conv_w = conv_size
+    pool_kh, pool_kw, pool_sh, pool_sw, pool_ph, pool_pw, out_h, out_w = pool
+    for p in range(out_h):
+        top = p * pool_sh - pool_ph
+        i_lo, i_hi = max(0, -top), min(pool_kh, conv_h - top)
+        for q in range(out_w):
+            left = q * pool_sw - pool_pw
+            j_lo, j_hi = max(0, -left), min(pool_kw, conv_w - left)
+            where = (top + i_lo) * conv_w + left + j_lo
+            best = row_acc[(top + i_lo) * padded_w + left + j_lo]
+            for i in range(i_lo, i_hi):
+                for j in range(j_lo, j_hi):
+                    value = row_acc[(top + i) * padded_w + left + j]
+                    better = value > best
+                    where = ((top + i) * conv_w + left + j) if better else where
+                    best = value if better else best
+            alive = best > 0  # the ReLU: zero output, no gradient
+            out[dst + p * out_w + q] = best if alive else 0
+            if record:
+                argmax[dst + p * out_w + q] = where if alive else -1
 
 
 @njit(cache=True)
