@@ -25,6 +25,7 @@ CONV_CASES = [
     (2, 3, 5, 5, 2, (1, 1), (1, 1), (0, 0)),  # 1×1 kernel
     (2, 2, 4, 4, 3, (6, 6), (1, 1), (1, 1)),  # kernel larger than the input, covered by padding
     (2, 1, 20, 21, 2, (3, 3), (1, 1), (1, 1)),  # wide rows: numba's direct path with padding
+    (2, 3, 9, 10, 9, (3, 3), (1, 1), (1, 1)),  # 9 filters, 27 taps: numba's register blocks + leftovers
 ]
 
 

@@ -168,7 +168,7 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
     """Input gradient (eq. 15.49), stride 1: scatter ``W[f, c, i, j]·δ[f]`` onto the padded image, crop.
 
     ``shape = (C, N, H, W)`` of the input; ``out`` flat channel-major ``(C, N, H, W)``, overwritten.
-    Four filters' contributions are added per pass over a tap's run of pixels.
+    Eight filters' contributions are added per pass over a tap's run of pixels.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -185,15 +185,19 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
         padded = np.zeros(channels * padded_h * padded_w, dtype=out.dtype)
         for k in range(taps):
-            # Four filters per pass over a tap's run (the runs of different taps overlap, so taps
+            # Eight filters per pass over a tap's run (the runs of different taps overlap, so taps
             # are not blocked here: their updates must land one after the other).
             target = padded[offsets[k] : offsets[k] + length]
-            for f in range(0, filters - filters % 4, 4):
+            for f in range(0, filters - filters % 8, 8):
                 d0, d1, d2, d3 = wide[f], wide[f + 1], wide[f + 2], wide[f + 3]
+                d4, d5, d6, d7 = wide[f + 4], wide[f + 5], wide[f + 6], wide[f + 7]
                 v0, v1, v2, v3 = weight_t[k, f], weight_t[k, f + 1], weight_t[k, f + 2], weight_t[k, f + 3]
+                v4, v5, v6, v7 = weight_t[k, f + 4], weight_t[k, f + 5], weight_t[k, f + 6], weight_t[k, f + 7]
                 for t in range(length):
-                    target[t] += (v0 * d0[t] + v1 * d1[t]) + (v2 * d2[t] + v3 * d3[t])
-            for f in range(filters - filters % 4, filters):
+                    target[t] += ((v0 * d0[t] + v1 * d1[t]) + (v2 * d2[t] + v3 * d3[t])) + (
+                        (v4 * d4[t] + v5 * d5[t]) + (v6 * d6[t] + v7 * d7[t])
+                    )
+            for f in range(filters - filters % 8, filters):
                 _axpy(target, weight_t[k, f], wide[f])
         for c in range(channels):
             for h in range(height):
