@@ -105,7 +105,9 @@ POOL_CASES = [
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("relu", [False, True], ids=["max", "relu+max"])
 @pytest.mark.parametrize("n, c, h, w, kernel, stride, padding", POOL_CASES)
-def test_max_pool2d_equals_the_reference_with_ties(fast, reference, close, layouts, n, c, h, w, kernel, stride, padding, relu, dtype, rng):
+def test_max_pool2d_equals_the_reference_with_ties(
+    fast, reference, close, layouts, n, c, h, w, kernel, stride, padding, relu, dtype, rng
+):
     """Values from {-2, ..., 2}: many ties and many non-positive windows, so the tie rule (first
     maximum in row-major order) and the fused ReLU's cut are both exercised -- and must match exactly."""
     x = rng.integers(-2, 3, size=(n, c, h, w)).astype(dtype)
@@ -184,7 +186,9 @@ def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, rel
         ((3, 2), (1, 2), (0, 1)),
     ],
 )
-def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(reference, close, pool_kernel, pool_stride, pool_padding, dtype, rng):
+def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
+    reference, close, pool_kernel, pool_stride, pool_padding, dtype, rng
+):
     """Integer inputs and weights: the convolution's outputs tie often, so the fused kernel's tie
     rule and ReLU cut are checked exactly, and backward through its caches equals the reference."""
     pytest.importorskip("numba")

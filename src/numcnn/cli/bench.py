@@ -35,14 +35,20 @@ def register(subparsers) -> None:
         help="batch size; repeat the option for several (default: 64 and 256)",
     )  # fmt: skip
     group = parser.add_mutually_exclusive_group()
-    group.add_argument("--steps", type=_positive_int, default=None, help="timed training steps per run (default: 6,400 images' worth)")
+    group.add_argument(
+        "--steps", type=_positive_int, default=None, help="timed training steps per run (default: 6,400 images' worth)"
+    )
     group.add_argument(
         "--epochs-equivalent", type=float, default=None,
         help="instead of --steps: each run is a real pass over this many epochs (1 = 60,000 images)",
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (>= 3); the median is reported")
-    parser.add_argument("--threads", type=_positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)")
-    parser.add_argument("--blas-threads", type=_positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
+    )
+    parser.add_argument(
+        "--blas-threads", type=_positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
+    )
     parser.add_argument("--backend", default="auto", choices=["auto", "reference", "numpy", "numba"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")

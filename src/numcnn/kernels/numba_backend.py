@@ -197,7 +197,8 @@ class NumbaBackend(NumpyBackend):
         c, kernel_h, kernel_w, n, out_h, out_w = grad_columns.shape
         out = np.empty((c, n, *input_size), dtype=grad_columns.dtype)
         window = _window((kernel_h, kernel_w), stride, padding, (out_h, out_w))
-        numba_kernels.col2im_kernel(np.ascontiguousarray(grad_columns).reshape(-1), (c, n, *input_size), window, out.reshape(-1))
+        columns = np.ascontiguousarray(grad_columns).reshape(-1)
+        numba_kernels.col2im_kernel(columns, (c, n, *input_size), window, out.reshape(-1))
         return out
 
     def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):

@@ -45,7 +45,9 @@ class ReferenceBackend:
     fuses_relu_pool = False
     fuses_conv_pool = False
 
-    def conv2d_max_pool2d_forward(self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True):
+    def conv2d_max_pool2d_forward(
+        self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
+    ):
         """Conv2d → ReLU → MaxPool2d in one pass: ``None`` here (never fused on the reference path)."""
         return None
 
