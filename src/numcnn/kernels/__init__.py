@@ -59,7 +59,10 @@ _active = None  # the backend object layers use now; resolved lazily from the en
 
 def numba_available() -> bool:
     """Whether the numba package is installed (checked without importing it)."""
-    return importlib.util.find_spec("numba") is not None
+    try:
+        return importlib.util.find_spec("numba") is not None
+    except (ImportError, ValueError):  # e.g. a placeholder numba module without a spec
+        return False
 
 
 def available_backends() -> list[str]:
@@ -88,7 +91,10 @@ def get_backend(name: str):
         elif name == "numpy":
             from numcnn.kernels.fast_numpy import NumpyBackend as backend_class
         else:
-            from numcnn.kernels.numba_backend import NumbaBackend as backend_class
+            try:
+                from numcnn.kernels.numba_backend import NumbaBackend as backend_class
+            except ImportError as error:  # installed but broken (e.g. NumPy too new for this numba)
+                raise ConfigurationError(f"the numba backend could not be loaded: {error}") from error
         _instances[name] = backend_class()
     return _instances[name]
 
