@@ -19,6 +19,7 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = [
     "numcnn.cli.training",
     "numcnn.cli.inspection",
+    "numcnn.cli.bench",
 ]
 
 EXIT_ERROR = 1

@@ -16,6 +16,7 @@ import numpy as np
 
 from numcnn.errors import ConfigurationError
 from numcnn.layers import LAYER_TYPES, Layer, Sequential, make_generator
+from numcnn.layers.flat import flatten_parameters
 
 __all__ = ["LayerSpec", "ModelSpec", "register", "get_spec", "available_models", "build", "build_layer"]
 
@@ -110,4 +111,7 @@ def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.f
     generator = make_generator(rng)
     model = Sequential(*(build_layer(type_name, dict(args), generator, dtype) for type_name, args in spec.layers))
     model.spec = spec
+    # One flat buffer for all parameters (and one for gradients): the optimiser then updates the
+    # whole model with a few NumPy calls. The params/grads dicts are unchanged for every user.
+    flatten_parameters(model)
     return model
