@@ -29,6 +29,9 @@ def run_models(args) -> int:
         count = models.build(name, rng=0).num_parameters()
         shape = "×".join(str(s) for s in spec.input_shape)
         print(f"{name:<16} {count:>12,} parameters  input {shape:<10} {spec.description}")
+        if spec.training:
+            settings = ", ".join(f"{key}={value}" for key, value in spec.training.items())
+            print(f"{'':<16} trained by default with {settings}")
     return 0
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -43,6 +43,9 @@ class ModelSpec:
         loss: key of :data:`numcnn.losses.LOSS_TYPES` used to train the model.
         prediction: ``"argmax"`` when the outputs are class scores, ``"argmin"`` when they are
             penalties (distances), as for RBF output units.
+        training: the recommended training settings (names of :class:`numcnn.train.TrainConfig`
+            fields, e.g. ``{"optimizer": "sdlm", "lr": 0.002}``); ``numcnn train`` uses them
+            unless a flag overrides them.
     """
 
     name: str
@@ -57,6 +60,7 @@ class ModelSpec:
     loss: str = "cross_entropy"
     prediction: str = "argmax"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    training: Mapping[str, Any] = field(default_factory=dict)
 
     def class_scores(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs turned into scores where larger means more likely (penalties are negated)."""
