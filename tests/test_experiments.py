@@ -204,8 +204,25 @@ def test_changed_settings_in_an_old_run_folder_are_refused(tmp_path, synthetic_d
     folder = tmp_path / "out" / "runs" / run.run_id
     folder.mkdir(parents=True)
     (folder / "run.json").write_text(json.dumps({**run.describe(), "seed": 99}))
+    (folder / "result.json").write_text(json.dumps({"test_error": 0.5}))
+    assert load_result(tmp_path / "out", run) is None  # a stale result is not reused
     outcome = run_experiment(experiment, tmp_path / "out", jobs=1, dataset=synthetic_digits, **QUIET)
     assert "different settings" in outcome.failures[run.run_id]
+
+
+def test_a_setting_numcnn_gained_later_counts_as_its_default(tmp_path):
+    experiment = load_experiment(write_config(tmp_path, ONE_RUN))
+    (run,) = experiment.runs()
+    folder = tmp_path / "out" / "runs" / run.run_id
+    folder.mkdir(parents=True)
+    older = run.describe()
+    del older["train"]["augment_rotate"]  # as written before the field existed
+    (folder / "run.json").write_text(json.dumps(older))
+    (folder / "result.json").write_text(json.dumps({"test_error": 0.5}))
+    assert load_result(tmp_path / "out", run) == {"test_error": 0.5}
+    older["train"]["lr"] = 0.5  # but a setting that differs is a different run
+    (folder / "run.json").write_text(json.dumps(older))
+    assert load_result(tmp_path / "out", run) is None
 
 
 @pytest.mark.slow

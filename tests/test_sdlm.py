@@ -115,7 +115,7 @@ def test_make_optimizer_follows_the_configuration():
     assert isinstance(sdlm, SDLM) and sdlm.param_groups[0]["damping"] == 0.05
     assert sdlm.schedule == LECUN_1998_SCHEDULE
     grouped = make_optimizer(TrainConfig(model="lenet5_1998", layer_lr={"0": 0.001}), model)
-    assert [group["lr"] for group in grouped.param_groups] == [0.001, 0.05]
+    assert [group["lr"] for group in grouped.param_groups] == [0.001, 0.01]
     with pytest.raises(ConfigurationError, match="optimizer must be one of"):
         TrainConfig(optimizer="adam").validate()
 

@@ -106,3 +106,14 @@ def test_npz_without_meta_is_rejected(tmp_path):
     np.savez(path, weights=np.zeros(3))
     with pytest.raises(CheckpointError, match="no 'meta' entry"):
         load_checkpoint(path)
+
+
+def test_config_for_model_layers_defaults_recommendations_and_overrides():
+    plain = TrainConfig.for_model("lenet5")
+    assert plain == TrainConfig(model="lenet5")
+    classic = TrainConfig.for_model("lenet5_1998")
+    assert (classic.optimizer, classic.lr, classic.batch_size, classic.epochs) == ("sdlm", 0.002, 32, 20)
+    overridden = TrainConfig.for_model("lenet5_1998", lr=0.001, epochs=None)
+    assert overridden.lr == 0.001 and overridden.epochs == 20  # None means "not given"
+    with pytest.raises(ConfigurationError, match="unknown training setting"):
+        TrainConfig.for_model("lenet5", learning_rate=0.1)

@@ -4,7 +4,7 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, models, optim, reference
+from numcnn import functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
@@ -31,6 +31,7 @@ from numcnn.layers import (
     Subsample2d,
     Tanh,
 )
+from numcnn.kernels import set_backend
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
 from numcnn.sdlm import SDLM
@@ -76,8 +77,10 @@ __all__ = [
     "__version__",
     "functional",
     "gradcheck",
+    "kernels",
     "models",
     "numerical_gradient",
     "optim",
     "reference",
+    "set_backend",
 ]

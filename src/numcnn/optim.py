@@ -18,6 +18,12 @@ gradients)::
 
 LeCun's stochastic diagonal Levenberg–Marquardt method, a learning rate per *parameter*, is
 :class:`numcnn.sdlm.SDLM`.
+
+When a group's parameters and gradients lie back to back in flat buffers (models from
+:func:`numcnn.models.build`, see :mod:`numcnn.layers.flat`), the update runs once on the whole buffer
+instead of once per array: the same element-wise arithmetic, so the same numbers. The momentum
+buffers are then views into one flat array too, and :meth:`Optimizer.state_dict` still lists them
+per parameter.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ from typing import Iterable
 import numpy as np
 
 from numcnn.errors import CheckpointError, ConfigurationError
+from numcnn.layers.flat import contiguous_span
 
 __all__ = ["Optimizer", "SGD", "layer_groups"]
 
@@ -51,6 +58,15 @@ class Optimizer:
             pairs = [self._check_pair(pair) for pair in group["params"]]
             self.param_groups.append({**defaults, **group, "params": pairs})
         self.state: dict[int, dict[str, np.ndarray]] = {}
+        # Per group: (flat params, flat grads) when both lie back to back in one buffer, else None.
+        self._flat: list[tuple[np.ndarray, np.ndarray] | None] = [self._flat_pair(g) for g in self.param_groups]
+        self._bound_velocity: dict[int, tuple[np.ndarray, list[np.ndarray]]] = {}  # first index -> (flat, views)
+
+    @staticmethod
+    def _flat_pair(group: dict) -> tuple[np.ndarray, np.ndarray] | None:
+        params = contiguous_span([param for param, _ in group["params"]])
+        grads = contiguous_span([grad for _, grad in group["params"]])
+        return None if params is None or grads is None else (params, grads)
 
     @staticmethod
     def _check_pair(pair) -> tuple[np.ndarray, np.ndarray]:
@@ -66,8 +82,12 @@ class Optimizer:
         return [pair for group in self.param_groups for pair in group["params"]]
 
     def zero_grad(self) -> None:
-        for _, grad in self.pairs():
-            grad.fill(0)
+        for group, flat in zip(self.param_groups, self._flat):
+            if flat is not None:
+                flat[1].fill(0)
+            else:
+                for _, grad in group["params"]:
+                    grad.fill(0)
 
     def step(self) -> None:
         raise NotImplementedError
@@ -125,8 +145,11 @@ class SGD(Optimizer):
 
     def step(self) -> None:
         index = 0
-        for group in self.param_groups:
+        for group, flat in zip(self.param_groups, self._flat):
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+            if flat is not None and self._flat_step(group, flat, index):
+                index += len(group["params"])
+                continue
             for param, grad in group["params"]:
                 direction = grad
                 if weight_decay:
@@ -142,6 +165,52 @@ class SGD(Optimizer):
                     direction = velocity
                 param -= lr * direction
                 index += 1
+
+    def _flat_step(self, group: dict, flat: tuple[np.ndarray, np.ndarray], first: int) -> bool:
+        """The update of :meth:`step` on a whole flat group; False if the momentum state is not flat."""
+        lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
+        param, grad = flat
+        direction = grad + weight_decay * param if weight_decay else grad
+        if momentum:
+            velocity = self._flat_velocity(group, first, param.size)
+            if velocity is False:
+                return False  # some parameters have momentum state and some not: per-array path
+            if velocity is None:  # first step: v starts at the gradient (PyTorch's rule)
+                velocity = np.array(direction, dtype=param.dtype)
+                self._bind_velocity(group, first, velocity)
+            else:
+                velocity *= momentum
+                velocity += direction
+            direction = velocity
+        param -= lr * direction
+        return True
+
+    def _flat_velocity(self, group: dict, first: int, size: int):
+        """The group's flat momentum buffer, None before the first step, False if it cannot be flat."""
+        slots = [self.state.get(first + k, {}).get("velocity") for k in range(len(group["params"]))]
+        bound = self._bound_velocity.get(first)
+        if bound is not None and all(slot is view for slot, view in zip(slots, bound[1])):
+            return bound[0]  # the usual case: the state still holds the views bound last time
+        if all(v is None for v in slots):
+            return None
+        if any(v is None for v in slots):
+            return False
+        span = contiguous_span(slots)
+        if span is None or span.size != size:
+            # State loaded from a checkpoint arrives as separate arrays: gather them into one buffer.
+            span = np.concatenate([v.reshape(-1) for v in slots])
+            self._bind_velocity(group, first, span)
+        return span
+
+    def _bind_velocity(self, group: dict, first: int, velocity: np.ndarray) -> None:
+        """Expose the flat momentum buffer per parameter, as views, for state_dict and the per-array path."""
+        offset, views = 0, []
+        for k, (param, _) in enumerate(group["params"]):
+            view = velocity[offset : offset + param.size].reshape(param.shape)
+            self.state.setdefault(first + k, {})["velocity"] = view
+            views.append(view)
+            offset += param.size
+        self._bound_velocity[first] = (velocity, views)
 
 
 def layer_groups(model, layer_lrs: dict[str | int, float]) -> list[dict]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Callable
 
@@ -67,7 +67,7 @@ class TrainConfig:
     model: str = "lenet5"
     epochs: int = 10
     batch_size: int = 64
-    lr: float = 0.05
+    lr: float = 0.01
     momentum: float = 0.9
     weight_decay: float = 0.0
     seed: int = 0
@@ -93,6 +93,17 @@ class TrainConfig:
     augment_shift: int = 0  # pixels
     augment_rotate: float = 0.0  # degrees
     augment_flip: bool = False
+
+    @classmethod
+    def for_model(cls, model: str, **settings) -> "TrainConfig":
+        """The configuration for ``model``: the defaults here, then the model's recommended
+        settings (:attr:`ModelSpec.training`), then every ``settings`` value that is not ``None``."""
+        values = dict(models.get_spec(model).training)
+        values.update({name: value for name, value in settings.items() if value is not None})
+        unknown = sorted(set(values) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ConfigurationError(f"unknown training setting(s) for {model!r}: {', '.join(unknown)}")
+        return cls(model=model, **values)
 
     def validate(self) -> None:
         models.get_spec(self.model)  # unknown names fail here, with the list of known ones

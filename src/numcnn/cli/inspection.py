@@ -31,15 +31,18 @@ def run_models(args) -> int:
         count = summarize(spec).parameters  # from the specification: vgg16's 138M weights are never drawn
         shape = "×".join(str(s) for s in spec.input_shape)
         print(f"{name:<16} {count:>12,} parameters  input {shape:<10} {spec.description}")
+        if spec.training:
+            settings = ", ".join(f"{key}={value}" for key, value in spec.training.items())
+            print(f"{'':<16} trained by default with {settings}")
     return 0
 
 
 def _freeze_dropout(model, inputs: np.ndarray) -> None:
     """Draw every dropout mask once and keep it: finite differences need the same function each call."""
     from numcnn.layers import Dropout
-    from numcnn.models.initialization import leaf_layers
+    from numcnn.layers.flat import walk_layers
 
-    dropouts = [layer for layer in leaf_layers(model) if isinstance(layer, Dropout)]
+    dropouts = [layer for layer in walk_layers(model) if isinstance(layer, Dropout)]
     if dropouts:
         model.forward(inputs)
         for layer in dropouts:

@@ -21,6 +21,7 @@ COMMAND_MODULES = [
     "numcnn.cli.inspection",
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
+    "numcnn.cli.bench",
 ]
 
 EXIT_ERROR = 1

@@ -3,16 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 from pathlib import Path
 
 import numpy as np
 
 from numcnn.errors import ConfigurationError
+from numcnn.train import TrainConfig
 
 __all__ = ["register"]
-
-DEFAULTS = {"model": "lenet5", "epochs": 10, "batch_size": 64, "lr": 0.05, "momentum": 0.9, "seed": 0}
 
 
 def positive_int(text: str) -> int:
@@ -43,30 +41,41 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def add_threads_argument(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=positive_int, default=None, help="BLAS threads (default: library's)")
+def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--backend", choices=["auto", "reference", "numpy", "numba"], default=None,
+        help="kernels: the readable reference, fast NumPy, or Numba (default: $NUMCNN_BACKEND, else auto)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=positive_int, default=None,
+        help="threads for the kernels (Numba and/or BLAS); default: the libraries' own choice",
+    )  # fmt: skip
 
 
 def add_convenience_arguments(parser: argparse.ArgumentParser) -> None:
-    """Learning-rate schedule, early stopping and augmentation (TrainConfig's fields of the same names)."""
+    """Learning-rate schedule, early stopping and augmentation (TrainConfig's fields of the same names).
+
+    Every default is None -- "not given" -- so that a model's recommended settings can fill them in."""
     from numcnn.schedules import SCHEDULES
 
     group = parser.add_argument_group("schedules, early stopping, augmentation")
-    group.add_argument("--lr-schedule", choices=SCHEDULES, default="constant", help="learning rate per epoch")
-    group.add_argument("--lr-step", type=positive_int, default=10, help="step schedule: epochs between decays")
-    group.add_argument("--lr-gamma", type=float, default=0.1, help="step/exponential schedule: decay factor")
-    group.add_argument("--lr-min", type=float, default=0.0, help="cosine schedule: final learning rate")
+    group.add_argument("--lr-schedule", choices=SCHEDULES, help="learning rate per epoch (default: constant)")
+    group.add_argument("--lr-step", type=positive_int, help="step schedule: epochs between decays (default: 10)")
+    group.add_argument("--lr-gamma", type=float, help="step/exponential schedule: decay factor (default: 0.1)")
+    group.add_argument("--lr-min", type=float, help="cosine schedule: final learning rate (default: 0)")
     group.add_argument(
-        "--early-stopping", type=int, default=0, metavar="PATIENCE",
-        help="stop after PATIENCE epochs without a lower validation loss and keep the best weights (0: off)",
+        "--early-stopping", type=int, metavar="PATIENCE",
+        help="stop after PATIENCE epochs without a lower validation loss and keep the best weights (default: 0, off)",
     )  # fmt: skip
     group.add_argument(
-        "--validation-size", type=int, default=0, metavar="K",
-        help="hold out the last K selected training images as the validation set",
+        "--validation-size", type=int, metavar="K",
+        help="hold out the last K selected training images as the validation set (default: 0)",
     )  # fmt: skip
-    group.add_argument("--augment-shift", type=int, default=0, metavar="PIXELS", help="random shifts up to PIXELS")
-    group.add_argument("--augment-rotate", type=float, default=0.0, metavar="DEGREES", help="random rotations")
-    group.add_argument("--augment-flip", action="store_true", help="random left-right flips (not for digits)")
+    group.add_argument("--augment-shift", type=int, metavar="PIXELS", help="random shifts up to PIXELS (default: 0)")
+    group.add_argument("--augment-rotate", type=float, metavar="DEGREES", help="random rotations (default: 0)")
+    group.add_argument(
+        "--augment-flip", action="store_const", const=True, help="random left-right flips (off: wrong for digits)"
+    )
 
 
 CONVENIENCE_FIELDS = (
@@ -77,38 +86,43 @@ CONVENIENCE_FIELDS = (
 
 def register(subparsers) -> None:
     train = subparsers.add_parser(
-        "train", help="train a model on MNIST", description="Train a registered model on MNIST.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        "train", help="train a model on MNIST",
+        description="Train a registered model on MNIST. Settings not given on the command line come from the "
+        "model's recommended training settings (see 'numcnn models'), else from the defaults shown.",
     )  # fmt: skip
-    train.add_argument("--model", default=DEFAULTS["model"], help="registered model name (see 'numcnn models')")
-    train.add_argument("--epochs", type=positive_int, default=DEFAULTS["epochs"])
-    train.add_argument("--batch-size", type=positive_int, default=DEFAULTS["batch_size"])
-    train.add_argument("--lr", type=float, default=DEFAULTS["lr"], help="learning rate")
-    train.add_argument("--momentum", type=float, default=DEFAULTS["momentum"])
-    train.add_argument("--weight-decay", type=float, default=0.0)
+    defaults = TrainConfig()
+    train.add_argument("--model", default=defaults.model, help=f"registered model name (default: {defaults.model})")
+    train.add_argument("--epochs", type=positive_int, help=f"default: {defaults.epochs}")
+    train.add_argument("--batch-size", type=positive_int, help=f"default: {defaults.batch_size}")
+    train.add_argument("--lr", type=float, help=f"learning rate (default: {defaults.lr})")
+    train.add_argument("--momentum", type=float, help=f"default: {defaults.momentum}")
+    train.add_argument("--weight-decay", type=float, help=f"L2 penalty (default: {defaults.weight_decay})")
     train.add_argument(
-        "--optimizer", choices=["sgd", "sdlm"], default="sgd",
+        "--optimizer", choices=["sgd", "sdlm"],
         help="sgd (momentum) or sdlm: LeCun's stochastic diagonal Levenberg-Marquardt, step lr/(damping + h_kk) "
-        "per parameter, curvature h re-estimated before each epoch, lr decreased on the paper's schedule",
+        f"per parameter, curvature h re-estimated before each epoch (default: {defaults.optimizer})",
     )  # fmt: skip
-    train.add_argument("--damping", type=float, default=0.02, help="SDLM's mu in lr/(mu + h_kk)")
+    train.add_argument("--damping", type=float, help=f"SDLM's mu in lr/(mu + h_kk) (default: {defaults.damping})")
     train.add_argument(
-        "--curvature-samples", type=positive_int, default=500, help="SDLM: samples per curvature estimate"
-    )
+        "--curvature-samples", type=positive_int,
+        help=f"SDLM: samples per curvature estimate (default: {defaults.curvature_samples})",
+    )  # fmt: skip
     train.add_argument(
         "--layer-lr", type=layer_learning_rate, action="append", default=[], metavar="INDEX=LR",
-        help="learning rate of one layer (index in the model, see 'numcnn models'); repeatable",
+        help="learning rate of one layer (index in the model, see 'numcnn summary'); repeatable",
     )  # fmt: skip
-    train.add_argument("--seed", type=int, default=DEFAULTS["seed"], help="seeds initialisation and shuffling")
+    train.add_argument("--seed", type=int, help=f"seeds initialisation and shuffling (default: {defaults.seed})")
     train.add_argument("--train-limit", type=positive_int, default=None, help="use only the first K training images")
-    train.add_argument("--train-offset", type=int, default=0, help="skip this many training images first")
-    train.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    train.add_argument("--train-offset", type=int, help="skip this many training images first (default: 0)")
+    train.add_argument("--dtype", choices=["float32", "float64"], help=f"default: {defaults.dtype}")
     add_convenience_arguments(train)
-    train.add_argument("--out", type=Path, default=Path("runs/latest"), help="run directory (checkpoint, metrics)")
+    train.add_argument(
+        "--out", type=Path, default=Path("runs/latest"), help="run directory for checkpoint and metrics (default: runs/latest)"
+    )
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     add_data_arguments(train)
-    add_threads_argument(train)
+    add_compute_arguments(train)
     train.set_defaults(handler=run_train)
 
     evaluate = subparsers.add_parser("evaluate", help="test accuracy of a checkpoint on the MNIST test set")
@@ -116,7 +130,7 @@ def register(subparsers) -> None:
     evaluate.add_argument("--batch-size", type=positive_int, default=1000)
     evaluate.add_argument("--confusion", action="store_true", help="also print the confusion matrix")
     add_data_arguments(evaluate)
-    add_threads_argument(evaluate)
+    add_compute_arguments(evaluate)
     evaluate.set_defaults(handler=run_evaluate)
 
     predict = subparsers.add_parser("predict", help="classify digit images with a checkpoint")
@@ -131,12 +145,15 @@ def register(subparsers) -> None:
     plot.set_defaults(handler=run_plot)
 
 
-def thread_limit(threads: int | None):
-    if threads is None:
-        return contextlib.nullcontext()
-    from threadpoolctl import threadpool_limits
+def configure_compute(args) -> None:
+    """Select the kernel backend and thread counts before any model runs."""
+    from numcnn import kernels
+    from numcnn.kernels.threads import set_threads
 
-    return threadpool_limits(limits=threads)
+    if args.backend is not None:
+        kernels.set_backend(args.backend)
+    if args.threads is not None:
+        set_threads(args.threads, backend=kernels.backend_name())
 
 
 def load_data(args):
@@ -146,20 +163,19 @@ def load_data(args):
 
 
 def run_train(args) -> int:
-    from numcnn.train import TrainConfig, fit
+    from numcnn.train import fit
 
-    config = TrainConfig(
-        model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        momentum=args.momentum, weight_decay=args.weight_decay, seed=args.seed,
-        train_limit=args.train_limit, train_offset=args.train_offset, dtype=args.dtype,
+    config = TrainConfig.for_model(
+        args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, momentum=args.momentum,
+        weight_decay=args.weight_decay, seed=args.seed, train_limit=args.train_limit,
+        train_offset=args.train_offset, dtype=args.dtype, optimizer=args.optimizer, damping=args.damping,
+        curvature_samples=args.curvature_samples, layer_lr=dict(args.layer_lr) or None,
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
-        optimizer=args.optimizer, damping=args.damping, curvature_samples=args.curvature_samples,
-        layer_lr=dict(args.layer_lr),
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
     data = load_data(args)
-    with thread_limit(args.threads):
-        history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
+    configure_compute(args)
+    history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
     if history:
         final = history.final
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
@@ -186,15 +202,15 @@ def run_evaluate(args) -> int:
     spec = checkpoint.spec
     data = load_data(args)
     split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
-    with thread_limit(args.threads):
-        test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
-        epoch = checkpoint.meta.get("epoch", "?")
-        print(
-            f"{spec.name} (epoch {epoch}) on {len(split):,} test images: loss {test_loss:.4f}  "
-            f"accuracy {accuracy:.2%}  error {1 - accuracy:.2%}"
-        )
-        if args.confusion:
-            print(_confusion_table(checkpoint.model, spec, split, args.batch_size))
+    configure_compute(args)
+    test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
+    epoch = checkpoint.meta.get("epoch", "?")
+    print(
+        f"{spec.name} (epoch {epoch}) on {len(split):,} test images: loss {test_loss:.4f}  "
+        f"accuracy {accuracy:.2%}  error {1 - accuracy:.2%}"
+    )
+    if args.confusion:
+        print(_confusion_table(checkpoint.model, spec, split, args.batch_size))
     return 0
 
 

@@ -82,8 +82,9 @@ class RunSpec:
         return f"{self.model}-n{self.size}-subset{self.subset}-seed{self.seed}-{digest}"
 
     def train_config(self) -> TrainConfig:
-        return TrainConfig(
-            model=self.model, seed=self.seed, train_limit=self.size, train_offset=self.offset, **dict(self.train)
+        """numcnn's defaults, then the model's recommended settings, then the experiment's."""
+        return TrainConfig.for_model(
+            self.model, seed=self.seed, train_limit=self.size, train_offset=self.offset, **dict(self.train)
         )
 
     def describe(self) -> dict[str, Any]:
@@ -191,7 +192,8 @@ def load_experiment(name_or_path: str | Path, *, quick: bool = False) -> Experim
         for model in table["models"]:
             models.get_spec(model)  # unknown model names fail here, listing the known ones
         settings = {**train, **_check_train(table.get("train", {}), f"{where} train")}
-        TrainConfig(model=table["models"][0], **settings).validate()
+        for model in table["models"]:
+            TrainConfig.for_model(model, **settings).validate()
         frozen = tuple(sorted(settings.items()))
         axes = {
             "sizes": _int_list(table.get("sizes", defaults.get("sizes", [10000])), "sizes", where, 1),

@@ -30,7 +30,16 @@ from typing import Any, Callable
 
 from numcnn.errors import ConfigurationError, NumcnnError, one_line
 from numcnn.experiments.config import RESULT_NEUTRAL, ExperimentConfig, RunSpec
-from numcnn.train import CHECKPOINT_NAME, METRICS_NAME, evaluate, fit, make_loss, prepare_split, read_metrics
+from numcnn.train import (
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    TrainConfig,
+    evaluate,
+    fit,
+    make_loss,
+    prepare_split,
+    read_metrics,
+)
 
 __all__ = ["RESULT_NAME", "Outcome", "run_experiment", "execute_run", "load_result", "estimated_cost"]
 
@@ -47,9 +56,15 @@ def run_dir(out_dir: Path, run: RunSpec) -> Path:
 
 
 def load_result(out_dir: Path, run: RunSpec) -> dict[str, Any] | None:
-    """The finished run's result, or None if it has not finished."""
-    path = run_dir(out_dir, run) / RESULT_NAME
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
+    """The finished run's result, or None if it has not finished -- or was made with other settings
+    (e.g. a model's recommended training settings changed since), which :func:`execute_run` reports."""
+    folder = run_dir(out_dir, run)
+    path, described = folder / RESULT_NAME, folder / RUN_NAME
+    if not path.is_file():
+        return None
+    if described.is_file() and not _same_run(json.loads(described.read_text(encoding="utf-8")), run.describe()):
+        return None
+    return json.loads(path.read_text(encoding="utf-8"))
 
 
 @lru_cache(maxsize=None)
@@ -104,9 +119,20 @@ def _write_json(path: Path, value: dict[str, Any]) -> None:
     os.replace(temporary, path)
 
 
-def _comparable(description: dict[str, Any]) -> dict[str, Any]:
-    train = {key: value for key, value in description.get("train", {}).items() if key not in RESULT_NEUTRAL}
-    return {**description, "train": train}
+def _same_run(saved: dict[str, Any], current: dict[str, Any]) -> bool:
+    """Whether a stored ``run.json`` describes ``current``, ignoring result-neutral settings. A training
+    setting the stored file lacks (numcnn gained it later) counts as that setting's default, which is
+    what the run used."""
+    current = json.loads(json.dumps(current))  # tuples become lists, as in the stored file
+    if {k: v for k, v in saved.items() if k != "train"} != {k: v for k, v in current.items() if k != "train"}:
+        return False
+    defaults = json.loads(json.dumps(asdict(TrainConfig(model=current["model"]))))
+    stored = saved.get("train", {})
+    return all(
+        stored.get(key, defaults.get(key)) == value
+        for key, value in current["train"].items()
+        if key not in RESULT_NEUTRAL
+    )
 
 
 def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str, Any]:
@@ -128,7 +154,7 @@ def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str
     described = folder / RUN_NAME
     if described.is_file():
         saved = json.loads(described.read_text(encoding="utf-8"))
-        if _comparable(saved) != _comparable(description):
+        if not _same_run(saved, description):
             raise ConfigurationError(f"{folder} holds a run with different settings; use another --out folder")
     _write_json(described, description)
 

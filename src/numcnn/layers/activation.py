@@ -1,12 +1,13 @@
-"""Activation layers; their derivatives live in :mod:`numcnn.functional.activation`."""
+"""Activation layers; their derivatives live in :mod:`numcnn.functional.activation` (ReLU goes through
+the active backend of :mod:`numcnn.kernels`, the others are single element-wise passes already)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from numcnn import kernels
+from numcnn.errors import NumcnnError
 from numcnn.functional.activation import (
-    relu_backward,
-    relu_forward,
     sigmoid_backward,
     sigmoid_forward,
     softmax_backward,
@@ -17,24 +18,45 @@ from numcnn.functional.activation import (
 from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, tanh_curvature
 from numcnn.layers.base import Layer
 
-__all__ = ["ReLU", "Sigmoid", "Tanh", "ScaledTanh", "Softmax", "LECUN_TANH_AMPLITUDE", "LECUN_TANH_SCALE"]
+__all__ = [
+    "ReLU",
+    "Sigmoid",
+    "Tanh",
+    "ScaledTanh",
+    "Softmax",
+    "LECUN_TANH_AMPLITUDE",
+    "LECUN_TANH_SCALE",
+    "FUSED_INTO_NEXT",
+]
 
 # LeCun's scaled tanh 1.7159·tanh(2x/3) (seed 000 §2.1): f(±1) = ±1 (to 3e-6) and the largest
 # the largest |f″| lies near ±1, so targets ±1 sit where the curve bends and do not saturate it.
 LECUN_TANH_AMPLITUDE = 1.7159
 LECUN_TANH_SCALE = 2.0 / 3.0
 
+# Left in ReLU.cache by Sequential when the ReLU ran fused into the following MaxPool2d, whose
+# backward then already includes the ReLU's derivative.
+FUSED_INTO_NEXT = "fused into the next layer"
+
 
 class ReLU(Layer):
     """``max(x, 0)``; backward multiplies δ by the mask ``x > 0``. Shape: any → same."""
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self.cache = relu_forward(x)
+        backend = kernels.active()
+        y, cache = backend.relu_forward(x)
+        self.cache = (backend, cache)
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        mask = self.require_cache()
-        return relu_backward(grad_output, mask) if need_input_grad else None
+        cache = self.require_cache()
+        if cache is FUSED_INTO_NEXT:
+            raise NumcnnError(
+                "this ReLU ran fused with the MaxPool2d after it inside a Sequential; "
+                "call the Sequential's backward, which accounts for it"
+            )
+        backend, backend_cache = cache
+        return backend.relu_backward(grad_output, backend_cache) if need_input_grad else None
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return relu_curvature(curvature_output, x), {}

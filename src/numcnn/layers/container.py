@@ -8,6 +8,7 @@ import numpy as np
 
 from numcnn.errors import ConfigurationError
 from numcnn.layers.base import Layer
+from numcnn.layers.fusion import fused_backward, fused_forward
 
 __all__ = ["Sequential"]
 
@@ -19,7 +20,13 @@ class Sequential(Layer):
     seed 000 eq. 4's recursion ``δˡ = (Wˡ⁺¹)ᵀ δˡ⁺¹ ∘ f′(uˡ)`` with every factor kept in its own layer.
 
     Parameter names follow PyTorch's ``state_dict``: ``"<index>.<name>"``, e.g. ``"0.weight"``.
+
+    On a fast backend a ReLU directly followed by a MaxPool2d runs as one fused step
+    (:mod:`numcnn.layers.fusion`) with identical outputs and gradients; set ``allow_fusion = False``
+    on an instance to run every layer separately.
     """
+
+    allow_fusion = True
 
     def __init__(self, *layers: Layer) -> None:
         super().__init__()
@@ -27,6 +34,7 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ConfigurationError(f"Sequential item {index} is {type(layer).__name__}, not a Layer")
         self.layers: list[Layer] = list(layers)
+        self._steps: tuple = ()  # the (first, last) layer steps of the last forward, see fusion.plan_steps
 
     # -- container protocol ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -49,16 +57,12 @@ class Sequential(Layer):
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
-        for layer in self.layers:
-            x = layer.forward(x)
+        x, self._steps = fused_forward(self.layers, x, self.allow_fusion)
         return x
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
-        grad = grad_output
-        for index in range(len(self.layers) - 1, -1, -1):
-            grad = self.layers[index].backward(grad, need_input_grad=need_input_grad or index > 0)
-        return grad
+        return fused_backward(self.layers, grad_output, self._steps, need_input_grad)
 
     def penalty(self) -> float:
         """The sum of the layers' regularisation terms (e.g. the sparsity of learned map combinations)."""

@@ -1,12 +1,13 @@
-"""``Conv2d``: owns a PyTorch-layout kernel and bias and delegates the mathematics to
-:mod:`numcnn.functional.convolution` (seed 004 eqs. 15.25, 15.38, 15.49)."""
+"""``Conv2d``: owns a PyTorch-layout kernel and bias and delegates the mathematics to the active
+backend (:mod:`numcnn.kernels`), whose reference is :mod:`numcnn.functional.convolution`
+(seed 004 eqs. 15.25, 15.38, 15.49)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from numcnn import kernels
 from numcnn.errors import ConfigurationError
-from numcnn.functional.convolution import conv2d_backward, conv2d_forward
 from numcnn.functional.curvature import conv2d_curvature
 from numcnn.functional.im2col import check_window, conv_output_size, pair
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
@@ -83,13 +84,14 @@ class Conv2d(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
-        y, self.cache = conv2d_forward(
-            x, self.connected_weight(), self.params.get("bias"), self.stride, self.padding
-        )
+        backend = kernels.active()
+        y, cache = backend.conv2d_forward(x, self.connected_weight(), self.params.get("bias"), self.stride, self.padding)
+        self.cache = (backend, cache)  # backward runs on the backend that made the cache
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        grad_input, grad_weight, grad_bias = conv2d_backward(grad_output, self.require_cache(), need_input_grad)
+        backend, cache = self.require_cache()
+        grad_input, grad_weight, grad_bias = backend.conv2d_backward(grad_output, cache, need_input_grad)
         if self.connection_mask is not None:
             grad_weight = grad_weight * self.connection_mask  # absent connections get exactly zero gradient
         self.grads["weight"] += grad_weight

@@ -6,9 +6,9 @@ import math
 
 import numpy as np
 
+from numcnn import kernels
 from numcnn.errors import ConfigurationError
 from numcnn.functional.curvature import linear_curvature
-from numcnn.functional.linear import linear_backward, linear_forward
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
 
 __all__ = ["Linear", "Flatten"]
@@ -49,13 +49,14 @@ class Linear(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
-        y = linear_forward(x, self.params["weight"], self.params.get("bias"))
-        self.cache = x
+        backend = kernels.active()
+        y = backend.linear_forward(x, self.params["weight"], self.params.get("bias"))
+        self.cache = (backend, x)
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        x = self.require_cache()
-        grad_input, grad_weight, grad_bias = linear_backward(
+        backend, x = self.require_cache()
+        grad_input, grad_weight, grad_bias = backend.linear_backward(
             grad_output, x, self.params["weight"], need_input_grad
         )
         self.grads["weight"] += grad_weight

@@ -1,17 +1,13 @@
-"""Pooling layers: thin holders of window settings around :mod:`numcnn.functional.pooling`."""
+"""Pooling layers: thin holders of window settings around the active backend's pooling
+(:mod:`numcnn.kernels`; the reference is :mod:`numcnn.functional.pooling`)."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from numcnn import kernels
 from numcnn.functional.im2col import conv_output_size
-from numcnn.functional.pooling import (
-    avg_pool2d_backward,
-    avg_pool2d_forward,
-    max_pool2d_backward,
-    max_pool2d_forward,
-    pool_window_settings,
-)
+from numcnn.functional.pooling import pool_window_settings
 from numcnn.layers.base import Layer
 
 __all__ = ["MaxPool2d", "AvgPool2d"]
@@ -47,12 +43,21 @@ class MaxPool2d(_Pool2d):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self.cache = max_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        return self.forward_fused(x, relu=False)
+
+    def forward_fused(self, x: np.ndarray, relu: bool) -> np.ndarray:
+        """``max_pool(relu(x))`` in one pass when ``relu`` (used by :class:`~numcnn.layers.Sequential`
+        for ReLU → MaxPool2d); :meth:`backward` then returns ``∂E/∂x`` with respect to the ReLU's input."""
+        backend = kernels.active()
+        y, cache = backend.max_pool2d_forward(
+            x, self.kernel_size, self.stride, self.padding, relu=relu, record=self.training
+        )
+        self.cache = (backend, cache)
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        cache = self.require_cache()
-        return max_pool2d_backward(grad_output, cache) if need_input_grad else None
+        backend, cache = self.require_cache()
+        return backend.max_pool2d_backward(grad_output, cache) if need_input_grad else None
 
 
 class AvgPool2d(_Pool2d):
@@ -65,9 +70,11 @@ class AvgPool2d(_Pool2d):
     """
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        y, self.cache = avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        backend = kernels.active()
+        y, cache = backend.avg_pool2d_forward(x, self.kernel_size, self.stride, self.padding)
+        self.cache = (backend, cache)
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        cache = self.require_cache()
-        return avg_pool2d_backward(grad_output, cache) if need_input_grad else None
+        backend, cache = self.require_cache()
+        return backend.avg_pool2d_backward(grad_output, cache) if need_input_grad else None

@@ -2,22 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Iterator
-
 import numpy as np
 
 from numcnn.layers import Layer
+from numcnn.layers.flat import walk_layers
 
-__all__ = ["leaf_layers", "gaussian_init"]
-
-
-def leaf_layers(model: Layer) -> Iterator[Layer]:
-    """Every layer that is not a container, depth first in declaration order."""
-    children = list(model.children())
-    if not children:
-        yield model
-    for child in children:
-        yield from leaf_layers(child)
+__all__ = ["gaussian_init"]
 
 
 def gaussian_init(model: Layer, std: float, rng: np.random.Generator) -> None:
@@ -27,7 +17,7 @@ def gaussian_init(model: Layer, std: float, rng: np.random.Generator) -> None:
     This is MatConvNet's initialisation of its MNIST example (``f*randn(...)`` with ``f = 1/100``,
     zero biases) that seed 004 exercise 15.6 builds on.
     """
-    for layer in leaf_layers(model):
+    for layer in walk_layers(model):  # containers have no parameters of their own: skipped below
         weight = layer.params.get("weight")
         if weight is None or weight.ndim < 2:
             continue

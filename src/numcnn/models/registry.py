@@ -15,12 +15,13 @@ from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from numcnn.errors import ConfigurationError
 from numcnn.layers import LAYER_TYPES, Graph, Layer, Sequential, make_generator
+from numcnn.layers.flat import flatten_parameters
 from numcnn.models.initialization import gaussian_init
 
 __all__ = [
@@ -52,6 +53,9 @@ class ModelSpec:
         loss: key of :data:`numcnn.losses.LOSS_TYPES` used to train the model.
         prediction: ``"argmax"`` when the outputs are class scores, ``"argmin"`` when they are
             penalties (distances), as for RBF output units.
+        training: the recommended training settings (names of :class:`numcnn.train.TrainConfig`
+            fields, e.g. ``{"optimizer": "sdlm", "lr": 0.002}``); ``numcnn train`` uses them
+            unless a flag overrides them.
         graph: node specifications of a DAG model (then ``layers`` is empty); see the module docstring.
         weight_std: if set, every convolution and linear weight is drawn from ``N(0, weight_std²)``
             and their biases start at 0 (MatConvNet's initialisation), instead of each layer's default.
@@ -69,6 +73,7 @@ class ModelSpec:
     loss: str = "cross_entropy"
     prediction: str = "argmax"
     notes: tuple[str, ...] = field(default_factory=tuple)
+    training: Mapping[str, Any] = field(default_factory=dict)
     graph: tuple[NodeSpec, ...] = ()
     weight_std: float | None = None
 
@@ -151,4 +156,7 @@ def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.f
     if spec.weight_std is not None:
         gaussian_init(model, spec.weight_std, generator)
     model.spec = spec
+    # One flat buffer for all parameters (and one for gradients): the optimiser then updates the
+    # whole model with a few NumPy calls. The params/grads dicts are unchanged for every user.
+    flatten_parameters(model)
     return model

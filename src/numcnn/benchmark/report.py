@@ -1,0 +1,66 @@
+"""Plain-text report of a :class:`~numcnn.benchmark.runner.BenchResult` (what ``numcnn bench`` prints)."""
+
+from __future__ import annotations
+
+import statistics
+
+from numcnn.benchmark.runner import EPOCH_IMAGES, BenchResult, Measurement
+
+__all__ = ["format_report", "summary"]
+
+
+def summary(values: list[float], digits: int = 2) -> str:
+    """``median (min–max)`` of a list of numbers."""
+    if not values:
+        return "-"
+    median = statistics.median(values)
+    return f"{median:.{digits}f} ({min(values):.{digits}f}–{max(values):.{digits}f})"
+
+
+def _row(m: Measurement) -> str:
+    unit = "train s/epoch" if m.task == "train" else "infer s/10k"
+    rate = m.images / statistics.median(m.numcnn)
+    text = f"{m.batch_size:>6}  {unit:<14} {summary(m.numcnn):>22} {rate:>10,.0f}"
+    if m.torch:
+        torch_rate = m.images / statistics.median(m.torch)
+        text += f"  {summary(m.torch):>22} {torch_rate:>10,.0f}  {summary(m.ratios):>18}"
+    return text
+
+
+def format_report(result: BenchResult) -> str:
+    config = result.config
+    (start, end) = result.load_average
+    thread_text = ", ".join(f"{pool} {count}" for pool, count in result.threads.items())
+    lines = [
+        f"numcnn bench: model {config.model}, backend {result.backend}, {config.dtype}, threads: {thread_text}",
+        f"{result.torch_note}",
+        f"load average at start {start[0]:.2f}, at end {end[0]:.2f} (1-minute; timings are noisy above ~0.5)",
+        "train: SGD momentum %.2g, lr %.2g; each run times %s consecutive steps, scaled to one epoch of %s images"
+        % (config.momentum, config.lr, "/".join(str(s) for s in result.steps.values()), f"{EPOCH_IMAGES:,}"),
+        "infer: a full forward pass (eval mode) over 10,000 images; "
+        f"{config.repeats} runs each, numcnn and PyTorch interleaved; median (min–max)",
+        "",
+        f"{'batch':>6}  {'task':<14} {'numcnn s':>22} {'images/s':>10}"
+        + (f"  {'PyTorch s':>22} {'images/s':>10}  {'numcnn/PyTorch':>18}" if result.measurements[0].torch else ""),
+    ]
+    lines += [_row(m) for m in result.measurements]
+    lines.append("")
+    for batch, peak in result.peak_memory.items():
+        lines.append(
+            f"peak memory, batch {batch}: training step {peak['train_mib']:.1f} MiB, inference batch "
+            f"{peak['infer_mib']:.1f} MiB (NumPy allocations traced by tracemalloc)"
+        )
+    lines.append(f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss; includes Python, NumPy and PyTorch)")
+    if result.compile_seconds is not None:
+        lines.append(
+            "numba first run (not in the timings above): compile %.1f s with an empty cache, "
+            "%.2f s to load the cache" % (result.compile_seconds["compile_s"], result.compile_seconds["cache_load_s"])
+        )
+    for batch, rows in result.profile.items():
+        lines += ["", f"per-layer profile, batch {batch} (mean µs per training step):"]
+        total = sum(f + b for _, f, b in rows)
+        lines.append(f"  {'step':<28} {'forward':>9} {'backward':>9} {'share':>7}")
+        for name, forward, backward in rows:
+            lines.append(f"  {name:<28} {forward:>9.0f} {backward:>9.0f} {(forward + backward) / total:>7.1%}")
+        lines.append(f"  {'total':<28} {total:>19.0f}")
+    return "\n".join(lines)

@@ -1,0 +1,76 @@
+"""``numcnn bench``: time training and inference of a registry model, next to PyTorch when installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+__all__ = ["register"]
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "bench",
+        help="time training and inference (numcnn vs PyTorch)",
+        description=(
+            "Time training steps (scaled to a 60,000-image epoch) and a full inference pass over 10,000 "
+            "images on synthetic MNIST-shaped data, after a warm-up, repeated; when PyTorch is installed "
+            "the same model is built in PyTorch and timed in the same run, interleaved, and the ratio "
+            "numcnn/PyTorch is printed as median (min-max)."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--model", default="lenet5", help="registered model name (see 'numcnn models')")
+    parser.add_argument(
+        "--batch-size", type=_positive_int, action="append", dest="batch_sizes", default=None,
+        help="batch size; repeat the option for several (default: 64 and 256)",
+    )  # fmt: skip
+    group = parser.add_mutually_exclusive_group()
+    group.add_argument(
+        "--steps", type=_positive_int, default=None, help="timed training steps per run (default: 6,400 images' worth)"
+    )
+    group.add_argument(
+        "--epochs-equivalent", type=float, default=None,
+        help="instead of --steps: each run is a real pass over this many epochs (1 = 60,000 images)",
+    )  # fmt: skip
+    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (>= 3); the median is reported")
+    parser.add_argument(
+        "--threads", type=_positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
+    )
+    parser.add_argument(
+        "--blas-threads", type=_positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
+    )
+    parser.add_argument("--backend", default="auto", choices=["auto", "reference", "numpy", "numba"])
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")
+    parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    parser.add_argument("--no-compile-time", action="store_true", help="skip measuring numba's first-run compile time")
+    parser.add_argument("--json", type=Path, default=None, help="also write all timings to this JSON file")
+    parser.set_defaults(handler=run_bench)
+
+
+def run_bench(args) -> int:
+    from numcnn.benchmark import BenchConfig, format_report, run_benchmark
+
+    config = BenchConfig(
+        model=args.model, batch_sizes=tuple(args.batch_sizes or (64, 256)), steps=args.steps,
+        epochs_equivalent=args.epochs_equivalent, repeats=args.repeats, threads=args.threads,
+        blas_threads=args.blas_threads, backend=args.backend, dtype=args.dtype, torch=not args.no_torch,
+        profile=args.profile, compile_time=not args.no_compile_time,
+    )  # fmt: skip
+    result = run_benchmark(config, log=lambda line: print(line, flush=True))
+    print()
+    print(format_report(result))
+    if args.json is not None:
+        args.json.write_text(json.dumps(asdict(result), indent=2, default=str))
+        print(f"timings written to {args.json}")
+    return 0

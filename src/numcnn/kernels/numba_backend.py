@@ -1,0 +1,227 @@
+"""The ``"numba"`` backend: the ``"numpy"`` backend with its memory-bound passes compiled.
+
+* small stride-1 convolutions (LeNet's both) run as direct loops over the padded image
+  (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images;
+* larger ones keep im2col + GEMM (OpenBLAS), where NumPy needs several passes around the product
+  (pad, then copy windows; one strided add per kernel offset in col2im) and a compiled loop one:
+
+* im2col reads the input once, padding included, without a padded copy;
+* col2im adds each ``(c, n)`` plane's windows in one task (no per-offset passes over the batch);
+* max pooling, with the ReLU fused in, reads every input pixel once and records the flat index
+  of each window's first maximum, so the backward pass is a single scatter.
+
+The kernels are in :mod:`numcnn.kernels.numba_kernels`; importing this module imports numba.
+When first used it gives OpenBLAS one thread unless the user chose a count
+(:func:`numcnn.kernels.threads.apply_numba_default`): the two thread pools must not fight over the cores.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from typing import NamedTuple
+
+from numcnn.kernels import numba_conv, numba_kernels, threads
+from numcnn.kernels.fast_numpy import FastPoolCache, NumpyBackend, check_conv_shapes
+from numcnn.kernels.unfold import as_nchw, output_size
+
+__all__ = ["NumbaBackend", "DirectConvCache", "plane_layout"]
+
+
+class DirectConvCache(NamedTuple):
+    """What the direct kernels need for backward: the input itself, not its 25× larger unfolding."""
+
+    flat: np.ndarray  # the input's memory, see plane_layout
+    plane_c: int
+    plane_n: int
+    shape: tuple[int, int, int, int]  # (C, N, H, W)
+    weight: np.ndarray
+    padding: tuple[int, int]
+
+
+def plane_layout(x: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Describe an ``(N, C, H, W)`` array as ``(flat memory, plane_c, plane_n)`` for the kernels.
+
+    Works without a copy when the array is C-contiguous NCHW or channel-major ``(C, N, H, W)``
+    memory (the fast layers' output); anything else is first copied to channel-major.
+    """
+    n, c, h, w = x.shape
+    cm = x.transpose(1, 0, 2, 3)
+    if cm.flags.c_contiguous:
+        return cm.reshape(-1), n * h * w, h * w
+    if x.flags.c_contiguous:
+        return x.reshape(-1), h * w, c * h * w
+    return np.ascontiguousarray(cm).reshape(-1), n * h * w, h * w
+
+
+class _Deferred:
+    """An array computed only if it is asked for (see ``FastPoolCache.source``)."""
+
+    def __init__(self, compute) -> None:
+        self.compute = compute
+
+
+def _window(kernel, stride, padding, out_size) -> tuple[int, ...]:
+    return (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], out_size[0], out_size[1])
+
+
+class NumbaBackend(NumpyBackend):
+    """Fast kernels with numba; outputs and gradients equal the ``"numpy"`` and reference backends'."""
+
+    name = "numba"
+
+    def __init__(self) -> None:
+        super().__init__()
+        threads.apply_numba_default()  # OpenBLAS and numba threads must not fight over the cores
+
+    # Direct kernels pay off while the layer is small enough that OpenBLAS cannot shine (its
+    # thread is one, see kernels.threads) and the wide rows are long enough to fill vector registers.
+    # Probed on LeNet-5: direct wins for both of its convolutions (F·C·KH·KW = 150 and 2,400) once
+    # numba's threads run it in parallel; large layers go to im2col + GEMM.
+    direct_max_filters_times_rows = 4096  # F · C·KH·KW
+    direct_min_row_length = 8  # OW
+
+    def use_direct(self, x_shape, weight_shape, stride, out_w) -> bool:
+        filters, channels, kernel_h, kernel_w = weight_shape
+        return (
+            stride == (1, 1)
+            and filters * channels * kernel_h * kernel_w <= self.direct_max_filters_times_rows
+            and out_w >= self.direct_min_row_length
+        )
+
+    def conv2d_forward(self, x, weight, bias, stride, padding):
+        check_conv_shapes(x, weight)
+        n, c, h, w = x.shape
+        filters = weight.shape[0]
+        kernel = weight.shape[2:]
+        out_h, out_w = output_size((h, w), kernel, stride, padding)
+        if not self.use_direct(x.shape, weight.shape, stride, out_w):
+            return super().conv2d_forward(x, weight, bias, stride, padding)
+        flat, plane_c, plane_n = plane_layout(x)
+        weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))
+        bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
+        y = np.empty((filters, n, out_h, out_w), dtype=x.dtype)
+        numba_conv.conv_forward_direct(
+            flat, plane_c, plane_n, (c, n, h, w), kernel, padding, weight_matrix, bias_vector, y.reshape(-1)
+        )
+        return as_nchw(y), DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
+
+    fuses_conv_pool = True
+
+    def conv2d_max_pool2d_forward(
+        self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
+    ):
+        """``max_pool(relu(conv(x)))`` in one kernel; ``None`` when the direct kernels do not run this layer.
+
+        Returns ``(y, conv_cache, pool_cache)``: the caches the two layers' backward passes use, as if
+        Conv2d and the fused ReLU → MaxPool2d had run one after the other.
+        """
+        check_conv_shapes(x, weight)
+        n, c, h, w = x.shape
+        filters, kernel = weight.shape[0], weight.shape[2:]
+        conv_size = output_size((h, w), kernel, stride, padding)
+        if not self.use_direct(x.shape, weight.shape, stride, conv_size[1]):
+            return None
+        pooled = output_size(conv_size, pool_kernel, pool_stride, pool_padding)
+        flat, plane_c, plane_n = plane_layout(x)
+        weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))
+        bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
+        y = np.empty((filters, n, *pooled), dtype=x.dtype)
+        argmax = np.empty(y.shape if record else (1,), dtype=np.int32)
+        numba_conv.conv_pool_forward_direct(
+            flat, plane_c, plane_n, (c, n, h, w), kernel, padding, weight_matrix, bias_vector,
+            _window(pool_kernel, pool_stride, pool_padding, pooled), bool(record), y.reshape(-1), argmax.reshape(-1),
+        )  # fmt: skip
+        conv_cache = DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
+        if record:
+            pool_cache = FastPoolCache(argmax, conv_size, pool_kernel, pool_stride, pool_padding)
+        else:  # should backward follow after all, the convolution's output is computed then
+            source = _Deferred(lambda: self.conv2d_forward(x, weight, bias, stride, padding)[0])
+            pool_cache = FastPoolCache(None, conv_size, pool_kernel, pool_stride, pool_padding, source, True)
+        return as_nchw(y), conv_cache, pool_cache
+
+    def conv2d_backward(self, grad_output, cache, need_input_grad=True):
+        if not isinstance(cache, DirectConvCache):
+            return super().conv2d_backward(grad_output, cache, need_input_grad)
+        weight = cache.weight
+        filters = weight.shape[0]
+        kernel = weight.shape[2:]
+        grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
+        batch = cache.shape[1]
+        partial = np.empty((batch, filters, weight[0].size), dtype=grad_output.dtype)
+        numba_conv.conv_weight_grad_direct(
+            cache.flat, cache.plane_c, cache.plane_n, cache.shape, kernel, cache.padding,
+            grad_flat, grad_plane_f, grad_plane_n, partial.dtype.type(0), partial,
+        )
+        grad_weight = partial.sum(axis=0).reshape(weight.shape)
+        delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3)).reshape(filters, -1)  # free if channel-major
+        grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # GEMV, as in the numpy backend
+        grad_input = None
+        if need_input_grad:
+            out = np.empty(cache.shape, dtype=grad_output.dtype)  # (C, N, H, W)
+            numba_conv.conv_input_grad_direct(
+                grad_flat, grad_plane_f, grad_plane_n, cache.shape, kernel, cache.padding,
+                np.ascontiguousarray(weight.reshape(filters, -1)), out.reshape(-1),
+            )
+            grad_input = as_nchw(out)
+        return grad_input, grad_weight, grad_bias
+
+    def unfold_and_multiply(self, x, weight, stride, padding):
+        """The compiled im2col reads the input once, padding included: no blocking needed."""
+        filters = weight.shape[0]
+        columns = self.im2col(x, weight.shape[2:], stride, padding)  # (C, KH, KW, N, OH, OW)
+        n, out_h, out_w = columns.shape[3:]
+        columns = columns.reshape(-1, n * out_h * out_w)
+        y = weight.reshape(filters, -1) @ columns
+        return columns, y.reshape(filters, n, out_h, out_w)
+
+    def input_gradient(self, delta, weight, cache):
+        """``∂E/∂x`` as ``col2im(δ Fᵀ)``: the compiled col2im adds each plane's windows in one pass."""
+        filters, channels = weight.shape[:2]
+        n, out_h, out_w = delta.shape[1:]
+        grad_columns = weight.reshape(filters, -1).T @ delta.reshape(filters, -1)  # (C·KH·KW, N·OH·OW)
+        grad_columns = grad_columns.reshape(channels, *weight.shape[2:], n, out_h, out_w)
+        return self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding)
+
+    def im2col(self, x, kernel, stride, padding):
+        n, c, h, w = x.shape
+        out_size = output_size((h, w), kernel, stride, padding)
+        flat, plane_c, plane_n = plane_layout(x)
+        columns = np.empty((c, kernel[0], kernel[1], n, *out_size), dtype=x.dtype)
+        numba_kernels.im2col_kernel(
+            flat, plane_c, plane_n, (c, n, h, w), _window(kernel, stride, padding, out_size), columns.reshape(-1)
+        )
+        return columns
+
+    def col2im(self, grad_columns, input_size, stride, padding):
+        c, kernel_h, kernel_w, n, out_h, out_w = grad_columns.shape
+        out = np.empty((c, n, *input_size), dtype=grad_columns.dtype)
+        window = _window((kernel_h, kernel_w), stride, padding, (out_h, out_w))
+        columns = np.ascontiguousarray(grad_columns).reshape(-1)
+        numba_kernels.col2im_kernel(columns, (c, n, *input_size), window, out.reshape(-1))
+        return out
+
+    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
+        n, c, h, w = x.shape
+        out_size = output_size((h, w), kernel, stride, padding)
+        flat, plane_c, plane_n = plane_layout(x)
+        y = np.empty((c, n, *out_size), dtype=x.dtype)
+        argmax = np.empty(y.shape if record else (1,), dtype=np.int32)
+        numba_kernels.max_pool_forward_kernel(
+            flat, plane_c, plane_n, (c, n, h, w), _window(kernel, stride, padding, out_size),
+            bool(relu), bool(record), y.reshape(-1), argmax.reshape(-1),
+        )
+        if not record:
+            return as_nchw(y), FastPoolCache(None, (h, w), kernel, stride, padding, x, bool(relu))
+        return as_nchw(y), FastPoolCache(argmax, (h, w), kernel, stride, padding)
+
+    def max_pool2d_backward(self, grad_output, cache):
+        cache = self.recorded(cache)
+        n, c, out_h, out_w = grad_output.shape
+        flat, plane_c, plane_n = plane_layout(grad_output)
+        out = np.empty((c, n, *cache.input_size), dtype=grad_output.dtype)
+        numba_kernels.max_pool_backward_kernel(
+            flat, plane_c, plane_n, cache.window_index.reshape(-1), (c, n, *cache.input_size), (out_h, out_w),
+            out.reshape(-1),
+        )
+        return as_nchw(out)

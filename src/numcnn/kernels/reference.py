@@ -1,0 +1,98 @@
+"""The reference backend: :mod:`numcnn.functional` -- the readable derivations -- behind the backend interface.
+
+Every fast backend implements the same methods and is tested against this one. The methods are
+thin adapters: the mathematics stays in :mod:`numcnn.functional` so that a student reading a layer
+finds each formula in exactly one place.
+
+The interface (shapes in the public NCHW convention; caches are opaque to the layers):
+
+* ``conv2d_forward(x, weight, bias, stride, padding) -> (y, cache)``
+* ``conv2d_backward(grad_output, cache, need_input_grad) -> (grad_x or None, grad_weight, grad_bias)``
+* ``max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True) -> (y, cache)``; ``relu=True``
+  computes ``max_pool(relu(x))`` (the fusion :class:`numcnn.layers.Sequential` uses for ReLU → MaxPool2d);
+  ``record=False`` (eval mode) tells a backend that backward is unlikely, so it may defer work
+* ``max_pool2d_backward(grad_output, cache) -> grad_x``
+* ``avg_pool2d_forward(x, kernel, stride, padding) -> (y, cache)``, ``avg_pool2d_backward(grad_output, cache)``
+* ``relu_forward(x) -> (y, cache)``, ``relu_backward(grad_output, cache) -> grad_x``
+* ``linear_forward(x, weight, bias) -> y``, ``linear_backward(grad_output, x, weight, need_input_grad)``
+
+``fuses_relu_pool`` tells :class:`~numcnn.layers.Sequential` whether to run ReLU → MaxPool2d as one
+step, ``fuses_conv_pool`` whether Conv2d → ReLU → MaxPool2d may run through
+``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``); the reference backend
+never fuses, so on it every layer runs exactly as written.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from numcnn.functional import activation, convolution, linear, pooling
+
+__all__ = ["ReferenceBackend"]
+
+
+class _ReluMaxPoolCache(NamedTuple):
+    relu_mask: np.ndarray
+    pool: pooling.MaxPool2dCache
+
+
+class ReferenceBackend:
+    """Adapters from the backend interface to :mod:`numcnn.functional`."""
+
+    name = "reference"
+    fuses_relu_pool = False
+    fuses_conv_pool = False
+
+    def conv2d_max_pool2d_forward(
+        self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
+    ):
+        """Conv2d → ReLU → MaxPool2d in one pass: ``None`` here (never fused on the reference path)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<numcnn backend {self.name!r}>"
+
+    # -- convolution ----------------------------------------------------------------------------
+    def conv2d_forward(self, x, weight, bias, stride, padding):
+        return convolution.conv2d_forward(x, weight, bias, stride, padding)
+
+    def conv2d_backward(self, grad_output, cache, need_input_grad=True):
+        return convolution.conv2d_backward(grad_output, cache, need_input_grad)
+
+    # -- pooling ----------------------------------------------------------------------------------
+    def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
+        # ``record`` (whether backward may follow) lets fast backends skip work; the reference
+        # always records the argmax.
+        if not relu:
+            return pooling.max_pool2d_forward(x, kernel, stride, padding)
+        # The composition max_pool(relu(x)), written out: the oracle for the fused fast kernels.
+        activated, mask = activation.relu_forward(x)
+        y, pool_cache = pooling.max_pool2d_forward(activated, kernel, stride, padding)
+        return y, _ReluMaxPoolCache(mask, pool_cache)
+
+    def max_pool2d_backward(self, grad_output, cache):
+        if isinstance(cache, _ReluMaxPoolCache):
+            grad_activated = pooling.max_pool2d_backward(grad_output, cache.pool)
+            return activation.relu_backward(grad_activated, cache.relu_mask)
+        return pooling.max_pool2d_backward(grad_output, cache)
+
+    def avg_pool2d_forward(self, x, kernel, stride, padding):
+        return pooling.avg_pool2d_forward(x, kernel, stride, padding)
+
+    def avg_pool2d_backward(self, grad_output, cache):
+        return pooling.avg_pool2d_backward(grad_output, cache)
+
+    # -- element-wise and fully connected -----------------------------------------------------
+    def relu_forward(self, x):
+        return activation.relu_forward(x)
+
+    def relu_backward(self, grad_output, cache):
+        return activation.relu_backward(grad_output, cache)
+
+    def linear_forward(self, x, weight, bias):
+        return linear.linear_forward(x, weight, bias)
+
+    def linear_backward(self, grad_output, x, weight, need_input_grad=True):
+        return linear.linear_backward(grad_output, x, weight, need_input_grad)

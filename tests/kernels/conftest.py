@@ -1,0 +1,54 @@
+"""Fixtures for the fast-backend tests: every fast backend is compared with the reference one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numcnn import kernels
+
+FAST_BACKENDS = [
+    "numpy",
+    pytest.param(
+        "numba", marks=pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
+    ),
+]
+
+# (rtol, atol) per dtype: float64 must agree to rounding, float32 to its precision.
+TOLERANCES = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
+
+
+@pytest.fixture(params=FAST_BACKENDS)
+def fast(request):
+    """A fast backend object ("numpy", and "numba" when installed)."""
+    return kernels.get_backend(request.param)
+
+
+@pytest.fixture
+def reference():
+    return kernels.get_backend("reference")
+
+
+@pytest.fixture
+def close():
+    """``close(ours, theirs, dtype)``: equal shapes and values within the dtype's tolerance."""
+
+    def check(ours, theirs, dtype) -> None:
+        rtol, atol = TOLERANCES[np.dtype(dtype).type]
+        assert np.shape(ours) == np.shape(theirs)
+        np.testing.assert_allclose(ours, theirs, rtol=rtol, atol=atol)
+
+    return check
+
+
+@pytest.fixture
+def layouts():
+    """``layouts(x)``: the same values in the memory layouts a kernel can receive."""
+
+    def make(x: np.ndarray) -> dict[str, np.ndarray]:
+        channel_major = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+        wide = np.zeros(x.shape[:3] + (x.shape[3] * 2,), dtype=x.dtype)
+        wide[..., ::2] = x
+        return {"nchw": np.ascontiguousarray(x), "channel_major": channel_major, "strided": wide[..., ::2]}
+
+    return make

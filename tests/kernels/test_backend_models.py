@@ -1,0 +1,254 @@
+"""Backends at the model level: dispatch, transparent fusion, whole training steps, gradchecks on the
+fast path, and the flat parameter buffer behind the optimiser."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import numcnn
+from numcnn import kernels
+from numcnn.layers.flat import contiguous_span, flatten_parameters
+
+
+# -- dispatch ---------------------------------------------------------------------------------
+def test_set_backend_and_use_backend_switch_and_restore():
+    before = kernels.backend_name()
+    with kernels.use_backend("reference") as backend:
+        assert backend.name == kernels.backend_name() == "reference"
+        with kernels.use_backend("numpy"):
+            assert kernels.backend_name() == "numpy"
+        assert kernels.backend_name() == "reference"
+    assert kernels.backend_name() == before
+    previous = kernels.backend_name()
+    try:
+        assert numcnn.set_backend("numpy") == "numpy"
+    finally:
+        numcnn.set_backend(previous)
+
+
+def test_unknown_backend_is_a_configuration_error():
+    with pytest.raises(numcnn.ConfigurationError, match="unknown backend"):
+        kernels.set_backend("cuda")
+
+
+def test_auto_falls_back_to_numpy_without_numba(monkeypatch):
+    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    assert kernels.get_backend("auto").name == "numpy"
+    assert "numba" not in kernels.available_backends()
+    with pytest.raises(numcnn.ConfigurationError, match="numba"):
+        kernels.get_backend("numba")
+
+
+def test_environment_variable_picks_the_backend_and_import_stays_light():
+    code = (
+        "import sys, numcnn; assert 'numba' not in sys.modules, 'import numcnn imported numba'; "
+        "print(numcnn.kernels.backend_name()); assert 'numba' not in sys.modules"
+    )
+    for name in ("reference", "numpy"):
+        result = subprocess.run(
+            [sys.executable, "-c", code], capture_output=True, text=True, env=_env(NUMCNN_BACKEND=name), check=True
+        )
+        assert result.stdout.strip() == name
+
+
+def _env(**extra):
+    import os
+
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(__import__("pathlib").Path(numcnn.__file__).parents[1])
+    env.update(extra)
+    return env
+
+
+# -- fusion and whole models -----------------------------------------------------------------------
+def small_lenet(dtype, rng):
+    return numcnn.Sequential(
+        numcnn.Conv2d(1, 3, 5, padding=2, rng=rng, dtype=dtype),
+        numcnn.ReLU(),
+        numcnn.MaxPool2d(2),
+        numcnn.Conv2d(3, 4, 3, rng=rng, dtype=dtype),
+        numcnn.ReLU(),
+        numcnn.MaxPool2d(2),
+        numcnn.Flatten(),
+        numcnn.Linear(16, 8, rng=rng, dtype=dtype),
+        numcnn.ReLU(),
+        numcnn.Linear(8, 3, rng=rng, dtype=dtype),
+    )
+
+
+FAST = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not kernels.numba_available(), reason="no numba"))]
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_fused_sequential_gives_the_reference_outputs_and_gradients(backend, dtype, close):
+    model = small_lenet(dtype, np.random.default_rng(1))
+    x = np.random.default_rng(2).integers(-3, 4, size=(3, 1, 12, 12)).astype(dtype)  # ties and zeros
+    targets = np.array([0, 2, 1])
+    results = {}
+    for name in ("reference", backend):
+        with kernels.use_backend(name):
+            model.zero_grad()
+            loss = numcnn.CrossEntropyLoss()
+            value = loss(model.forward(x), targets)
+            grad_x = model.backward(loss.backward())
+            results[name] = (value, grad_x, [g.copy() for _, g in model.parameters()])
+    # Both ReLU → MaxPool2d pairs ran fused (numba: together with the convolution before them).
+    assert {last for first, last in model._steps if last > first} == {2, 5}
+    (ref_value, ref_grad, ref_grads), (value, grad, grads) = results["reference"], results[backend]
+    close(value, ref_value, dtype)
+    close(grad, ref_grad, dtype)
+    for ours, theirs in zip(grads, ref_grads):
+        close(ours, theirs, dtype)
+
+
+def test_a_relu_that_ran_fused_explains_itself_and_still_works_alone():
+    model = small_lenet(np.float64, np.random.default_rng(0))
+    with kernels.use_backend("numpy"):
+        model.forward(np.ones((1, 1, 12, 12)))
+        with pytest.raises(numcnn.NumcnnError, match="fused"):
+            model[1].backward(np.ones((1, 3, 12, 12)))
+        relu = model[1]
+        y = relu.forward(np.array([[-1.0, 2.0]]))
+        np.testing.assert_array_equal(relu.backward(np.ones_like(y)), [[0.0, 1.0]])
+
+
+def test_fusion_can_be_switched_off_per_model():
+    model = small_lenet(np.float64, np.random.default_rng(0))
+    model.allow_fusion = False
+    with kernels.use_backend("numpy"):
+        model.forward(np.ones((1, 1, 12, 12)))
+    assert all(first == last for first, last in model._steps)
+
+
+@pytest.mark.parametrize("backend", FAST)
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_lenet5_training_steps_agree_between_backends(backend, dtype):
+    """Three SGD-with-momentum steps of the registry's LeNet-5 from the same start on each backend."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4, 1, 28, 28)).astype(dtype)
+    targets = rng.integers(0, 10, size=4)
+    final = {}
+    for name in ("reference", backend):
+        with kernels.use_backend(name):
+            model = numcnn.models.build("lenet5", rng=0, dtype=dtype)
+            optimizer = numcnn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            loss = numcnn.CrossEntropyLoss()
+            for _ in range(3):
+                optimizer.zero_grad()
+                loss(model.forward(x), targets)
+                model.backward(loss.backward(), need_input_grad=False)
+                optimizer.step()
+            final[name] = model.state_dict()
+    rtol = 1e-9 if dtype == np.float64 else 1e-3
+    for key, value in final["reference"].items():
+        np.testing.assert_allclose(final[backend][key], value, rtol=rtol, atol=rtol * 1e-2, err_msg=key)
+
+
+@pytest.mark.parametrize("backend", FAST)
+def test_gradcheck_passes_on_the_fast_path(backend, rng, distinct_values):
+    model = numcnn.Sequential(
+        numcnn.Conv2d(1, 2, 5, padding=2, rng=rng, dtype=np.float64),  # numba: direct kernels
+        numcnn.ReLU(),
+        numcnn.MaxPool2d(2),
+        numcnn.Conv2d(2, 3, 3, stride=2, padding=1, rng=rng, dtype=np.float64),  # im2col + GEMM
+        numcnn.ReLU(),
+        numcnn.MaxPool2d(3, stride=1),  # overlapping
+        numcnn.Flatten(),
+        numcnn.Linear(12, 2, rng=rng, dtype=np.float64),
+    )
+    x = distinct_values((2, 1, 16, 16))
+    with kernels.use_backend(backend):
+        report = numcnn.gradcheck(model, x, loss=numcnn.CrossEntropyLoss(), targets=np.array([1, 0]), rng=rng)
+    assert report.passed, str(report)
+
+
+# -- flat parameters and the optimiser ---------------------------------------------------------------
+def test_build_puts_parameters_into_one_buffer_without_changing_the_contract():
+    model = numcnn.models.build("lenet5", rng=0)
+    params = [p for _, p, _ in model.named_parameters()]
+    grads = [g for _, _, g in model.named_parameters()]
+    assert contiguous_span(params) is not None and contiguous_span(grads) is not None
+    for (name, a, _), (_, b, _) in zip(model.named_parameters(), unflattened_lenet().named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)  # flattening keeps every value
+    conv = model[0]
+    assert conv.weight is conv.params["weight"] and conv.weight.shape == (6, 1, 5, 5)
+    conv.grads["weight"] += 1.0
+    model.zero_grad()
+    assert not conv.grads["weight"].any()
+
+
+def sgd_run(model, steps, state=None, **settings):
+    optimizer = numcnn.SGD(model.parameters(), **settings)
+    if state is not None:
+        optimizer.load_state_dict(state)
+    rng = np.random.default_rng(3)
+    for _ in range(steps):
+        for _, grad in model.parameters():
+            grad[...] = rng.standard_normal(grad.shape)
+        optimizer.step()
+    return optimizer
+
+
+def unflattened_lenet():
+    model = numcnn.models.build("lenet5", rng=0)
+    for layer in model:
+        for name in layer.params:
+            layer.params[name] = layer.params[name].copy()
+            layer.grads[name] = layer.grads[name].copy()
+    return model
+
+
+@pytest.mark.parametrize("settings", [{"lr": 0.1}, {"lr": 0.1, "momentum": 0.9, "weight_decay": 1e-3}])
+def test_flat_sgd_gives_bitwise_the_per_array_result(settings):
+    flat_model, plain_model = numcnn.models.build("lenet5", rng=0), unflattened_lenet()
+    flat_optimizer = sgd_run(flat_model, 4, **settings)
+    plain_optimizer = sgd_run(plain_model, 4, **settings)
+    assert flat_optimizer._flat[0] is not None and plain_optimizer._flat[0] is None
+    for (name, a, _), (_, b, _) in zip(flat_model.named_parameters(), plain_model.named_parameters()):
+        np.testing.assert_array_equal(a, b, err_msg=name)
+    flat_state, plain_state = flat_optimizer.state_dict(), plain_optimizer.state_dict()
+    assert flat_state.keys() == plain_state.keys()
+    for key in flat_state:
+        np.testing.assert_array_equal(flat_state[key], plain_state[key])
+
+
+def test_flat_optimiser_state_round_trips_through_state_dict():
+    settings = {"lr": 0.05, "momentum": 0.9}
+    straight = numcnn.models.build("lenet5", rng=0)
+    sgd_run(straight, 2, **settings)  # uses the same gradients as the two halves below
+    resumed = numcnn.models.build("lenet5", rng=0)
+    first = sgd_run(resumed, 1, **settings)
+    # A new optimiser continues from the saved momentum: state arrives as separate arrays.
+    second = numcnn.SGD(resumed.parameters(), **settings)
+    second.load_state_dict(first.state_dict())
+    rng = np.random.default_rng(3)
+    for _ in range(2):
+        for _, grad in resumed.parameters():
+            grad[...] = rng.standard_normal(grad.shape)
+    second.step()
+    for (name, a, _), (_, b, _) in zip(straight.named_parameters(), resumed.named_parameters()):
+        np.testing.assert_allclose(a, b, rtol=1e-6, err_msg=name)
+
+
+def test_flatten_parameters_keeps_shared_parameters_shared():
+    shared = numcnn.Linear(3, 3, rng=0)
+    model = numcnn.Sequential(shared, numcnn.ReLU(), shared)
+    params, grads = flatten_parameters(model)
+    assert params.size == 12 and model[0].params["weight"] is model[2].params["weight"]
+    assert flatten_parameters(numcnn.Sequential(numcnn.ReLU())) is None
+
+
+def test_set_threads_sets_the_thread_counts(monkeypatch):
+    from numcnn.kernels import threads
+
+    monkeypatch.setattr(threads, "_explicit", threads._explicit)
+    assert threads.set_threads(2, "numpy") == {"blas": 2}
+    assert threads.set_threads(1, "numpy", blas_threads=1) == {"blas": 1}
+    assert threads.thread_report()["cpus"] >= 1
+    with pytest.raises(numcnn.ConfigurationError):
+        threads.set_threads(0)

@@ -1,0 +1,228 @@
+"""Every fast kernel agrees with the reference (readable) implementation in numcnn.functional.
+
+Random shapes include odd sizes, stride > 1, padding, overlapping pooling windows, rectangular
+kernels, batch 1, and every input memory layout (NCHW, channel-major, strided), in float64
+(rtol 1e-10) and float32 (rtol 1e-4).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from numcnn import functional as F
+from numcnn.kernels.unfold import col2im_channel_major, im2col_channel_major
+
+DTYPES = [np.float64, np.float32]
+
+CONV_CASES = [
+    # (N, C, H, W, F, kernel, stride, padding)
+    (2, 1, 12, 12, 3, (5, 5), (1, 1), (2, 2)),  # LeNet's first layer, small: the direct numba path
+    (3, 2, 9, 9, 4, (5, 5), (1, 1), (0, 0)),  # LeNet's second layer, small
+    (1, 3, 7, 8, 2, (3, 3), (2, 2), (1, 1)),  # batch 1, stride 2, padding
+    (2, 2, 9, 7, 3, (3, 2), (2, 3), (1, 2)),  # rectangular everything
+    (2, 2, 10, 11, 2, (4, 4), (3, 3), (0, 0)),  # (H − K) mod S ≠ 0
+    (2, 3, 5, 5, 2, (1, 1), (1, 1), (0, 0)),  # 1×1 kernel
+    (2, 2, 4, 4, 3, (6, 6), (1, 1), (1, 1)),  # kernel larger than the input, covered by padding
+    (2, 1, 20, 21, 2, (3, 3), (1, 1), (1, 1)),  # wide rows: numba's direct path with padding
+    (2, 3, 9, 10, 9, (3, 3), (1, 1), (1, 1)),  # 9 filters, 27 taps: numba's register blocks + leftovers
+]
+
+
+def unfold_reference(x, kernel, stride, padding):
+    return F.im2col(x, kernel, stride, padding).transpose(1, 2, 3, 0, 4, 5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
+def test_im2col_and_col2im_equal_the_reference(fast, close, layouts, n, c, h, w, f, kernel, stride, padding, dtype, rng):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    expected = unfold_reference(x, kernel, stride, padding)
+    for name, variant in layouts(x).items():
+        np.testing.assert_array_equal(fast.im2col(variant, kernel, stride, padding), expected, err_msg=name)
+    np.testing.assert_array_equal(im2col_channel_major(x, kernel, stride, padding), expected)
+
+    columns = rng.standard_normal(expected.shape).astype(dtype)
+    folded = F.col2im(columns.transpose(3, 0, 1, 2, 4, 5), (h, w), stride, padding)  # (N, C, H, W)
+    close(fast.col2im(columns, (h, w), stride, padding).transpose(1, 0, 2, 3), folded, dtype)
+    close(col2im_channel_major(columns, (h, w), stride, padding).transpose(1, 0, 2, 3), folded, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
+def test_conv2d_equals_the_reference(fast, reference, close, layouts, n, c, h, w, f, kernel, stride, padding, dtype, rng):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((f, c, *kernel)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    y_ref, cache_ref = reference.conv2d_forward(x, weight, bias, stride, padding)
+    delta = rng.standard_normal(y_ref.shape).astype(dtype)
+    grads_ref = reference.conv2d_backward(delta, cache_ref)
+    for name, variant in layouts(x).items():
+        y, cache = fast.conv2d_forward(variant, weight, bias, stride, padding)
+        assert y.dtype == dtype, name
+        close(y, y_ref, dtype)
+        for delta_variant in layouts(delta).values():
+            grad_x, grad_w, grad_b = fast.conv2d_backward(delta_variant, cache)
+            close(grad_x, grads_ref[0], dtype)
+            close(grad_w, grads_ref[1], dtype)
+            close(grad_b, grads_ref[2], dtype)
+    # Skipping the input gradient must not change the others.
+    grad_x, grad_w, grad_b = fast.conv2d_backward(delta, fast.conv2d_forward(x, weight, None, stride, padding)[1], False)
+    assert grad_x is None
+    close(grad_w, grads_ref[1], dtype)
+
+
+@pytest.mark.parametrize("direct", [True, False], ids=["direct", "im2col"])
+def test_numba_direct_and_im2col_paths_agree(direct, close, rng, monkeypatch):
+    """The numba backend picks direct loops or im2col + GEMM by size; both must give the same numbers."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    monkeypatch.setattr(backend, "direct_max_filters_times_rows", 10**9 if direct else 0)
+    monkeypatch.setattr(backend, "direct_min_row_length", 0)
+    x = rng.standard_normal((3, 2, 9, 10))
+    weight, bias = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
+    y, cache = backend.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+    y_ref, cache_ref = F.conv2d_forward(x, weight, bias, 1, 1)
+    close(y, y_ref, np.float64)
+    delta = rng.standard_normal(y.shape)
+    for ours, theirs in zip(backend.conv2d_backward(delta, cache), F.conv2d_backward(delta, cache_ref)):
+        close(ours, theirs, np.float64)
+
+
+POOL_CASES = [
+    # (N, C, H, W, kernel, stride, padding)
+    (2, 3, 8, 8, (2, 2), (2, 2), (0, 0)),  # LeNet: windows tile the input
+    (1, 2, 7, 5, (2, 2), (2, 2), (0, 0)),  # batch 1, odd sizes: last row/column dropped
+    (2, 2, 6, 6, (3, 3), (1, 1), (0, 0)),  # overlapping windows
+    (2, 2, 7, 5, (3, 3), (2, 2), (1, 1)),  # overlapping + padding
+    (2, 1, 6, 5, (3, 2), (2, 1), (1, 1)),  # rectangular
+    (1, 1, 5, 5, (5, 5), (5, 5), (0, 0)),  # one window over everything
+]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("relu", [False, True], ids=["max", "relu+max"])
+@pytest.mark.parametrize("n, c, h, w, kernel, stride, padding", POOL_CASES)
+def test_max_pool2d_equals_the_reference_with_ties(
+    fast, reference, close, layouts, n, c, h, w, kernel, stride, padding, relu, dtype, rng
+):
+    """Values from {-2, ..., 2}: many ties and many non-positive windows, so the tie rule (first
+    maximum in row-major order) and the fused ReLU's cut are both exercised -- and must match exactly."""
+    x = rng.integers(-2, 3, size=(n, c, h, w)).astype(dtype)
+    y_ref, cache_ref = reference.max_pool2d_forward(x, kernel, stride, padding, relu=relu)
+    delta = rng.standard_normal(y_ref.shape).astype(dtype)
+    grad_ref = reference.max_pool2d_backward(delta, cache_ref)
+    for name, variant in layouts(x).items():
+        y, cache = fast.max_pool2d_forward(variant, kernel, stride, padding, relu=relu)
+        np.testing.assert_array_equal(y, y_ref, err_msg=name)
+        for delta_variant in layouts(delta).values():
+            # Exact routing; only the order of additions where overlapping windows share a pixel differs.
+            close(fast.max_pool2d_backward(delta_variant, cache), grad_ref, dtype)
+
+
+def test_max_pool_tie_goes_to_the_first_maximum_in_row_major_order(fast):
+    x = np.zeros((1, 1, 2, 2))
+    x[0, 0, 0, 1] = x[0, 0, 1, 0] = x[0, 0, 1, 1] = 5.0  # three equal maxima; (0, 1) comes first
+    y, cache = fast.max_pool2d_forward(x, (2, 2), (2, 2), (0, 0))
+    grad = fast.max_pool2d_backward(np.ones_like(y), cache)
+    np.testing.assert_array_equal(grad[0, 0], [[0.0, 1.0], [0.0, 0.0]])
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, h, w, kernel, stride, padding", POOL_CASES)
+def test_avg_pool2d_equals_the_reference(fast, reference, close, layouts, n, c, h, w, kernel, stride, padding, dtype, rng):
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    y_ref, cache_ref = reference.avg_pool2d_forward(x, kernel, stride, padding)
+    delta = rng.standard_normal(y_ref.shape).astype(dtype)
+    grad_ref = reference.avg_pool2d_backward(delta, cache_ref)
+    for variant in layouts(x).values():
+        y, cache = fast.avg_pool2d_forward(variant, kernel, stride, padding)
+        close(y, y_ref, dtype)
+        close(fast.avg_pool2d_backward(delta, cache), grad_ref, dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_relu_equals_the_reference(fast, reference, dtype, rng, layouts):
+    x = rng.integers(-2, 3, size=(2, 3, 4, 5)).astype(dtype)  # exact zeros included: f'(0) = 0
+    delta = rng.standard_normal(x.shape).astype(dtype)
+    y_ref, mask = reference.relu_forward(x)
+    for variant in layouts(x).values():
+        y, cache = fast.relu_forward(variant)
+        np.testing.assert_array_equal(y, y_ref)
+        np.testing.assert_array_equal(fast.relu_backward(delta, cache), reference.relu_backward(delta, mask))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_linear_equals_the_reference(fast, reference, close, dtype, rng):
+    x = rng.standard_normal((5, 7)).astype(dtype)
+    weight, bias = rng.standard_normal((3, 7)).astype(dtype), rng.standard_normal(3).astype(dtype)
+    close(fast.linear_forward(x, weight, bias), reference.linear_forward(x, weight, bias), dtype)
+    delta = rng.standard_normal((5, 3)).astype(dtype)
+    for ours, theirs in zip(fast.linear_backward(delta, x, weight), reference.linear_backward(delta, x, weight)):
+        close(ours, theirs, dtype)
+
+
+@pytest.mark.parametrize("relu", [False, True])
+def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, relu, rng):
+    """Eval mode skips recording the maxima; a backward that follows anyway finds them again."""
+    x = rng.integers(-2, 3, size=(2, 3, 7, 6)).astype(np.float64)
+    y, cache = fast.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), relu=relu)
+    y_eval, cache_eval = fast.max_pool2d_forward(x, (3, 3), (2, 2), (1, 1), relu=relu, record=False)
+    np.testing.assert_array_equal(y_eval, y)
+    delta = rng.standard_normal(y.shape)
+    np.testing.assert_allclose(fast.max_pool2d_backward(delta, cache_eval), fast.max_pool2d_backward(delta, cache))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(
+    "pool_kernel, pool_stride, pool_padding",
+    [
+        ((2, 2), (2, 2), (0, 0)),  # LeNet's
+        ((3, 3), (1, 1), (0, 0)),  # overlapping windows (padding-free: the vectorised epilogue)
+        ((2, 3), (2, 1), (0, 0)),
+        ((3, 3), (2, 2), (1, 1)),  # padding: the scalar epilogue
+        ((3, 2), (1, 2), (0, 1)),
+    ],
+)
+def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
+    reference, close, pool_kernel, pool_stride, pool_padding, dtype, rng
+):
+    """Integer inputs and weights: the convolution's outputs tie often, so the fused kernel's tie
+    rule and ReLU cut are checked exactly, and backward through its caches equals the reference."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    x = rng.integers(-1, 2, size=(2, 2, 9, 8)).astype(dtype)
+    weight = rng.integers(-1, 2, size=(5, 2, 3, 3)).astype(dtype)
+    bias = rng.integers(-1, 2, size=5).astype(dtype)
+    fused = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding)
+    assert fused is not None
+    y, conv_cache, pool_cache = fused
+    conv_y, conv_ref = reference.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+    y_ref, pool_ref = reference.max_pool2d_forward(conv_y, pool_kernel, pool_stride, pool_padding, relu=True)
+    np.testing.assert_array_equal(y, y_ref)
+    delta = rng.standard_normal(y.shape).astype(dtype)
+    grad_conv = backend.max_pool2d_backward(delta, pool_cache)
+    close(grad_conv, reference.max_pool2d_backward(delta, pool_ref), dtype)
+    for ours, theirs in zip(backend.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref)):
+        close(ours, theirs, dtype)
+    # Inference does not record the maxima; a backward that follows anyway recomputes them.
+    y_eval, _, pool_eval = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding, record=False)
+    np.testing.assert_array_equal(y_eval, y_ref)
+    close(backend.max_pool2d_backward(delta, pool_eval), grad_conv, dtype)
+
+
+@pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
+def test_input_gradient_by_rows_equals_col2im(n, c, h, w, f, kernel, stride, padding, rng):
+    """The numpy backend's row-wise form of eq. 15.49 is the reference col2im(δ Fᵀ)."""
+    from numcnn.kernels.unfold import input_gradient_by_rows
+
+    x, weight = rng.standard_normal((n, c, h, w)), rng.standard_normal((f, c, *kernel))
+    y, cache = F.conv2d_forward(x, weight, None, stride, padding)
+    delta = rng.standard_normal(y.shape)
+    expected = F.conv2d_backward(delta, cache)[0]
+    ours = input_gradient_by_rows(np.ascontiguousarray(delta.transpose(1, 0, 2, 3)), weight, (h, w), stride, padding)
+    np.testing.assert_allclose(ours.transpose(1, 0, 2, 3), expected, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,51 @@
+"""The benchmark runs end to end on tiny settings (no timing is asserted: CI machines are noisy)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import numcnn
+from numcnn.benchmark import BenchConfig, format_report, run_benchmark, summary
+from numcnn.cli.main import main
+
+
+def test_tiny_benchmark_without_torch_reports_every_measurement():
+    config = BenchConfig(batch_sizes=(4,), steps=2, repeats=3, warmup_steps=1, backend="numpy", torch=False, profile=True, profile_steps=1)
+    result = run_benchmark(config, log=lambda line: None)
+    assert [(m.task, m.batch_size, len(m.numcnn)) for m in result.measurements] == [("train", 4, 3), ("infer", 4, 3)]
+    assert all(t > 0 for m in result.measurements for t in m.numcnn)
+    assert result.peak_memory[4]["train_mib"] > 0
+    text = format_report(result)
+    assert "train s/epoch" in text and "infer s/10k" in text and "ReLU+MaxPool2d [1]" in text
+    assert "--no-torch" in text
+
+
+def test_benchmark_options_are_validated():
+    with pytest.raises(numcnn.ConfigurationError, match="repeats"):
+        run_benchmark(BenchConfig(repeats=2))
+    with pytest.raises(numcnn.ConfigurationError, match="unknown model"):
+        run_benchmark(BenchConfig(model="no-such-model"))
+
+
+def test_summary_is_median_and_range():
+    assert summary([3.0, 1.0, 2.0]) == "2.00 (1.00–3.00)"
+
+
+def test_bench_command_runs(capsys):
+    code = main(["bench", "--batch-size", "2", "--steps", "1", "--repeats", "3", "--backend", "reference", "--no-torch"])
+    assert code == 0
+    assert "numcnn bench: model lenet5, backend reference" in capsys.readouterr().out
+
+
+@pytest.mark.torch
+def test_torch_translation_computes_the_same_function(rng):
+    torch = pytest.importorskip("torch")
+    from numcnn.benchmark.torch_baseline import build_torch_model
+
+    model = numcnn.models.build("lenet5", rng=0)
+    twin = build_torch_model(model.spec, model)
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    with torch.no_grad():
+        theirs = twin(torch.from_numpy(x)).numpy()
+    np.testing.assert_allclose(model.forward(x), theirs, rtol=1e-4, atol=1e-5)
