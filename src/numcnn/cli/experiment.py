@@ -24,8 +24,12 @@ def register(subparsers) -> None:
     experiment.add_argument("config", help="experiment TOML file, or the name of a packaged one")
     experiment.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in this process)")
     experiment.add_argument(
-        "--threads-per-job", type=int, default=None, help="BLAS threads per worker (default: cores / jobs)"
+        "--threads-per-job", type=int, default=None, help="kernel threads per worker (default: cores / jobs)"
     )
+    experiment.add_argument(
+        "--backend", choices=["auto", "reference", "numpy", "numba"], default=None,
+        help="kernels for every run (default: $NUMCNN_BACKEND, else auto)",
+    )  # fmt: skip
     experiment.add_argument("--out", type=Path, default=None, help="output folder (default: runs/experiments/NAME)")
     experiment.add_argument("--quick", action="store_true", help="the config's quick profile: tiny sizes, 1 epoch")
     experiment.add_argument("--dry-run", action="store_true", help="list the runs and their state, train nothing")
@@ -47,8 +51,9 @@ def run_experiment_command(args) -> int:
         return 0
     command = "numcnn " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["experiment"] else ""
     outcome = run_experiment(
-        experiment, out, jobs=args.jobs, threads_per_job=args.threads_per_job, data_dir=args.data_dir
-    )
+        experiment, out, jobs=args.jobs, threads_per_job=args.threads_per_job, backend=args.backend,
+        data_dir=args.data_dir,
+    )  # fmt: skip
     for path in write_report(experiment, outcome.results, out, command=command):
         print(f"wrote {path}")
     if outcome.failures:

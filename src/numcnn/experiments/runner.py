@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
@@ -45,9 +44,8 @@ __all__ = ["RESULT_NAME", "Outcome", "run_experiment", "execute_run", "load_resu
 
 RESULT_NAME = "result.json"
 RUN_NAME = "run.json"
-THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS")
 
-# Per-process state of a worker (set by _init_worker): the data set and the thread-pool limiter.
+# Per-process state of a worker (set by _init_worker): the data set.
 _WORKER: dict[str, Any] = {}
 
 
@@ -90,21 +88,26 @@ class Outcome:
 # -- inside a worker ----------------------------------------------------------------------------
 
 
-def _init_worker(threads: int, data_dir: str | None, dataset: Any, own_process: bool = True) -> None:
-    """Cap every thread pool, then load the data once per process.
+def _configure_kernels(threads: int | None, backend: str | None) -> None:
+    """The kernel backend and its thread counts (numba's and OpenBLAS's), through numcnn.kernels."""
+    from numcnn import kernels
+    from numcnn.kernels.threads import set_threads
 
-    ``own_process``: this is a worker of the pool, whose environment may be changed for good.
-    """
-    if own_process:
-        for variable in THREAD_VARIABLES:
-            os.environ[variable] = str(threads)  # for libraries imported from now on (Numba reads it at import)
-    from threadpoolctl import threadpool_limits
+    if backend is not None:
+        kernels.set_backend(backend)
+    if threads is not None:
+        set_threads(threads, backend=kernels.backend_name())
 
-    _WORKER["limiter"] = threadpool_limits(limits=threads)  # BLAS pools already loaded
-    if "numba" in sys.modules:
-        import numba
 
-        numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
+def _init_worker(threads: int, backend: str | None, data_dir: str | None, dataset: Any) -> None:
+    """In a spawned worker: choose the kernels, cap their threads, load the data once."""
+    # numba sizes its thread pool when it is first imported, which happens lazily, after this.
+    os.environ["NUMBA_NUM_THREADS"] = str(threads)
+    _configure_kernels(threads, backend)
+    _load_data(data_dir, dataset)
+
+
+def _load_data(data_dir: str | None, dataset: Any) -> None:
     if dataset is None:
         from numcnn.data import load_mnist
 
@@ -223,6 +226,7 @@ def run_experiment(
     *,
     jobs: int = 1,
     threads_per_job: int | None = None,
+    backend: str | None = None,
     data_dir: str | Path | None = None,
     dataset: Any = None,
     log: Callable[[str], None] = print,
@@ -234,7 +238,9 @@ def run_experiment(
 
     Args:
         jobs: worker processes (1: run in this process, no pool).
-        threads_per_job: BLAS/Numba threads per worker (default: the CPU count divided by ``jobs``).
+        threads_per_job: kernel threads per worker (numcnn.kernels.threads; default: the CPU count
+            divided by ``jobs``; with ``jobs=1``, the process's current setting).
+        backend: kernel backend for every run (numcnn.kernels; default: the current one).
         data_dir: where workers find MNIST (default: numcnn's search path, never downloading).
         dataset: an in-memory data set (an object with MNIST's four arrays) instead of MNIST.
     """
@@ -247,10 +253,10 @@ def run_experiment(
     results, failures = outcome.results, outcome.failures
     results.update({run.run_id: result for run in runs if (result := load_result(out_dir, run)) is not None})
     pending = sorted((run for run in runs if run.run_id not in results), key=estimated_cost, reverse=True)
-    threads = threads_per_job or max(1, (os.cpu_count() or 1) // jobs)
+    threads = threads_per_job or (None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs))
     log(
         f"{experiment.name}: {len(runs)} runs, {len(results)} already finished, {len(pending)} to run "
-        f"with {jobs} worker(s) × {threads} thread(s) into {out_dir}"
+        f"with {jobs} worker(s) × {threads or 'default'} thread(s) into {out_dir}"
     )
     if dataset is not None:  # a plain namespace pickles into spawned workers whatever class it was
         dataset = SimpleNamespace(**{key: getattr(dataset, key) for key in
@@ -266,16 +272,16 @@ def run_experiment(
         log(f"[{done}/{len(runs)}] {run.run_id}: test error {result['test_error']:.2%} ({result['seconds']:.0f} s)")
 
     if jobs == 1:
-        _init_worker(threads, None if data_dir is None else str(data_dir), dataset, own_process=False)
+        _configure_kernels(threads, backend)  # like 'numcnn train --threads': for this process
+        _load_data(None if data_dir is None else str(data_dir), dataset)
         try:
             for run in pending:
                 record(run, _worker_run(run, str(out_dir)))
         finally:
-            _WORKER.pop("limiter").restore_original_limits()
             _WORKER.clear()
     else:
         context = multiprocessing.get_context("spawn")
-        initargs = (threads, None if data_dir is None else str(data_dir), dataset)
+        initargs = (threads, backend, None if data_dir is None else str(data_dir), dataset)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
             futures: dict[Future, RunSpec] = {pool.submit(_worker_run, run, str(out_dir)): run for run in pending}
             try:
