@@ -69,6 +69,7 @@ class NumbaBackend(NumpyBackend):
     """Fast kernels with numba; outputs and gradients equal the ``"numpy"`` and reference backends'."""
 
     name = "numba"
+    wide_rows = False  # large convolutions keep the compiled im2col (one pass, padding included)
 
     def __init__(self) -> None:
         super().__init__()
