@@ -1,6 +1,9 @@
-"""The ``"numpy"`` backend: the reference mathematics arranged for speed, with NumPy alone.
+"""Channel-major NumPy kernels: the base the ``"numba"`` backend compiles its hot passes into.
 
-What changes compared to :mod:`numcnn.functional` (the numbers do not):
+This was the first ``"numpy"`` backend; :mod:`numcnn.kernels.numpy_backend` (batch-last memory)
+replaced it there because it is faster with NumPy alone, while numba's compiled loops do not pay
+NumPy's per-run cost and keep this layout. What changes compared to :mod:`numcnn.functional`
+(the numbers do not):
 
 * **Channel-major memory.** Convolution outputs are produced as ``Yᵀ = W_mat · φ(x)ᵀ``
   (seed 004 eq. 15.25 transposed, see :mod:`numcnn.kernels.unfold`), i.e. in ``(F, N, OH, OW)`` order,
@@ -44,15 +47,8 @@ from numcnn.kernels.unfold import (
     pad_channel_major,
     window_view,
 )
-from numcnn.kernels.wide_rows import (
-    WideConvCache,
-    Workspace,
-    wide_conv_backward,
-    wide_conv_forward,
-    wide_rows_pay_off,
-)
 
-__all__ = ["NumpyBackend", "FastConvCache", "FastPoolCache", "window_index_dtype"]
+__all__ = ["ChannelMajorBackend", "FastConvCache", "FastPoolCache", "window_index_dtype"]
 
 
 class FastConvCache(NamedTuple):
@@ -99,13 +95,11 @@ def _tiles_exactly(
     )
 
 
-def _running_maximum(windows, best, window_index, relu: bool, slab=None) -> None:
+def _running_maximum(windows, best, window_index, relu: bool) -> None:
     """Max over the window offsets of ``windows`` ``(C, KH, KW, n, OH, OW)`` into ``best`` ``(C, n, OH, OW)``.
 
     With ``window_index``, also record the offset ``i·KW + j`` of each window's first maximum
-    (-1 where a fused ReLU cuts the gradient). Each offset's strided slab of the input is then
-    first copied into ``slab`` (contiguous, like ``best``): the comparison and the two maxima
-    that follow run on contiguous memory, several times faster than three strided reads.
+    (-1 where a fused ReLU cuts the gradient).
     """
     kernel_h, kernel_w = windows.shape[1:3]
     np.copyto(best, windows[:, 0, 0])
@@ -120,8 +114,6 @@ def _running_maximum(windows, best, window_index, relu: bool, slab=None) -> None
     as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
     for offset in range(1, kernel_h * kernel_w):
         candidate = windows[:, offset // kernel_w, offset % kernel_w]
-        if slab is not None:
-            candidate = np.copyto(slab, candidate) or slab
         # Strictly greater: on a tie the earlier (row-major first) offset keeps the maximum.
         np.greater(candidate, best, out=better)
         np.maximum(best, candidate, out=best)
@@ -137,24 +129,14 @@ def _running_maximum(windows, best, window_index, relu: bool, slab=None) -> None
         np.maximum(best, 0, out=best)
 
 
-class NumpyBackend(ReferenceBackend):
-    """Fast kernels in pure NumPy; see the module docstring for what is done differently."""
+class ChannelMajorBackend(ReferenceBackend):
+    """Fast kernels in pure NumPy, channel-major; see the module docstring for what is done differently."""
 
-    name = "numpy"
+    name = "channel-major"
     fuses_relu_pool = True
-
-    # Stride-1 convolutions on wide rows (numcnn.kernels.wide_rows) unless their columns would more
-    # than double; the numba backend has compiled unfoldings and turns this off.
-    wide_rows = True
-    # Columns per block of the wide-row unfolding and product, and per chunk of the weight
-    # gradient's inner dimension (probed on LeNet-5, batch 64: both layers fastest near these).
-    wide_block_bytes = 2**19
-    wide_chunk_bytes = 2**17
-    wide_store = True
 
     def __init__(self) -> None:
         self._ones: dict[tuple[int, np.dtype], np.ndarray] = {}
-        self.workspace = Workspace()
 
     def ones(self, size: int, dtype) -> np.ndarray:
         """A cached vector of ones: bias gradients ``Σ_p δ[f, p]`` as the GEMV ``δ · 1`` run about three
@@ -177,8 +159,6 @@ class NumpyBackend(ReferenceBackend):
     def conv2d_forward(self, x, weight, bias, stride, padding):
         """``Yᵀ = W_mat · φ(x)ᵀ + b`` → y ``(N, F, OH, OW)`` (channel-major memory)."""
         check_conv_shapes(x, weight)
-        if self.wide_rows and wide_rows_pay_off(x.shape[2:], weight.shape[2:], stride, padding):
-            return wide_conv_forward(x, weight, bias, padding, self.wide_block_bytes, self.wide_store, self.workspace)
         columns, y = self.unfold_and_multiply(x, weight, stride, padding)  # (C·KH·KW, N·OH·OW), (F, N, OH, OW)
         if bias is not None:
             y += bias[:, None, None, None]
@@ -214,8 +194,6 @@ class NumpyBackend(ReferenceBackend):
         return columns.reshape(rows, -1), y
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
-        if isinstance(cache, WideConvCache):
-            return wide_conv_backward(grad_output, cache, need_input_grad, self.workspace, self.wide_chunk_bytes)
         weight = cache.weight
         filters, channels = weight.shape[:2]
         n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]
@@ -251,8 +229,7 @@ class NumpyBackend(ReferenceBackend):
         windows = window_view(pad_channel_major(cm, padding, -np.inf), kernel, stride, out_size)
         best = np.empty((cm.shape[0], cm.shape[1], *out_size), dtype=x.dtype)  # (C, N, OH, OW)
         window_index = np.empty(best.shape, dtype=window_index_dtype(kernel)) if record else None
-        slab = self.workspace.get("pool_slab", best.shape, best.dtype) if record else None
-        _running_maximum(windows, best, window_index, relu, slab)
+        _running_maximum(windows, best, window_index, relu)
         if not record:
             return as_nchw(best), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding, x, relu)
         return as_nchw(best), FastPoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
