@@ -9,11 +9,11 @@ need speed (convolution, pooling, ReLU, linear). Layers never import a backend d
     :mod:`numcnn.functional` itself -- the readable derivations, and the oracle every fast kernel
     is tested against.
 ``"numpy"``
-    the same mathematics arranged for speed with NumPy alone: channel-major memory, strided-view
-    im2col, ReLU fused into max pooling (see :mod:`numcnn.kernels.fast_numpy`).
+    the same mathematics arranged for speed with NumPy alone: batch-last ``(C, H, W, N)`` memory,
+    cache-blocked im2col products, ReLU fused into max pooling (see :mod:`numcnn.kernels.numpy_backend`).
 ``"numba"``
-    the ``"numpy"`` backend with the passes NumPy cannot avoid replaced by compiled loops
-    (:mod:`numcnn.kernels.numba_backend`); needs the optional ``numba`` package (``numcnn[fast]``).
+    channel-major NumPy kernels (:mod:`numcnn.kernels.channel_major`) with the passes NumPy cannot
+    avoid replaced by compiled loops (:mod:`numcnn.kernels.numba_backend`); needs the optional ``numba`` package (``numcnn[fast]``).
 
 ``"auto"`` picks ``"numba"`` when numba can be imported and ``"numpy"`` otherwise. The starting
 backend comes from the environment variable ``NUMCNN_BACKEND`` (default ``"auto"``); change it with
@@ -89,7 +89,7 @@ def get_backend(name: str):
         if name == "reference":
             from numcnn.kernels.reference import ReferenceBackend as backend_class
         elif name == "numpy":
-            from numcnn.kernels.fast_numpy import NumpyBackend as backend_class
+            from numcnn.kernels.numpy_backend import NumpyBackend as backend_class
         else:
             try:
                 from numcnn.kernels.numba_backend import NumbaBackend as backend_class

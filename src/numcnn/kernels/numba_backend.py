@@ -1,4 +1,4 @@
-"""The ``"numba"`` backend: the ``"numpy"`` backend with its memory-bound passes compiled.
+"""The ``"numba"`` backend: the channel-major NumPy kernels with their memory-bound passes compiled.
 
 * small stride-1 convolutions (LeNet's both) run as direct loops over the padded image
   (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images;
@@ -22,7 +22,7 @@ import numpy as np
 from typing import NamedTuple
 
 from numcnn.kernels import numba_conv, numba_kernels, threads
-from numcnn.kernels.fast_numpy import FastPoolCache, NumpyBackend, check_conv_shapes
+from numcnn.kernels.channel_major import ChannelMajorBackend, FastPoolCache, check_conv_shapes
 from numcnn.kernels.unfold import as_nchw, output_size
 
 __all__ = ["NumbaBackend", "DirectConvCache", "plane_layout"]
@@ -65,7 +65,7 @@ def _window(kernel, stride, padding, out_size) -> tuple[int, ...]:
     return (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], out_size[0], out_size[1])
 
 
-class NumbaBackend(NumpyBackend):
+class NumbaBackend(ChannelMajorBackend):
     """Fast kernels with numba; outputs and gradients equal the ``"numpy"`` and reference backends'."""
 
     name = "numba"

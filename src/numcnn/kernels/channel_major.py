@@ -1,6 +1,9 @@
-"""The ``"numpy"`` backend: the reference mathematics arranged for speed, with NumPy alone.
+"""Channel-major NumPy kernels: the base the ``"numba"`` backend compiles its hot passes into.
 
-What changes compared to :mod:`numcnn.functional` (the numbers do not):
+This was the first ``"numpy"`` backend; :mod:`numcnn.kernels.numpy_backend` (batch-last memory)
+replaced it there because it is faster with NumPy alone, while numba's compiled loops do not pay
+NumPy's per-run cost and keep this layout. What changes compared to :mod:`numcnn.functional`
+(the numbers do not):
 
 * **Channel-major memory.** Convolution outputs are produced as ``Yᵀ = W_mat · φ(x)ᵀ``
   (seed 004 eq. 15.25 transposed, see :mod:`numcnn.kernels.unfold`), i.e. in ``(F, N, OH, OW)`` order,
@@ -45,7 +48,7 @@ from numcnn.kernels.unfold import (
     window_view,
 )
 
-__all__ = ["NumpyBackend", "FastConvCache", "FastPoolCache", "window_index_dtype"]
+__all__ = ["ChannelMajorBackend", "FastConvCache", "FastPoolCache", "window_index_dtype"]
 
 
 class FastConvCache(NamedTuple):
@@ -126,10 +129,10 @@ def _running_maximum(windows, best, window_index, relu: bool) -> None:
         np.maximum(best, 0, out=best)
 
 
-class NumpyBackend(ReferenceBackend):
-    """Fast kernels in pure NumPy; see the module docstring for what is done differently."""
+class ChannelMajorBackend(ReferenceBackend):
+    """Fast kernels in pure NumPy, channel-major; see the module docstring for what is done differently."""
 
-    name = "numpy"
+    name = "channel-major"
     fuses_relu_pool = True
 
     def __init__(self) -> None:
