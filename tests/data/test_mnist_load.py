@@ -17,7 +17,6 @@ from numcnn.data import (
 )
 from numcnn.errors import ConfigurationError, DataError, ShapeError
 
-
 # --- loading -------------------------------------------------------------------------------
 
 

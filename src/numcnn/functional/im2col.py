@@ -35,7 +35,7 @@ import numpy as np
 
 from numcnn.errors import ConfigurationError, ShapeError
 
-__all__ = ["pair", "check_window", "conv_output_size", "im2col", "col2im", "im2row_matrix"]
+__all__ = ["pair", "check_window", "conv_output_size", "conv_output_size_2d", "im2col", "col2im", "im2row_matrix"]
 
 
 def pair(value: int | tuple[int, int] | list[int], name: str = "value") -> tuple[int, int]:
@@ -84,6 +84,17 @@ def conv_output_size(size: int, kernel: int, stride: int = 1, padding: int = 0) 
             f"(input {size}, padding {padding})"
         )
     return (padded - kernel) // stride + 1
+
+
+
+def conv_output_size_2d(
+    input_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
+) -> tuple[int, int]:
+    """``(OH, OW)`` of a sliding window over an ``(H, W)`` input: :func:`conv_output_size` per axis."""
+    return (
+        conv_output_size(input_size[0], kernel[0], stride[0], padding[0]),
+        conv_output_size(input_size[1], kernel[1], stride[1], padding[1]),
+    )
 
 
 def _check_image_batch(x: np.ndarray, name: str = "input") -> None:

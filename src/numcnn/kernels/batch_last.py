@@ -30,9 +30,8 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from numcnn.errors import ShapeError
-from numcnn.functional.im2col import conv_output_size
 
-__all__ = ["Workspace", "as_nchw", "batch_last", "is_batch_last", "output_size", "pad_batch_last", "window_view"]
+__all__ = ["Workspace", "as_nchw", "batch_last", "is_batch_last", "pad_batch_last", "window_view"]
 
 
 def is_batch_last(x: np.ndarray) -> bool:
@@ -52,14 +51,6 @@ def as_nchw(bl: np.ndarray) -> np.ndarray:
     return bl.transpose(3, 0, 1, 2)
 
 
-def output_size(
-    input_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
-) -> tuple[int, int]:
-    """``(OH, OW)`` from :func:`numcnn.functional.im2col.conv_output_size`, the single formula."""
-    return (
-        conv_output_size(input_size[0], kernel[0], stride[0], padding[0]),
-        conv_output_size(input_size[1], kernel[1], stride[1], padding[1]),
-    )
 
 
 def pad_batch_last(x: np.ndarray, padding: tuple[int, int], pad_value: float = 0.0) -> np.ndarray:

@@ -27,7 +27,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from numcnn.kernels.batch_last import Workspace, as_nchw, batch_last, output_size, pad_batch_last, window_view
+from numcnn.functional.im2col import conv_output_size_2d
+from numcnn.kernels.batch_last import (
+    Workspace,
+    as_nchw,
+    batch_last,
+    pad_batch_last,
+    window_view,
+)
 
 __all__ = ["BatchLastConvCache", "conv2d_forward", "conv2d_backward"]
 
@@ -63,7 +70,7 @@ def conv2d_forward(x, weight, bias, stride, padding, block_bytes: int, workspace
     """
     n = x.shape[0]
     filters, _, kernel_h, kernel_w = weight.shape
-    out_h, out_w = output_size(x.shape[2:], (kernel_h, kernel_w), stride, padding)
+    out_h, out_w = conv_output_size_2d(x.shape[2:], (kernel_h, kernel_w), stride, padding)
     padded = pad_batch_last(x, padding)
     windows = window_view(padded, (kernel_h, kernel_w), stride, (out_h, out_w))
     rows = weight[0].size

@@ -11,66 +11,18 @@ passes no gradient: its offset is recorded as ``-1``.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
-from numcnn.kernels.batch_last import as_nchw, batch_last, output_size, pad_batch_last, window_view
+from numcnn.functional.im2col import conv_output_size_2d
+from numcnn.kernels.batch_last import as_nchw, batch_last, pad_batch_last, window_view
+from numcnn.kernels.channel_major import PoolCache, running_maximum, window_index_dtype
 
 __all__ = [
-    "BatchLastPoolCache",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
-    "window_index_dtype",
 ]
-
-
-class BatchLastPoolCache(NamedTuple):
-    window_index: np.ndarray | None  # (C, OH, OW, N): offset of each window's maximum (-1 = no gradient)
-    input_size: tuple[int, int]
-    kernel: tuple[int, int]
-    stride: tuple[int, int]
-    padding: tuple[int, int]
-    # Inference does not record where the maxima are; if backward follows after all, they are
-    # found again from the input kept here.
-    source: np.ndarray | None = None
-    relu: bool = False
-
-
-def window_index_dtype(kernel: tuple[int, int]) -> np.dtype:
-    """The smallest signed integer type that holds every window offset and -1 (less memory traffic)."""
-    return np.dtype(np.int8 if kernel[0] * kernel[1] <= 127 else np.int32)
-
-
-def _running_maximum(windows, best, window_index, relu: bool) -> None:
-    """Max over the offsets of ``windows`` ``(C, KH, KW, OH, OW, N)`` into ``best`` ``(C, OH, OW, N)``;
-    with ``window_index``, also record each window's first maximum (-1 where the ReLU cuts)."""
-    kernel_h, kernel_w = windows.shape[1:3]
-    np.copyto(best, windows[:, 0, 0])
-    if window_index is None:
-        for offset in range(1, kernel_h * kernel_w):
-            np.maximum(best, windows[:, offset // kernel_w, offset % kernel_w], out=best)
-        if relu:
-            np.maximum(best, 0, out=best)
-        return
-    window_index.fill(0)
-    better = np.empty(best.shape, dtype=bool)
-    as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
-    for offset in range(1, kernel_h * kernel_w):
-        candidate = windows[:, offset // kernel_w, offset % kernel_w]
-        np.greater(candidate, best, out=better)  # strict: on a tie the earlier offset stays
-        np.maximum(best, candidate, out=best)
-        # Offsets only grow, so the maximum's offset is the largest offset that improved it.
-        np.maximum(window_index, as_integer * window_index.dtype.type(offset), out=window_index)
-    if relu:
-        # relu'(max) = 0 where the maximum is <= 0: index ← index·alive + alive − 1, alive ∈ {0, 1}.
-        np.greater(best, 0, out=better)
-        window_index *= as_integer
-        window_index += as_integer
-        window_index -= 1
-        np.maximum(best, 0, out=best)
 
 
 def max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True):
@@ -79,16 +31,16 @@ def max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True):
     Shape: x ``(N, C, H, W)`` any layout → y ``(N, C, OH, OW)``, the NCHW view of batch-last memory.
     """
     padded = pad_batch_last(x, padding, -np.inf)
-    out_size = output_size(x.shape[2:], kernel, stride, padding)
+    out_size = conv_output_size_2d(x.shape[2:], kernel, stride, padding)
     windows = window_view(padded, kernel, stride, out_size)
     c, n = x.shape[1], x.shape[0]
     best = np.empty((c, *out_size, n), dtype=x.dtype)
     window_index = np.empty(best.shape, dtype=window_index_dtype(kernel)) if record else None
-    _running_maximum(windows, best, window_index, relu)
+    running_maximum(windows, best, window_index, relu)
     input_size = tuple(x.shape[2:])
     if not record:
-        return as_nchw(best), BatchLastPoolCache(None, input_size, kernel, stride, padding, x, relu)
-    return as_nchw(best), BatchLastPoolCache(window_index, input_size, kernel, stride, padding)
+        return as_nchw(best), PoolCache(None, input_size, kernel, stride, padding, x, relu)
+    return as_nchw(best), PoolCache(window_index, input_size, kernel, stride, padding)
 
 
 def _tiles_exactly(size, kernel, stride, padding) -> bool:
@@ -96,7 +48,7 @@ def _tiles_exactly(size, kernel, stride, padding) -> bool:
     return all(s == k and (n + 2 * p - k) % s == 0 for n, k, s, p in zip(size, kernel, stride, padding))
 
 
-def _gradient_canvas(delta: np.ndarray, cache: BatchLastPoolCache):
+def _gradient_canvas(delta: np.ndarray, cache: PoolCache):
     """A padded batch-last ``(C, Hp, Wp, N)`` gradient; zeroed unless the windows tile it exactly."""
     c, _, _, n = delta.shape
     (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
@@ -105,19 +57,19 @@ def _gradient_canvas(delta: np.ndarray, cache: BatchLastPoolCache):
     return allocate((c, h + 2 * pad_h, w + 2 * pad_w, n), dtype=delta.dtype), exact
 
 
-def _offset_view(canvas: np.ndarray, offset: int, cache: BatchLastPoolCache, out_size) -> np.ndarray:
+def _offset_view(canvas: np.ndarray, offset: int, cache: PoolCache, out_size) -> np.ndarray:
     """The pixels that window offset ``offset`` reads, as a writable view of ``canvas`` ``(C, OH, OW, N)``."""
     i, j = divmod(offset, cache.kernel[1])
     (out_h, out_w), (stride_h, stride_w) = out_size, cache.stride
     return canvas[:, i : i + stride_h * (out_h - 1) + 1 : stride_h, j : j + stride_w * (out_w - 1) + 1 : stride_w]
 
 
-def _crop(canvas: np.ndarray, cache: BatchLastPoolCache) -> np.ndarray:
+def _crop(canvas: np.ndarray, cache: PoolCache) -> np.ndarray:
     (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
     return as_nchw(canvas[:, pad_h : pad_h + h, pad_w : pad_w + w])
 
 
-def max_pool2d_backward(grad_output, cache: BatchLastPoolCache):
+def max_pool2d_backward(grad_output, cache: PoolCache):
     """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
     if cache.window_index is None:  # inference skipped recording: find the maxima again
         cache = max_pool2d_forward(cache.source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
@@ -137,16 +89,16 @@ def max_pool2d_backward(grad_output, cache: BatchLastPoolCache):
 def avg_pool2d_forward(x, kernel, stride, padding):
     """Mean over each window, padding counted as zeros (``count_include_pad``), eq. 15.52."""
     padded = pad_batch_last(x, padding, 0.0)
-    out_size = output_size(x.shape[2:], kernel, stride, padding)
+    out_size = conv_output_size_2d(x.shape[2:], kernel, stride, padding)
     windows = window_view(padded, kernel, stride, out_size)
     total = windows[:, 0, 0].copy()
     for offset in range(1, kernel[0] * kernel[1]):
         total += windows[:, offset // kernel[1], offset % kernel[1]]
     total *= total.dtype.type(1.0 / (kernel[0] * kernel[1]))
-    return as_nchw(total), BatchLastPoolCache(None, tuple(x.shape[2:]), kernel, stride, padding)
+    return as_nchw(total), PoolCache(None, tuple(x.shape[2:]), kernel, stride, padding)
 
 
-def avg_pool2d_backward(grad_output, cache: BatchLastPoolCache):
+def avg_pool2d_backward(grad_output, cache: PoolCache):
     """Every pixel of a window receives ``δ / (KH·KW)``, summed over the windows containing it."""
     delta = batch_last(grad_output)
     share = delta * delta.dtype.type(1.0 / (cache.kernel[0] * cache.kernel[1]))

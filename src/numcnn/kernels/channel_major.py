@@ -31,11 +31,13 @@ are already single matrix products or single element-wise passes).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import numpy as np
 
 from numcnn.errors import ShapeError
+from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels.reference import ReferenceBackend
 from numcnn.kernels.unfold import (
     as_nchw,
@@ -43,12 +45,11 @@ from numcnn.kernels.unfold import (
     col2im_channel_major,
     im2col_channel_major,
     input_gradient_by_rows,
-    output_size,
     pad_channel_major,
     window_view,
 )
 
-__all__ = ["ChannelMajorBackend", "FastConvCache", "FastPoolCache", "window_index_dtype"]
+__all__ = ["ChannelMajorBackend", "FastConvCache", "PoolCache", "ones_vector", "running_maximum", "window_index_dtype"]
 
 
 class FastConvCache(NamedTuple):
@@ -59,8 +60,10 @@ class FastConvCache(NamedTuple):
     padding: tuple[int, int]
 
 
-class FastPoolCache(NamedTuple):
-    window_index: np.ndarray | None  # (C, N, OH, OW): where each maximum is (-1 = no gradient)
+class PoolCache(NamedTuple):
+    # Where each window's maximum is (-1 = no gradient), in the backend's memory order:
+    # (C, N, OH, OW) channel-major here and in numba, (C, OH, OW, N) in the batch-last numpy backend.
+    window_index: np.ndarray | None
     input_size: tuple[int, int]
     kernel: tuple[int, int]
     stride: tuple[int, int]
@@ -74,6 +77,19 @@ class FastPoolCache(NamedTuple):
 def window_index_dtype(kernel: tuple[int, int]) -> np.dtype:
     """The smallest signed integer type that holds every window offset and -1 (less memory traffic)."""
     return np.dtype(np.int8 if kernel[0] * kernel[1] <= 127 else np.int32)
+
+
+@functools.lru_cache(maxsize=32)  # one per batch size and dtype in use
+def _ones(size: int, dtype_code: str) -> np.ndarray:
+    ones = np.ones(size, dtype=np.dtype(dtype_code))
+    ones.flags.writeable = False
+    return ones
+
+
+def ones_vector(size: int, dtype) -> np.ndarray:
+    """A cached read-only vector of ones. Bias gradients ``Σ δ`` as the GEMV ``δ · 1`` (or ``1ᵀ δ``) run
+    about three times faster than ``sum`` on cache-resident data (OpenBLAS vs NumPy's pairwise sum)."""
+    return _ones(size, np.dtype(dtype).str)
 
 
 def check_conv_shapes(x: np.ndarray, weight: np.ndarray) -> None:
@@ -95,8 +111,11 @@ def _tiles_exactly(
     )
 
 
-def _running_maximum(windows, best, window_index, relu: bool) -> None:
-    """Max over the window offsets of ``windows`` ``(C, KH, KW, n, OH, OW)`` into ``best`` ``(C, n, OH, OW)``.
+def running_maximum(windows, best, window_index, relu: bool) -> None:
+    """Max over the window offsets of ``windows`` ``(C, KH, KW, ...)`` into ``best`` ``(C, ...)``.
+
+    ``...`` is ``(n, OH, OW)`` in channel-major memory and ``(OH, OW, N)`` in the batch-last numpy
+    backend: only the two offset axes matter here.
 
     With ``window_index``, also record the offset ``i·KW + j`` of each window's first maximum
     (-1 where a fused ReLU cuts the gradient).
@@ -135,23 +154,10 @@ class ChannelMajorBackend(ReferenceBackend):
     name = "channel-major"
     fuses_relu_pool = True
 
-    def __init__(self) -> None:
-        self._ones: dict[tuple[int, np.dtype], np.ndarray] = {}
-
-    def ones(self, size: int, dtype) -> np.ndarray:
-        """A cached vector of ones: bias gradients ``Σ_p δ[f, p]`` as the GEMV ``δ · 1`` run about three
-        times faster than ``sum(axis=1)`` on cache-resident data (OpenBLAS vs NumPy's pairwise sum)."""
-        key = (size, np.dtype(dtype))
-        if key not in self._ones:
-            if len(self._ones) > 32:  # many batch sizes: keep the cache small
-                self._ones.clear()
-            self._ones[key] = np.ones(size, dtype=dtype)
-        return self._ones[key]
-
     # -- fully connected: the reference products, with the bias gradient as a GEMV ---------------
     def linear_backward(self, grad_output, x, weight, need_input_grad=True):
         grad_weight = grad_output.T @ x  # (out, in)
-        grad_bias = self.ones(grad_output.shape[0], grad_output.dtype) @ grad_output  # Σ_n δ_n
+        grad_bias = ones_vector(grad_output.shape[0], grad_output.dtype) @ grad_output  # Σ_n δ_n
         grad_input = grad_output @ weight if need_input_grad else None
         return grad_input, grad_weight, grad_bias
 
@@ -175,7 +181,7 @@ class ChannelMajorBackend(ReferenceBackend):
         filters, channels, kernel_h, kernel_w = weight.shape
         n = x.shape[0]
         kernel = (kernel_h, kernel_w)
-        out_h, out_w = output_size(x.shape[2:], kernel, stride, padding)
+        out_h, out_w = conv_output_size_2d(x.shape[2:], kernel, stride, padding)
         windows = window_view(pad_channel_major(channel_major(x), padding), kernel, stride, (out_h, out_w))
         columns = np.empty(windows.shape, dtype=x.dtype)  # (C, KH, KW, N, OH, OW)
         y = np.empty((filters, n, out_h, out_w), dtype=x.dtype)
@@ -202,7 +208,7 @@ class ChannelMajorBackend(ReferenceBackend):
         # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38), as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster with the
         # long N·OH·OW axis as the shared inner dimension of two row-major operands.
         grad_weight = (cache.columns @ delta.T).T.reshape(weight.shape)
-        grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # Σ over batch and positions: a GEMV
+        grad_bias = delta @ ones_vector(delta.shape[1], delta.dtype)  # Σ over batch and positions: a GEMV
         grad_input = None
         if need_input_grad:
             grad_input = as_nchw(self.input_gradient(delta.reshape(filters, n, out_h, out_w), weight, cache))
@@ -225,14 +231,14 @@ class ChannelMajorBackend(ReferenceBackend):
     def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
         """Max pooling; ``record=False`` (inference) skips recording where each maximum is."""
         cm = channel_major(x)
-        out_size = output_size(cm.shape[2:], kernel, stride, padding)
+        out_size = conv_output_size_2d(cm.shape[2:], kernel, stride, padding)
         windows = window_view(pad_channel_major(cm, padding, -np.inf), kernel, stride, out_size)
         best = np.empty((cm.shape[0], cm.shape[1], *out_size), dtype=x.dtype)  # (C, N, OH, OW)
         window_index = np.empty(best.shape, dtype=window_index_dtype(kernel)) if record else None
-        _running_maximum(windows, best, window_index, relu)
+        running_maximum(windows, best, window_index, relu)
         if not record:
-            return as_nchw(best), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding, x, relu)
-        return as_nchw(best), FastPoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
+            return as_nchw(best), PoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding, x, relu)
+        return as_nchw(best), PoolCache(window_index, tuple(cm.shape[2:]), kernel, stride, padding)
 
     def max_pool2d_backward(self, grad_output, cache):
         """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
@@ -264,13 +270,13 @@ class ChannelMajorBackend(ReferenceBackend):
     # -- average pooling (eq. 15.52) ----------------------------------------------------------
     def avg_pool2d_forward(self, x, kernel, stride, padding):
         cm = channel_major(x)
-        out_size = output_size(cm.shape[2:], kernel, stride, padding)
+        out_size = conv_output_size_2d(cm.shape[2:], kernel, stride, padding)
         windows = window_view(pad_channel_major(cm, padding, 0.0), kernel, stride, out_size)
         total = windows[:, 0, 0].copy()
         for offset in range(1, kernel[0] * kernel[1]):
             total += windows[:, offset // kernel[1], offset % kernel[1]]
         total *= total.dtype.type(1.0 / (kernel[0] * kernel[1]))
-        return as_nchw(total), FastPoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding)
+        return as_nchw(total), PoolCache(None, tuple(cm.shape[2:]), kernel, stride, padding)
 
     def avg_pool2d_backward(self, grad_output, cache):
         delta = channel_major(grad_output)

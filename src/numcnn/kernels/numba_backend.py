@@ -17,13 +17,19 @@ When first used it gives OpenBLAS one thread unless the user chose a count
 
 from __future__ import annotations
 
-import numpy as np
-
 from typing import NamedTuple
 
+import numpy as np
+
+from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels import numba_conv, numba_kernels, threads
-from numcnn.kernels.channel_major import ChannelMajorBackend, FastPoolCache, check_conv_shapes
-from numcnn.kernels.unfold import as_nchw, output_size
+from numcnn.kernels.channel_major import (
+    ChannelMajorBackend,
+    PoolCache,
+    check_conv_shapes,
+    ones_vector,
+)
+from numcnn.kernels.unfold import as_nchw
 
 __all__ = ["NumbaBackend", "DirectConvCache", "plane_layout"]
 
@@ -55,7 +61,7 @@ def plane_layout(x: np.ndarray) -> tuple[np.ndarray, int, int]:
 
 
 class _Deferred:
-    """An array computed only if it is asked for (see ``FastPoolCache.source``)."""
+    """An array computed only if it is asked for (see ``PoolCache.source``)."""
 
     def __init__(self, compute) -> None:
         self.compute = compute
@@ -94,7 +100,7 @@ class NumbaBackend(ChannelMajorBackend):
         n, c, h, w = x.shape
         filters = weight.shape[0]
         kernel = weight.shape[2:]
-        out_h, out_w = output_size((h, w), kernel, stride, padding)
+        out_h, out_w = conv_output_size_2d((h, w), kernel, stride, padding)
         if not self.use_direct(x.shape, weight.shape, stride, out_w):
             return super().conv2d_forward(x, weight, bias, stride, padding)
         flat, plane_c, plane_n = plane_layout(x)
@@ -119,10 +125,10 @@ class NumbaBackend(ChannelMajorBackend):
         check_conv_shapes(x, weight)
         n, c, h, w = x.shape
         filters, kernel = weight.shape[0], weight.shape[2:]
-        conv_size = output_size((h, w), kernel, stride, padding)
+        conv_size = conv_output_size_2d((h, w), kernel, stride, padding)
         if not self.use_direct(x.shape, weight.shape, stride, conv_size[1]):
             return None
-        pooled = output_size(conv_size, pool_kernel, pool_stride, pool_padding)
+        pooled = conv_output_size_2d(conv_size, pool_kernel, pool_stride, pool_padding)
         flat, plane_c, plane_n = plane_layout(x)
         weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))
         bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
@@ -134,10 +140,10 @@ class NumbaBackend(ChannelMajorBackend):
         )  # fmt: skip
         conv_cache = DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
         if record:
-            pool_cache = FastPoolCache(argmax, conv_size, pool_kernel, pool_stride, pool_padding)
+            pool_cache = PoolCache(argmax, conv_size, pool_kernel, pool_stride, pool_padding)
         else:  # should backward follow after all, the convolution's output is computed then
             source = _Deferred(lambda: self.conv2d_forward(x, weight, bias, stride, padding)[0])
-            pool_cache = FastPoolCache(None, conv_size, pool_kernel, pool_stride, pool_padding, source, True)
+            pool_cache = PoolCache(None, conv_size, pool_kernel, pool_stride, pool_padding, source, True)
         return as_nchw(y), conv_cache, pool_cache
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
@@ -155,7 +161,7 @@ class NumbaBackend(ChannelMajorBackend):
         )
         grad_weight = partial.sum(axis=0).reshape(weight.shape)
         delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3)).reshape(filters, -1)  # free if channel-major
-        grad_bias = delta @ self.ones(delta.shape[1], delta.dtype)  # GEMV, as in the numpy backend
+        grad_bias = delta @ ones_vector(delta.shape[1], delta.dtype)  # GEMV, as in the numpy backend
         grad_input = None
         if need_input_grad:
             out = np.empty(cache.shape, dtype=grad_output.dtype)  # (C, N, H, W)
@@ -185,7 +191,7 @@ class NumbaBackend(ChannelMajorBackend):
 
     def im2col(self, x, kernel, stride, padding):
         n, c, h, w = x.shape
-        out_size = output_size((h, w), kernel, stride, padding)
+        out_size = conv_output_size_2d((h, w), kernel, stride, padding)
         flat, plane_c, plane_n = plane_layout(x)
         columns = np.empty((c, kernel[0], kernel[1], n, *out_size), dtype=x.dtype)
         numba_kernels.im2col_kernel(
@@ -203,7 +209,7 @@ class NumbaBackend(ChannelMajorBackend):
 
     def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
         n, c, h, w = x.shape
-        out_size = output_size((h, w), kernel, stride, padding)
+        out_size = conv_output_size_2d((h, w), kernel, stride, padding)
         flat, plane_c, plane_n = plane_layout(x)
         y = np.empty((c, n, *out_size), dtype=x.dtype)
         argmax = np.empty(y.shape if record else (1,), dtype=np.int32)
@@ -212,8 +218,8 @@ class NumbaBackend(ChannelMajorBackend):
             bool(relu), bool(record), y.reshape(-1), argmax.reshape(-1),
         )
         if not record:
-            return as_nchw(y), FastPoolCache(None, (h, w), kernel, stride, padding, x, bool(relu))
-        return as_nchw(y), FastPoolCache(argmax, (h, w), kernel, stride, padding)
+            return as_nchw(y), PoolCache(None, (h, w), kernel, stride, padding, x, bool(relu))
+        return as_nchw(y), PoolCache(argmax, (h, w), kernel, stride, padding)
 
     def max_pool2d_backward(self, grad_output, cache):
         cache = self.recorded(cache)

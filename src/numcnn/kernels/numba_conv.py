@@ -26,8 +26,6 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from numcnn.kernels.numba_kernels import u64
-
 __all__ = ["conv_forward_direct", "conv_weight_grad_direct", "conv_input_grad_direct"]
 
 

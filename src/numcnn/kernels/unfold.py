@@ -30,7 +30,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from numcnn.errors import ShapeError
-from numcnn.functional.im2col import conv_output_size
+from numcnn.functional.im2col import conv_output_size_2d
 
 __all__ = [
     "as_nchw",
@@ -38,7 +38,6 @@ __all__ = [
     "col2im_channel_major",
     "im2col_channel_major",
     "input_gradient_by_rows",
-    "output_size",
     "pad_channel_major",
     "window_view",
 ]
@@ -56,14 +55,6 @@ def as_nchw(cm: np.ndarray) -> np.ndarray:
     return cm.transpose(1, 0, 2, 3)
 
 
-def output_size(
-    input_size: tuple[int, int], kernel: tuple[int, int], stride: tuple[int, int], padding: tuple[int, int]
-) -> tuple[int, int]:
-    """``(OH, OW)`` from :func:`numcnn.functional.im2col.conv_output_size`, the single formula."""
-    return (
-        conv_output_size(input_size[0], kernel[0], stride[0], padding[0]),
-        conv_output_size(input_size[1], kernel[1], stride[1], padding[1]),
-    )
 
 
 def pad_channel_major(cm: np.ndarray, padding: tuple[int, int], pad_value: float = 0.0) -> np.ndarray:
@@ -114,7 +105,7 @@ def im2col_channel_major(
         - returns: ``(C, KH, KW, N, OH, OW)``, C-contiguous; ``.reshape(C·KH·KW, N·OH·OW)`` is ``φ(x)ᵀ``
     """
     cm = channel_major(x)
-    out_size = output_size(cm.shape[2:], kernel, stride, padding)
+    out_size = conv_output_size_2d(cm.shape[2:], kernel, stride, padding)
     windows = window_view(pad_channel_major(cm, padding, pad_value), kernel, stride, out_size)
     return np.ascontiguousarray(windows)
 

@@ -9,7 +9,7 @@ import numpy as np
 from numcnn import kernels
 from numcnn.errors import ConfigurationError
 from numcnn.functional.curvature import conv2d_curvature
-from numcnn.functional.im2col import check_window, conv_output_size, pair
+from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
 from numcnn.layers.connections import check_connections
 
@@ -126,11 +126,7 @@ class Conv2d(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         _, h, w = input_shape
-        return (
-            self.out_channels,
-            conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
-            conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]),
-        )
+        return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
 
     def extra_repr(self) -> str:
         text = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn import kernels
-from numcnn.functional.im2col import conv_output_size
+from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.functional.pooling import pool_window_settings
 from numcnn.layers.base import Layer
 
@@ -22,11 +22,7 @@ class _Pool2d(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         c, h, w = input_shape
-        return (
-            c,
-            conv_output_size(h, self.kernel_size[0], self.stride[0], self.padding[0]),
-            conv_output_size(w, self.kernel_size[1], self.stride[1], self.padding[1]),
-        )
+        return (c, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
