@@ -252,3 +252,16 @@ def test_set_threads_sets_the_thread_counts(monkeypatch):
     assert threads.thread_report()["cpus"] >= 1
     with pytest.raises(numcnn.ConfigurationError):
         threads.set_threads(0)
+
+
+def test_set_threads_defaults_to_the_active_backend(monkeypatch):
+    """With numba active, a bare set_threads(2) must leave OpenBLAS on one thread (oversubscription)."""
+    pytest.importorskip("numba")
+    from numcnn.kernels import threads, use_backend
+
+    monkeypatch.setattr(threads, "_explicit", threads._explicit)
+    with use_backend("numba"):
+        assert threads.set_threads(1) == {"numba": 1, "blas": 1}
+    with use_backend("numpy"):
+        assert threads.set_threads(1) == {"blas": 1}
+        assert threads.set_threads(2) == {"blas": 2}

@@ -236,7 +236,10 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
         which = np.empty(max(count, 1), dtype=np.int32)
         for f in range(filters):
             dst = (f * batch + n) * out_h * out_w
-            if no_padding:
+            if no_padding and not record:  # inference: the maxima alone vectorise better
+                _window_maxima_values(acc[f], padded_w, (pool_kh, pool_kw), best)
+                _pick_pooled(best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst)
+            elif no_padding:
                 _window_maxima(acc[f], padded_w, conv_w, (pool_kh, pool_kw), best, which)
                 _pick_pooled(best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst)
             else:
@@ -265,6 +268,20 @@ def _window_maxima(row, padded_w, conv_w, pool_kernel, best, which):
                 better = value > best[t]
                 best[t] = value if better else best[t]
                 which[t] = code if better else which[t]
+
+
+@njit(cache=True)
+def _window_maxima_values(row, padded_w, pool_kernel, best):
+    """:func:`_window_maxima` without the offsets, for inference (nothing to route a gradient to)."""
+    count = best.shape[0]
+    best[:] = row[:count]
+    for i in range(pool_kernel[0]):
+        for j in range(pool_kernel[1]):
+            if i == 0 and j == 0:
+                continue
+            shifted = row[i * padded_w + j : i * padded_w + j + count]
+            for t in range(count):
+                best[t] = max(best[t], shifted[t])
 
 
 @njit(cache=True)
@@ -307,7 +324,7 @@ def _pool_row_scalar(row_acc, padded_w, conv_size, pool, record, out, argmax, ds
                 argmax[dst + p * out_w + q] = where if alive else -1
 
 
-@njit(cache=True)
+@njit(cache=True, fastmath={"contract"})
 def _conv_image(src, plane, plane_c, shape, kernel, padding, weight, bias):
     """The wide ``(F, L)`` output rows of one image (see the module docstring), ``L = (OH − 1)·Wp + OW``.
 
