@@ -27,5 +27,8 @@ LENET5 = register(
             ("ReLU", {}),
             ("Linear", {"in_features": 84, "out_features": 10}),
         ),
+        # Measured (README): 10 epochs of SGD with momentum at lr 0.01, annealed by a cosine, end
+        # below 1% test error; a constant rate ended at 1.00% and lr 0.05 at 1.35%.
+        training={"lr": 0.01, "epochs": 10, "lr_schedule": "cosine"},
     )
 )
