@@ -98,6 +98,22 @@ def test_unknown_model_is_a_one_line_error(capsys, isolated_home):
     assert err.startswith("numcnn: error: unknown model 'lenet7'") and err.count("\n") == 1
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (("train", "--epochs", "0"), "argument --epochs: must be >= 1, got 0"),
+        (("train", "--batch-size", "ten"), "argument --batch-size: expected a whole number, got 'ten'"),
+        (("experiment", "exercise_15_6", "--jobs", "-1"), "argument --jobs: must be >= 1, got -1"),
+        (("bench", "--threads", "0"), "argument --threads: must be >= 1, got 0"),
+    ],
+)
+def test_counts_below_one_are_rejected_before_any_work(capsys, argv, message):
+    with pytest.raises(SystemExit) as exit_info:
+        main(list(argv))
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
 def test_missing_mnist_names_where_it_looked(capsys, isolated_home):
     data_dir = isolated_home / "empty"
     data_dir.mkdir()

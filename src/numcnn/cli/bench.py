@@ -7,14 +7,9 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from numcnn.cli.arguments import positive_int
+
 __all__ = ["register"]
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -31,12 +26,12 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--model", default="lenet5", help="registered model name (see 'numcnn models')")
     parser.add_argument(
-        "--batch-size", type=_positive_int, action="append", dest="batch_sizes", default=None,
+        "--batch-size", type=positive_int, action="append", dest="batch_sizes", default=None,
         help="batch size; repeat the option for several (default: 64 and 256)",
     )  # fmt: skip
     group = parser.add_mutually_exclusive_group()
     group.add_argument(
-        "--steps", type=_positive_int, default=None, help="timed training steps per run (default: 6,400 images' worth)"
+        "--steps", type=positive_int, default=None, help="timed training steps per run (default: 6,400 images' worth)"
     )
     group.add_argument(
         "--epochs-equivalent", type=float, default=None,
@@ -44,10 +39,10 @@ def register(subparsers) -> None:
     )  # fmt: skip
     parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (>= 3); the median is reported")
     parser.add_argument(
-        "--threads", type=_positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
+        "--threads", type=positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
     )
     parser.add_argument(
-        "--blas-threads", type=_positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
+        "--blas-threads", type=positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
     )
     parser.add_argument("--backend", default="auto", choices=["auto", "reference", "numpy", "numba"])
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])

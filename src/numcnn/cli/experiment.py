@@ -6,6 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
+from numcnn.cli.arguments import positive_int
 from numcnn.errors import NumcnnError
 
 __all__ = ["register"]
@@ -22,9 +23,9 @@ def register(subparsers) -> None:
         ),
     )
     experiment.add_argument("config", help="experiment TOML file, or the name of a packaged one")
-    experiment.add_argument("--jobs", type=int, default=1, help="worker processes (default 1: in this process)")
+    experiment.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1: in this process)")
     experiment.add_argument(
-        "--threads-per-job", type=int, default=None, help="kernel threads per worker (default: cores / jobs)"
+        "--threads-per-job", type=positive_int, default=None, help="kernel threads per worker (default: cores / jobs)"
     )
     experiment.add_argument(
         "--backend", choices=["auto", "reference", "numpy", "numba"], default=None,

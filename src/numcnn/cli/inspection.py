@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn import models
+from numcnn.cli.arguments import positive_int
 
 __all__ = ["register"]
 
@@ -17,8 +18,8 @@ def register(subparsers) -> None:
         "gradcheck", help="check a model's gradients against finite differences (float64)"
     )
     check.add_argument("model", help="registered model name")
-    check.add_argument("--batch-size", type=int, default=2)
-    check.add_argument("--max-checks", type=int, default=20, help="entries sampled per tensor")
+    check.add_argument("--batch-size", type=positive_int, default=2)
+    check.add_argument("--max-checks", type=positive_int, default=20, help="entries sampled per tensor")
     check.add_argument("--seed", type=int, default=0)
     check.set_defaults(handler=run_gradcheck)
 

@@ -7,17 +7,12 @@ from pathlib import Path
 
 import numpy as np
 
+from numcnn.cli.arguments import positive_int
 from numcnn.errors import ConfigurationError
 from numcnn.train import TrainConfig
 
 __all__ = ["register"]
 
-
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
 
 
 def layer_learning_rate(text: str) -> tuple[str, float]:
