@@ -110,7 +110,7 @@ def test_npz_without_meta_is_rejected(tmp_path):
 
 def test_config_for_model_layers_defaults_recommendations_and_overrides():
     plain = TrainConfig.for_model("lenet5")
-    assert plain == TrainConfig(model="lenet5")
+    assert plain == TrainConfig(model="lenet5", lr_schedule="cosine")  # lenet5 recommends only the cosine
     classic = TrainConfig.for_model("lenet5_1998")
     assert (classic.optimizer, classic.lr, classic.batch_size, classic.epochs) == ("sdlm", 0.002, 32, 20)
     overridden = TrainConfig.for_model("lenet5_1998", lr=0.001, epochs=None)
