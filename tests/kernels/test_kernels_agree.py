@@ -26,6 +26,8 @@ CONV_CASES = [
     (2, 2, 4, 4, 3, (6, 6), (1, 1), (1, 1)),  # kernel larger than the input, covered by padding
     (2, 1, 20, 21, 2, (3, 3), (1, 1), (1, 1)),  # wide rows: numba's direct path with padding
     (2, 3, 9, 10, 9, (3, 3), (1, 1), (1, 1)),  # 9 filters, 27 taps: numba's register blocks + leftovers
+    (2, 1, 10, 9, 6, (5, 5), (1, 1), (2, 2)),  # 6 = 4 + a pair of filters, as in LeNet's first layer
+    (2, 2, 8, 9, 7, (3, 3), (1, 1), (1, 1)),  # 7 = 4 + a pair + one
 ]
 
 

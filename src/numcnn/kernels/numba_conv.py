@@ -146,8 +146,33 @@ def conv_weight_grad_direct(
                 sums[f + 3, k], sums[f + 3, k + 1], sums[f + 3, k + 2], sums[f + 3, k + 3] = s30, s31, s32, s33
             for k in range(taps - taps % 4, taps):  # leftover taps
                 _dot_rows(wide, f, f + 4, padded[offsets[k] : offsets[k] + length], zero, sums, k)
-        for k in range(taps):  # leftover filters
-            _dot_rows(wide, filters - filters % 4, filters, padded[offsets[k] : offsets[k] + length], zero, sums, k)
+        first_pair = filters - filters % 4
+        for f in range(first_pair, filters - (filters - first_pair) % 2, 2):  # leftover filters in pairs
+            d0, d1 = wide[f], wide[f + 1]
+            for k in range(0, taps - taps % 4, 4):
+                p0 = padded[offsets[k] : offsets[k] + length]
+                p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
+                p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
+                p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
+                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
+                for t in range(length):
+                    x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
+                    e0, e1 = d0[t], d1[t]
+                    s00 += e0 * x0
+                    s01 += e0 * x1
+                    s02 += e0 * x2
+                    s03 += e0 * x3
+                    s10 += e1 * x0
+                    s11 += e1 * x1
+                    s12 += e1 * x2
+                    s13 += e1 * x3
+                sums[f, k], sums[f, k + 1], sums[f, k + 2], sums[f, k + 3] = s00, s01, s02, s03
+                sums[f + 1, k], sums[f + 1, k + 1], sums[f + 1, k + 2], sums[f + 1, k + 3] = s10, s11, s12, s13
+            for k in range(taps - taps % 4, taps):
+                _dot_rows(wide, f, f + 2, padded[offsets[k] : offsets[k] + length], zero, sums, k)
+        if (filters - first_pair) % 2:
+            for k in range(taps):
+                _dot_rows(wide, filters - 1, filters, padded[offsets[k] : offsets[k] + length], zero, sums, k)
 
 
 @njit(cache=True, fastmath=True, inline="always")
@@ -371,8 +396,26 @@ def _conv_image(src, plane, plane_c, shape, kernel, padding, weight, bias):
                 a1[t] += v1 * x0
                 a2[t] += v2 * x0
                 a3[t] += v3 * x0
-    for f in range(filters - filters % 4, filters):
-        row = acc[f]
+    # Leftover filters in pairs, four taps per pass (LeNet's first layer has 6 = 4 + 2 filters).
+    first_pair = filters - filters % 4
+    for f in range(first_pair, filters - (filters - first_pair) % 2, 2):
+        a0, a1 = acc[f], acc[f + 1]
+        for k in range(0, taps - taps % 4, 4):
+            p0 = padded[offsets[k] : offsets[k] + length]
+            p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
+            p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
+            p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
+            w00, w01, w02, w03 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
+            w10, w11, w12, w13 = weight[f + 1, k], weight[f + 1, k + 1], weight[f + 1, k + 2], weight[f + 1, k + 3]
+            for t in range(length):
+                x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
+                a0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
+                a1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
+        for k in range(taps - taps % 4, taps):
+            _axpy(a0, weight[f, k], padded[offsets[k] : offsets[k] + length])
+            _axpy(a1, weight[f + 1, k], padded[offsets[k] : offsets[k] + length])
+    if (filters - first_pair) % 2:
+        row = acc[filters - 1]
         for k in range(taps):
-            _axpy(row, weight[f, k], padded[offsets[k] : offsets[k] + length])
+            _axpy(row, weight[filters - 1, k], padded[offsets[k] : offsets[k] + length])
     return acc
