@@ -28,3 +28,17 @@ def test_from_notes_to_code_examples():
 def test_module_docstring_examples(module):
     result = doctest.testmod(module, optionflags=OPTIONS)
     assert result.attempted > 0 and result.failed == 0
+
+
+def test_readme_python_examples_run():
+    """The README's Python blocks run in order, in one namespace, as a reader would paste them."""
+    import re
+
+    readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
+    blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    namespace: dict = {}
+    for block in blocks:
+        exec(compile(block, "README.md", "exec"), namespace)
+    assert namespace["report"].passed
+    assert [name for name, *_ in namespace["block"].named_parameters()][:1] == ["conv1.weight"]
