@@ -12,6 +12,20 @@ def rng() -> np.random.Generator:
 
 
 @pytest.fixture
+def seed_000_convn_full() -> np.ndarray:
+    """Seed 000 §3.1's worked example: ``convn(ones(3, 3), [1 2 3; 4 5 6; 7 8 9], 'full')``."""
+    return np.array(
+        [
+            [1, 3, 6, 5, 3],
+            [5, 12, 21, 16, 9],
+            [12, 27, 45, 33, 18],
+            [11, 24, 39, 28, 15],
+            [7, 15, 24, 17, 9],
+        ]
+    )
+
+
+@pytest.fixture
 def distinct_values(rng: np.random.Generator):
     """Factory of float64 arrays whose values are pairwise far apart, so max pooling has no ties
     or near-ties that a finite-difference step of 1e-6 could flip."""

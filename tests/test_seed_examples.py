@@ -20,21 +20,14 @@ def test_seed_004_convolution_of_3x4_image_with_2x2_ones():
     np.testing.assert_array_equal(y[0, 0], [[12, 16, 11], [24, 28, 17]])
 
 
-def test_seed_000_convn_full_example_is_the_input_gradient():
+def test_seed_000_convn_full_example_is_the_input_gradient(seed_000_convn_full):
     # Seed 000: convn(ones(3,3), [1 2 3; 4 5 6; 7 8 9], 'full'). For y = x ⋆ k (valid
     # cross-correlation), ∂E/∂x is the full convolution of δ with k: with δ = ones(3,3) the
     # input gradient of a 5×5 input is exactly the seed's matrix.
     kernel = np.arange(1, 10, dtype=np.float64).reshape(1, 1, 3, 3)
     _, cache = conv2d_forward(np.zeros((1, 1, 5, 5)), kernel)
     grad_input, _, _ = conv2d_backward(np.ones((1, 1, 3, 3)), cache)
-    expected = [
-        [1, 3, 6, 5, 3],
-        [5, 12, 21, 16, 9],
-        [12, 27, 45, 33, 18],
-        [11, 24, 39, 28, 15],
-        [7, 15, 24, 17, 9],
-    ]
-    np.testing.assert_array_equal(grad_input[0, 0], expected)
+    np.testing.assert_array_equal(grad_input[0, 0], seed_000_convn_full)
 
 
 def test_seed_001_convolution_gradients_written_out_term_by_term(rng):
