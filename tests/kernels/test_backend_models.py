@@ -3,6 +3,7 @@ fast path, and the flat parameter buffer behind the optimiser."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -97,8 +98,9 @@ def test_fused_sequential_gives_the_reference_outputs_and_gradients(backend, dty
             value = loss(model.forward(x), targets)
             grad_x = model.backward(loss.backward())
             results[name] = (value, grad_x, [g.copy() for _, g in model.parameters()])
-    # Both ReLU → MaxPool2d pairs ran fused (numba: together with the convolution before them).
-    assert {last for first, last in model._steps if last > first} == {2, 5}
+    # Both ReLU → MaxPool2d pairs ran fused; numba also fuses the convolution before each of them.
+    fused = {step for step in model._steps if step[1] > step[0]}
+    assert fused == ({(0, 2), (3, 5)} if backend == "numba" else {(1, 2), (4, 5)})
     (ref_value, ref_grad, ref_grads), (value, grad, grads) = results["reference"], results[backend]
     close(value, ref_value, dtype)
     close(grad, ref_grad, dtype)
@@ -168,12 +170,17 @@ def test_gradcheck_passes_on_the_fast_path(backend, rng, distinct_values):
 
 
 # -- flat parameters and the optimiser ---------------------------------------------------------------
-def test_build_puts_parameters_into_one_buffer_without_changing_the_contract():
+def test_build_puts_parameters_into_one_buffer_without_changing_the_contract(monkeypatch):
+    import numcnn.models.registry as registry
+
     model = numcnn.models.build("lenet5", rng=0)
+    monkeypatch.setattr(registry, "flatten_parameters", lambda model: None)
+    separate = numcnn.models.build("lenet5", rng=0)  # the same draws, each array on its own
+    assert contiguous_span([p for _, p, _ in separate.named_parameters()]) is None
     params = [p for _, p, _ in model.named_parameters()]
     grads = [g for _, _, g in model.named_parameters()]
     assert contiguous_span(params) is not None and contiguous_span(grads) is not None
-    for (name, a, _), (_, b, _) in zip(model.named_parameters(), unflattened_lenet().named_parameters()):
+    for (name, a, _), (_, b, _) in zip(model.named_parameters(), separate.named_parameters(), strict=True):
         np.testing.assert_array_equal(a, b, err_msg=name)  # flattening keeps every value
     conv = model[0]
     assert conv.weight is conv.params["weight"] and conv.weight.shape == (6, 1, 5, 5)
@@ -243,25 +250,54 @@ def test_flatten_parameters_keeps_shared_parameters_shared():
     assert flatten_parameters(numcnn.Sequential(numcnn.ReLU())) is None
 
 
-def test_set_threads_sets_the_thread_counts(monkeypatch):
+@pytest.fixture
+def thread_counts(monkeypatch):
+    """The thread module, with the counts it changes restored afterwards (later tests run with the
+    numba threads and OpenBLAS limit they started with), and a reader of the counts in force."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
     from numcnn.kernels import threads
 
     monkeypatch.setattr(threads, "_explicit", threads._explicit)
+    monkeypatch.setattr(threads, "_blas_limiter", threads._blas_limiter)
+    blas_before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    numba = sys.modules.get("numba")
+    numba_before = numba.get_num_threads() if numba is not None else None
+
+    def in_force() -> dict[str, int]:
+        counts = {"blas": max(pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas")}
+        if "numba" in sys.modules:
+            counts["numba"] = sys.modules["numba"].get_num_threads()
+        return counts
+
+    yield threads, in_force
+    if blas_before:
+        threadpool_limits(limits=max(blas_before), user_api="blas")
+    if numba_before is not None:
+        numba.set_num_threads(numba_before)
+
+
+def test_set_threads_sets_the_thread_counts(thread_counts):
+    threads, in_force = thread_counts
     assert threads.set_threads(2, "numpy") == {"blas": 2}
+    assert in_force()["blas"] == min(2, os.cpu_count())  # OpenBLAS never starts more threads than CPUs
     assert threads.set_threads(1, "numpy", blas_threads=1) == {"blas": 1}
+    assert in_force()["blas"] == 1
     assert threads.thread_report()["cpus"] >= 1
     with pytest.raises(numcnn.ConfigurationError):
         threads.set_threads(0)
 
 
-def test_set_threads_defaults_to_the_active_backend(monkeypatch):
-    """With numba active, a bare set_threads(2) must leave OpenBLAS on one thread (oversubscription)."""
+def test_set_threads_defaults_to_the_active_backend(thread_counts):
+    """With numba active, a bare set_threads(n) must leave OpenBLAS on one thread (oversubscription)."""
     pytest.importorskip("numba")
-    from numcnn.kernels import threads, use_backend
+    from numcnn.kernels import use_backend
 
-    monkeypatch.setattr(threads, "_explicit", threads._explicit)
+    threads, in_force = thread_counts
     with use_backend("numba"):
         assert threads.set_threads(1) == {"numba": 1, "blas": 1}
+        assert in_force() == {"numba": 1, "blas": 1}
     with use_backend("numpy"):
         assert threads.set_threads(1) == {"blas": 1}
         assert threads.set_threads(2) == {"blas": 2}
+        assert in_force()["blas"] == min(2, os.cpu_count())

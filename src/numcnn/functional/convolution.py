@@ -22,7 +22,7 @@ import numpy as np
 from numcnn.errors import ShapeError
 from numcnn.functional.im2col import col2im, im2col, pair
 
-__all__ = ["Conv2dCache", "conv2d_forward", "conv2d_backward"]
+__all__ = ["Conv2dCache", "check_conv_input", "conv2d_forward", "conv2d_backward"]
 
 
 class Conv2dCache(NamedTuple):
@@ -33,6 +33,17 @@ class Conv2dCache(NamedTuple):
     input_size: tuple[int, int]  # (H, W): the size col2im folds back to
     stride: tuple[int, int]
     padding: tuple[int, int]
+
+
+def check_conv_input(x: np.ndarray, weight: np.ndarray) -> None:
+    """Raise a :class:`ShapeError` unless ``x`` is an ``(N, C, H, W)`` batch with the weight's ``C``."""
+    if x.ndim != 4:
+        raise ShapeError(f"conv2d input must have shape (N, C, H, W), got {x.shape}")
+    if x.shape[1] != weight.shape[1]:
+        raise ShapeError(
+            f"conv2d input has {x.shape[1]} channels but the weight expects {weight.shape[1]} "
+            f"(input shape {x.shape}, weight shape {weight.shape})"
+        )
 
 
 def conv2d_forward(
@@ -49,14 +60,8 @@ def conv2d_forward(
         - weight: ``(F, C, KH, KW)``; bias: ``(F,)`` or None
         - returns y: ``(N, F, OH, OW)`` and the cache for :func:`conv2d_backward`
     """
-    if x.ndim != 4:
-        raise ShapeError(f"conv2d input must have shape (N, C, H, W), got {x.shape}")
+    check_conv_input(x, weight)
     filters, channels, kernel_h, kernel_w = weight.shape
-    if x.shape[1] != channels:
-        raise ShapeError(
-            f"conv2d input has {x.shape[1]} channels but the weight expects {channels} "
-            f"(input shape {x.shape}, weight shape {weight.shape})"
-        )
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
 
     columns = im2col(x, (kernel_h, kernel_w), stride, padding)  # (N, C, KH, KW, OH, OW)

@@ -12,8 +12,8 @@ need speed (convolution, pooling, ReLU, linear). Layers never import a backend d
     the same mathematics arranged for speed with NumPy alone: batch-last ``(C, H, W, N)`` memory,
     cache-blocked im2col products, ReLU fused into max pooling (see :mod:`numcnn.kernels.numpy_backend`).
 ``"numba"``
-    channel-major NumPy kernels (:mod:`numcnn.kernels.channel_major`) with the passes NumPy cannot
-    avoid replaced by compiled loops (:mod:`numcnn.kernels.numba_backend`); needs the optional ``numba`` package (``numcnn[fast]``).
+    the ``"numpy"`` backend with its convolutions and max pooling replaced by compiled loops
+    (:mod:`numcnn.kernels.numba_backend`); needs the optional ``numba`` package (``numcnn[fast]``).
 
 ``"auto"`` picks ``"numba"`` when numba can be imported and ``"numpy"`` otherwise. The starting
 backend comes from the environment variable ``NUMCNN_BACKEND`` (default ``"auto"``); change it with

@@ -31,12 +31,7 @@ from numpy.lib.stride_tricks import as_strided
 
 from numcnn.errors import ShapeError
 
-__all__ = ["Workspace", "as_nchw", "batch_last", "is_batch_last", "pad_batch_last", "window_view"]
-
-
-def is_batch_last(x: np.ndarray) -> bool:
-    """Whether the NCHW array ``x`` is a view of C-contiguous ``(C, H, W, N)`` memory."""
-    return x.ndim == 4 and x.transpose(1, 2, 3, 0).flags.c_contiguous
+__all__ = ["Workspace", "as_nchw", "batch_last", "pad_batch_last", "window_view"]
 
 
 def batch_last(x: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ import numpy as np
 
 from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels.batch_last import as_nchw, batch_last, pad_batch_last, window_view
-from numcnn.kernels.channel_major import PoolCache, running_maximum, window_index_dtype
+from numcnn.kernels.common import PoolCache, running_maximum, tiles_exactly, window_index_dtype
 
 __all__ = [
     "avg_pool2d_backward",
@@ -43,16 +43,11 @@ def max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True):
     return as_nchw(best), PoolCache(window_index, input_size, kernel, stride, padding)
 
 
-def _tiles_exactly(size, kernel, stride, padding) -> bool:
-    """Whether the windows cover the padded input exactly once (then a gradient needs no zero fill)."""
-    return all(s == k and (n + 2 * p - k) % s == 0 for n, k, s, p in zip(size, kernel, stride, padding))
-
-
 def _gradient_canvas(delta: np.ndarray, cache: PoolCache):
     """A padded batch-last ``(C, Hp, Wp, N)`` gradient; zeroed unless the windows tile it exactly."""
     c, _, _, n = delta.shape
     (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
-    exact = _tiles_exactly(cache.input_size, cache.kernel, cache.stride, cache.padding)
+    exact = tiles_exactly(cache.input_size, cache.kernel, cache.stride, cache.padding)
     allocate = np.empty if exact else np.zeros
     return allocate((c, h + 2 * pad_h, w + 2 * pad_w, n), dtype=delta.dtype), exact
 

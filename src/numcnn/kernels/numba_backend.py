@@ -1,4 +1,9 @@
-"""The ``"numba"`` backend: the channel-major NumPy kernels with their memory-bound passes compiled.
+"""The ``"numba"`` backend: the ``"numpy"`` backend with its convolutions and max pooling compiled.
+
+Its compiled kernels keep channel-major ``(C, N, H, W)`` memory (each image's planes together, for
+per-image tasks; compiled loops do not pay NumPy's per-run cost that made the numpy backend go
+batch-last). What it inherits from :class:`~numcnn.kernels.numpy_backend.NumpyBackend` (linear
+layers, ReLU, average pooling) accepts any layout.
 
 * small stride-1 convolutions (LeNet's both) run as direct loops over the padded image
   (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images;
@@ -10,7 +15,8 @@
 * max pooling, with the ReLU fused in, reads every input pixel once and records the flat index
   of each window's first maximum, so the backward pass is a single scatter.
 
-The kernels are in :mod:`numcnn.kernels.numba_kernels`; importing this module imports numba.
+The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions) and
+:mod:`numcnn.kernels.numba_kernels` (im2col, col2im, pooling); importing this module imports numba.
 When first used it gives OpenBLAS one thread unless the user chose a count
 (:func:`numcnn.kernels.threads.apply_numba_default`): the two thread pools must not fight over the cores.
 """
@@ -23,15 +29,25 @@ import numpy as np
 
 from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels import numba_conv, numba_kernels, threads
-from numcnn.kernels.channel_major import (
-    ChannelMajorBackend,
-    PoolCache,
-    check_conv_shapes,
-    ones_vector,
-)
-from numcnn.kernels.unfold import as_nchw
+from numcnn.kernels.common import PoolCache, check_conv_input, ones_vector
+from numcnn.kernels.numpy_backend import NumpyBackend
 
-__all__ = ["NumbaBackend", "DirectConvCache", "plane_layout"]
+__all__ = ["NumbaBackend", "ColumnsConvCache", "DirectConvCache", "plane_layout"]
+
+
+def as_nchw(cm: np.ndarray) -> np.ndarray:
+    """``(C, N, H, W)`` channel-major memory → the public ``(N, C, H, W)`` view (no copy)."""
+    return cm.transpose(1, 0, 2, 3)
+
+
+class ColumnsConvCache(NamedTuple):
+    """For convolutions too large for the direct kernels: the unfolding ``φ(x)ᵀ``, kernel-major."""
+
+    columns: np.ndarray  # (C·KH·KW, N·OH·OW)
+    weight: np.ndarray  # (F, C, KH, KW)
+    input_size: tuple[int, int]
+    stride: tuple[int, int]
+    padding: tuple[int, int]
 
 
 class DirectConvCache(NamedTuple):
@@ -71,7 +87,17 @@ def _window(kernel, stride, padding, out_size) -> tuple[int, ...]:
     return (kernel[0], kernel[1], stride[0], stride[1], padding[0], padding[1], out_size[0], out_size[1])
 
 
-class NumbaBackend(ChannelMajorBackend):
+def _bias_gradient(grad_output: np.ndarray) -> np.ndarray:
+    """``∂E/∂b = Σ δ`` over the batch and the positions: a GEMV on channel-major memory (no copy)."""
+    filters = grad_output.shape[1]
+    cm = grad_output.transpose(1, 0, 2, 3)
+    if cm.flags.c_contiguous:
+        rows = cm.reshape(filters, -1)
+        return rows @ ones_vector(rows.shape[1], rows.dtype)
+    return grad_output.sum(axis=(0, 2, 3))
+
+
+class NumbaBackend(NumpyBackend):
     """Fast kernels with numba; outputs and gradients equal the ``"numpy"`` and reference backends'."""
 
     name = "numba"
@@ -87,7 +113,7 @@ class NumbaBackend(ChannelMajorBackend):
     direct_max_filters_times_rows = 4096  # F · C·KH·KW
     direct_min_row_length = 8  # OW
 
-    def use_direct(self, x_shape, weight_shape, stride, out_w) -> bool:
+    def use_direct(self, weight_shape, stride, out_w) -> bool:
         filters, channels, kernel_h, kernel_w = weight_shape
         return (
             stride == (1, 1)
@@ -96,13 +122,13 @@ class NumbaBackend(ChannelMajorBackend):
         )
 
     def conv2d_forward(self, x, weight, bias, stride, padding):
-        check_conv_shapes(x, weight)
+        check_conv_input(x, weight)
         n, c, h, w = x.shape
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         out_h, out_w = conv_output_size_2d((h, w), kernel, stride, padding)
-        if not self.use_direct(x.shape, weight.shape, stride, out_w):
-            return super().conv2d_forward(x, weight, bias, stride, padding)
+        if not self.use_direct(weight.shape, stride, out_w):
+            return self._columns_conv2d_forward(x, weight, bias, stride, padding)
         flat, plane_c, plane_n = plane_layout(x)
         weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))
         bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
@@ -122,11 +148,11 @@ class NumbaBackend(ChannelMajorBackend):
         Returns ``(y, conv_cache, pool_cache)``: the caches the two layers' backward passes use, as if
         Conv2d and the fused ReLU → MaxPool2d had run one after the other.
         """
-        check_conv_shapes(x, weight)
+        check_conv_input(x, weight)
         n, c, h, w = x.shape
         filters, kernel = weight.shape[0], weight.shape[2:]
         conv_size = conv_output_size_2d((h, w), kernel, stride, padding)
-        if not self.use_direct(x.shape, weight.shape, stride, conv_size[1]):
+        if not self.use_direct(weight.shape, stride, conv_size[1]):
             return None
         pooled = conv_output_size_2d(conv_size, pool_kernel, pool_stride, pool_padding)
         flat, plane_c, plane_n = plane_layout(x)
@@ -147,8 +173,8 @@ class NumbaBackend(ChannelMajorBackend):
         return as_nchw(y), conv_cache, pool_cache
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
-        if not isinstance(cache, DirectConvCache):
-            return super().conv2d_backward(grad_output, cache, need_input_grad)
+        if isinstance(cache, ColumnsConvCache):
+            return self._columns_conv2d_backward(grad_output, cache, need_input_grad)
         weight = cache.weight
         filters = weight.shape[0]
         kernel = weight.shape[2:]
@@ -160,8 +186,7 @@ class NumbaBackend(ChannelMajorBackend):
             grad_flat, grad_plane_f, grad_plane_n, partial.dtype.type(0), partial,
         )
         grad_weight = partial.sum(axis=0).reshape(weight.shape)
-        delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3)).reshape(filters, -1)  # free if channel-major
-        grad_bias = delta @ ones_vector(delta.shape[1], delta.dtype)  # GEMV, as in the numpy backend
+        grad_bias = _bias_gradient(grad_output)
         grad_input = None
         if need_input_grad:
             out = np.empty(cache.shape, dtype=grad_output.dtype)  # (C, N, H, W)
@@ -172,22 +197,36 @@ class NumbaBackend(ChannelMajorBackend):
             grad_input = as_nchw(out)
         return grad_input, grad_weight, grad_bias
 
-    def unfold_and_multiply(self, x, weight, stride, padding):
-        """The compiled im2col reads the input once, padding included: no blocking needed."""
+    # -- convolutions too large for the direct kernels: im2col + GEMM (OpenBLAS) ----------------
+    # The unfolding is kernel-major, cols[c, i, j, n, p, q] = x_pad[n, c, p·SH + i, q·SW + j]: as a
+    # (C·KH·KW, N·OH·OW) matrix it is φ(x)ᵀ for the whole batch, so eq. 15.25 is Yᵀ = W_mat · cols
+    # with the PyTorch weight as it lies in memory, and Yᵀ (F, N·OH·OW) is channel-major output.
+
+    def _columns_conv2d_forward(self, x, weight, bias, stride, padding):
         filters = weight.shape[0]
         columns = self.im2col(x, weight.shape[2:], stride, padding)  # (C, KH, KW, N, OH, OW)
         n, out_h, out_w = columns.shape[3:]
         columns = columns.reshape(-1, n * out_h * out_w)
-        y = weight.reshape(filters, -1) @ columns
-        return columns, y.reshape(filters, n, out_h, out_w)
+        y = (weight.reshape(filters, -1) @ columns).reshape(filters, n, out_h, out_w)
+        if bias is not None:
+            y += bias[:, None, None, None]
+        return as_nchw(y), ColumnsConvCache(columns, weight, (x.shape[2], x.shape[3]), stride, padding)
 
-    def input_gradient(self, delta, weight, cache):
-        """``∂E/∂x`` as ``col2im(δ Fᵀ)``: the compiled col2im adds each plane's windows in one pass."""
+    def _columns_conv2d_backward(self, grad_output, cache, need_input_grad):
+        weight = cache.weight
         filters, channels = weight.shape[:2]
-        n, out_h, out_w = delta.shape[1:]
-        grad_columns = weight.reshape(filters, -1).T @ delta.reshape(filters, -1)  # (C·KH·KW, N·OH·OW)
-        grad_columns = grad_columns.reshape(channels, *weight.shape[2:], n, out_h, out_w)
-        return self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding)
+        n, out_h, out_w = grad_output.shape[0], grad_output.shape[2], grad_output.shape[3]
+        delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3)).reshape(filters, -1)  # δᵀ (F, N·OH·OW)
+        # ∂E/∂F = φ(x)ᵀ δ (eq. 15.38), as (cols · δᵀᵀ)ᵀ: OpenBLAS is several times faster with the
+        # long N·OH·OW axis as the shared inner dimension of two row-major operands.
+        grad_weight = (cache.columns @ delta.T).T.reshape(weight.shape)
+        grad_bias = delta @ ones_vector(delta.shape[1], delta.dtype)
+        grad_input = None
+        if need_input_grad:  # eq. 15.49: col2im(δ W_mat)
+            grad_columns = weight.reshape(filters, -1).T @ delta  # (C·KH·KW, N·OH·OW)
+            grad_columns = grad_columns.reshape(channels, *weight.shape[2:], n, out_h, out_w)
+            grad_input = as_nchw(self.col2im(grad_columns, cache.input_size, cache.stride, cache.padding))
+        return grad_input, grad_weight, grad_bias
 
     def im2col(self, x, kernel, stride, padding):
         n, c, h, w = x.shape
@@ -222,7 +261,7 @@ class NumbaBackend(ChannelMajorBackend):
         return as_nchw(y), PoolCache(argmax, (h, w), kernel, stride, padding)
 
     def max_pool2d_backward(self, grad_output, cache):
-        cache = self.recorded(cache)
+        cache = self._recorded(cache)
         n, c, out_h, out_w = grad_output.shape
         flat, plane_c, plane_n = plane_layout(grad_output)
         out = np.empty((c, n, *cache.input_size), dtype=grad_output.dtype)
@@ -231,3 +270,12 @@ class NumbaBackend(ChannelMajorBackend):
             out.reshape(-1),
         )
         return as_nchw(out)
+
+    def _recorded(self, cache):
+        """The cache with the maxima's positions, found again from the input if inference skipped them."""
+        if cache.window_index is not None:
+            return cache
+        source = cache.source
+        if isinstance(source, _Deferred):  # a fused convolution did not keep its output: compute it now
+            source = source.compute()
+        return self.max_pool2d_forward(source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]

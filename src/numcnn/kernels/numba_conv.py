@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["conv_forward_direct", "conv_weight_grad_direct", "conv_input_grad_direct"]
+__all__ = ["conv_forward_direct", "conv_pool_forward_direct", "conv_weight_grad_direct", "conv_input_grad_direct"]
 
 
 @njit(cache=True, inline="always")

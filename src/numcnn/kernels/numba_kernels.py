@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["u64", "valid_columns", "im2col_kernel", "col2im_kernel", "max_pool_forward_kernel", "max_pool_backward_kernel"]
+__all__ = ["im2col_kernel", "col2im_kernel", "max_pool_forward_kernel", "max_pool_backward_kernel"]
 
 
 @njit(cache=True, inline="always")

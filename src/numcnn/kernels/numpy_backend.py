@@ -26,9 +26,8 @@ import numpy as np
 
 from numcnn.kernels import batch_last_conv, batch_last_pool
 from numcnn.kernels.batch_last import Workspace
-from numcnn.kernels.channel_major import check_conv_shapes, ones_vector
+from numcnn.kernels.common import check_conv_input, ones_vector
 from numcnn.kernels.reference import ReferenceBackend
-from numcnn.kernels.unfold import col2im_channel_major, im2col_channel_major
 
 __all__ = ["NumpyBackend"]
 
@@ -61,19 +60,11 @@ class NumpyBackend(ReferenceBackend):
 
     # -- convolution -------------------------------------------------------------------------
     def conv2d_forward(self, x, weight, bias, stride, padding):
-        check_conv_shapes(x, weight)
+        check_conv_input(x, weight)
         return batch_last_conv.conv2d_forward(x, weight, bias, stride, padding, self.block_bytes, self.workspace)
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
         return batch_last_conv.conv2d_backward(grad_output, cache, need_input_grad, self.block_bytes, self.workspace)
-
-    # The kernel-major unfolding of numcnn.kernels.unfold, for code that wants φ(x)ᵀ itself; the
-    # convolution above unfolds batch-last, a band at a time, instead.
-    def im2col(self, x, kernel, stride, padding):
-        return im2col_channel_major(x, kernel, stride, padding)
-
-    def col2im(self, grad_columns, input_size, stride, padding):
-        return col2im_channel_major(grad_columns, input_size, stride, padding)
 
     # -- pooling -------------------------------------------------------------------------------
     def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
