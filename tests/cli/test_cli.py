@@ -123,6 +123,17 @@ def test_missing_mnist_names_where_it_looked(capsys, isolated_home):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_a_bad_backend_fails_before_data_is_loaded_or_the_run_dir_is_touched(capsys, isolated_home, monkeypatch):
+    monkeypatch.setenv("NUMCNN_BACKEND", "foo")
+    out = isolated_home / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    code, _, err = run(capsys, "train", "--no-download", "--out", str(out))
+    assert code == 1 and err.startswith("numcnn: error: unknown backend 'foo'") and err.count("\n") == 1
+    assert "MNIST" not in err  # no data is found in isolated_home: the backend was checked first
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
 def test_corrupt_mnist_file_is_reported_by_name(capsys, isolated_home):
     data_dir = isolated_home / "corrupt"
     data_dir.mkdir()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
@@ -145,8 +146,10 @@ def configure_compute(args) -> None:
     from numcnn import kernels
     from numcnn.kernels.threads import set_threads
 
-    if args.backend is not None:
-        kernels.set_backend(args.backend)
+    # --backend, else $NUMCNN_BACKEND, resolved now: a bad name fails before any data is loaded.
+    backend = args.backend or os.environ.get(kernels.ENVIRONMENT_VARIABLE) or None
+    if backend is not None:
+        kernels.set_backend(backend)
     if args.threads is not None:
         set_threads(args.threads, backend=kernels.backend_name())
 
@@ -168,8 +171,8 @@ def run_train(args) -> int:
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
+    configure_compute(args)  # so is a bad backend or thread count
     data = load_data(args)
-    configure_compute(args)
     history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
     if history:
         final = history.final
@@ -195,9 +198,9 @@ def run_evaluate(args) -> int:
 
     checkpoint = load_checkpoint(args.checkpoint)
     spec = checkpoint.spec
+    configure_compute(args)
     data = load_data(args)
     split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
-    configure_compute(args)
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
     epoch = checkpoint.meta.get("epoch", "?")
     print(
