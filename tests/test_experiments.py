@@ -12,6 +12,7 @@ import pytest
 from numcnn.cli.main import main
 from numcnn.errors import ConfigurationError
 from numcnn.experiments import (
+    RunSpec,
     load_experiment,
     load_result,
     markdown,
@@ -160,6 +161,20 @@ def test_report_gives_each_model_its_spread_over_seeds(tmp_path):
     assert "sk_0.2: mean test error 2.20%" in report
     write_report(experiment, results, tmp_path)
     assert (tmp_path / "grid_error_per_model.png").is_file()
+
+
+def test_report_and_cost_use_the_models_recommended_settings(tmp_path):
+    from numcnn.experiments.runner import estimated_cost
+
+    text = "name = 'paper'\n[[sweep]]\nname = 'l98'\nmodels = ['lenet5_1998']\nsizes = [100]\n"
+    experiment = load_experiment(write_config(tmp_path, text))
+    (run,) = experiment.runs()
+    results = {run.run_id: {"test_error": 0.01, "train_error": 0.0, "seconds": 1.0, "model": run.model}}
+    report = markdown(experiment, results)
+    # lenet5_1998 recommends SDLM, lr 0.002, batch 32, 20 epochs -- not the fallbacks 10 / 64 / 0.05
+    assert "Training: 20 epochs, batch 32, lr 0.002, momentum 0.9, weight decay 0.0, optimizer sdlm." in report
+    twenty, ten = (RunSpec("lenet5_1998", 100, 0, 0, (("epochs", epochs),)) for epochs in (20, 10))
+    assert estimated_cost(run) == estimated_cost(twenty) == 2 * estimated_cost(ten)  # 20 epochs, not 10
 
 
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic_digits):

@@ -74,7 +74,7 @@ def _forward_flops(model: str) -> int:
 
 def estimated_cost(run: RunSpec) -> float:
     """Relative cost of a run (forward FLOPs × examples × epochs), to start the longest runs first."""
-    return _forward_flops(run.model) * run.size * dict(run.train).get("epochs", 10)
+    return _forward_flops(run.model) * run.size * run.train_config().epochs
 
 
 @dataclass
