@@ -225,6 +225,36 @@ def test_changed_settings_in_an_old_run_folder_are_refused(tmp_path, synthetic_d
     assert "different settings" in outcome.failures[run.run_id]
 
 
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_missing_mnist_is_the_same_one_line_error_with_any_number_of_jobs(tmp_path, capsys, monkeypatch, jobs):
+    monkeypatch.delenv("NUMCNN_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = write_config(tmp_path, ONE_RUN)
+    code = main(["experiment", str(config), "--jobs", jobs, "--data-dir", str(empty), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("numcnn: error: MNIST files not found") and str(empty) in err
+    assert err.count("\n") == 1 and "Traceback" not in err and "BrokenProcessPool" not in err
+
+
+def test_a_worker_whose_setup_failed_reports_it_for_each_run(tmp_path, monkeypatch):
+    from numcnn.experiments import runner
+
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # _init_worker sets it; restored afterwards
+    monkeypatch.setattr(runner, "_configure_kernels", lambda threads, backend: None)  # keep this process's
+    monkeypatch.setattr(runner, "_WORKER", {})
+    monkeypatch.delenv("NUMCNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    runner._init_worker(1, None, str(tmp_path), None)  # no MNIST in tmp_path
+    (run,) = load_experiment(write_config(tmp_path, ONE_RUN)).runs()
+    result = runner._worker_run(run, str(tmp_path / "out"))
+    assert result["run_id"] == run.run_id and result["failed"].startswith("MNIST files not found")
+
+
 def test_a_setting_numcnn_gained_later_counts_as_its_default(tmp_path):
     experiment = load_experiment(write_config(tmp_path, ONE_RUN))
     (run,) = experiment.runs()

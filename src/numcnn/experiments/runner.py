@@ -100,11 +100,17 @@ def _configure_kernels(threads: int | None, backend: str | None) -> None:
 
 
 def _init_worker(threads: int, backend: str | None, data_dir: str | None, dataset: Any) -> None:
-    """In a spawned worker: choose the kernels, cap their threads, load the data once."""
+    """In a spawned worker: choose the kernels, cap their threads, load the data once.
+
+    A numcnn error here (e.g. a data file that went bad) is kept and reported by every run of the
+    worker: an exception escaping an initializer would break the pool with a traceback."""
     # numba sizes its thread pool when it is first imported, which happens lazily, after this.
     os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    _configure_kernels(threads, backend)
-    _load_data(data_dir, dataset)
+    try:
+        _configure_kernels(threads, backend)
+        _load_data(data_dir, dataset)
+    except NumcnnError as error:
+        _WORKER["error"] = one_line(error)
 
 
 def _load_data(data_dir: str | None, dataset: Any) -> None:
@@ -211,6 +217,8 @@ def _final_metrics_if_complete(folder: Path, config, data, log: Callable[[str], 
 
 def _worker_run(run: RunSpec, out_dir: str) -> dict[str, Any]:
     """Pool entry point: numcnn's own errors come back as a result marked failed, not a traceback."""
+    if "error" in _WORKER:
+        return {"run_id": run.run_id, "failed": _WORKER["error"]}
     try:
         return execute_run(run, out_dir)
     except NumcnnError as error:
@@ -280,6 +288,15 @@ def run_experiment(
         finally:
             _WORKER.clear()
     else:
+        # Checked here, so that a missing data set or backend is one error, not a broken pool.
+        if backend is not None:
+            from numcnn import kernels
+
+            kernels.get_backend(backend)
+        if dataset is None:
+            from numcnn.data import locate_mnist
+
+            data_dir = locate_mnist(data_dir)
         context = multiprocessing.get_context("spawn")
         initargs = (threads, backend, None if data_dir is None else str(data_dir), dataset)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
