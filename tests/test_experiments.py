@@ -115,6 +115,31 @@ def test_bad_experiment_files_give_one_line_errors(tmp_path, text, message):
         load_experiment("nope")
 
 
+SWEEP = "[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name = 'x'\nsweep = 3\n", r"sweep must be an array of tables \(\[\[sweep\]\]\), got 3"),
+        ("name = 'x'\ndefaults = 5\n" + SWEEP, r"defaults must be a table \(\[defaults\]\), got 5"),
+        ("name = 'x'\n[train]\nlr = 'x'\n" + SWEEP, r"\[train\]: lr must be a number, got 'x'"),
+        ("name = 'x'\n[train]\nepochs = 2.5\n" + SWEEP, r"\[train\]: epochs must be an integer, got 2.5"),
+        ("name = 'x'\n[train]\naugment_flip = 1\n" + SWEEP, r"augment_flip must be true or false, got 1"),
+        ("name = 'x'\n[quick]\nepochs = 'one'\n" + SWEEP, r"\[quick\]: epochs must be an integer, got 'one'"),
+        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = 'lenet5'\n", "models must be a list of model names, got 'lenet5'"),
+        (
+            "name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nsizes = [10000]\nsubsets = [7]\n",
+            "sweep 'a': subset 7 of size 10000 needs examples 70000-79999, but MNIST has 60,000 training examples",
+        ),
+    ],
+)
+def test_wrongly_typed_experiment_values_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load_experiment(write_config(tmp_path, text))
+    assert "\n" not in str(caught.value)
+
+
 def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_path, synthetic_digits):
     experiment = load_experiment(write_config(tmp_path, SMALL))
     out = tmp_path / "out"
