@@ -135,12 +135,21 @@ def test_checkpoint_round_trip_keeps_outputs(tmp_path):
     "content, message",
     [
         (None, "no such checkpoint file"),
-        (b"not a zip file", "not a readable .npz checkpoint"),
+        ("directory", r"bad.npz: is a directory, not a checkpoint file"),
+        (b"not a zip file", r"bad.npz: is not a numcnn checkpoint \(.npz\)$"),
+        (b"# numcnn\n\nA README, not a checkpoint.\n", r"bad.npz: is not a numcnn checkpoint \(.npz\)$"),
+        ("truncated", "not a readable .npz checkpoint"),
     ],
 )
 def test_bad_checkpoint_files(tmp_path, content, message):
     path = tmp_path / "bad.npz"
-    if content is not None:
+    if content == "directory":
+        path.mkdir()
+    elif content == "truncated":  # a zip archive, but cut short: np.load's own error, on one line
+        save_checkpoint(tmp_path / "good.npz", models.build("lenet5", rng=0), "lenet5")
+        blob = (tmp_path / "good.npz").read_bytes()
+        path.write_bytes(blob[: len(blob) // 2] + blob[-22:])  # keeps the end-of-central-directory record
+    elif content is not None:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message) as caught:
         load_checkpoint(path)

@@ -144,11 +144,20 @@ def test_corrupt_mnist_file_is_reported_by_name(capsys, isolated_home):
     assert "idx" in err and "gzip" in err and err.count("\n") == 1
 
 
-def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path):
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: path.write_bytes(b"nonsense"), "is not a numcnn checkpoint (.npz)"),
+        (lambda path: path.write_text("# numcnn\n\nA README.\n"), "is not a numcnn checkpoint (.npz)"),
+        (lambda path: path.mkdir(), "is a directory, not a checkpoint file"),
+    ],
+)
+def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path, make, message):
     bad = tmp_path / "model.npz"
-    bad.write_bytes(b"nonsense")
+    make(bad)
     code, _, err = run(capsys, "evaluate", str(bad))
-    assert code == 1 and "not a readable .npz checkpoint" in err and err.count("\n") == 1
+    assert code == 1 and err.startswith(f"numcnn: error: {bad}: {message}")
+    assert err.count("\n") == 1 and "allow_pickle" not in err
 
 
 def test_predict_reports_an_unreadable_image(capsys, tmp_path):
