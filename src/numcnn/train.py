@@ -121,7 +121,8 @@ class TrainConfig:
             EarlyStopping(self.early_stopping)
         if self.validation_size < 0 or (self.early_stopping and self.validation_size == 0):
             raise ConfigurationError(
-                "early stopping needs a validation set: hold out training examples with validation_size > 0"
+                "early stopping needs a validation set: hold out training examples with validation_size > 0 "
+                "(--validation-size K on the command line)"
             )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigurationError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
