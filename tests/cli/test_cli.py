@@ -171,6 +171,14 @@ def test_predict_reports_an_unreadable_image(capsys, tmp_path):
     assert code == 1 and "notes.png" in err and err.count("\n") == 1
 
 
+def test_bench_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 64 and 256)" in text and "(default: 5)" in text
+    assert "(default: None)" not in text and ") (default:" not in text
+
+
 def test_models_lists_lenet5_with_its_parameter_count(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0 and "lenet5" in out and "61,706" in out
