@@ -6,7 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from numcnn.cli.arguments import positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
 
 __all__ = ["register"]
 
@@ -47,7 +47,7 @@ def register(subparsers) -> None:
         "--blas-threads", type=positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
     )
     parser.add_argument(
-        "--backend", default="auto", choices=["auto", "reference", "numpy", "numba"], help="kernels (default: auto)"
+        "--backend", default="auto", choices=BACKEND_CHOICES, help="kernels (default: auto)"
     )
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")
