@@ -269,7 +269,7 @@ def test_a_worker_whose_setup_failed_reports_it_for_each_run(tmp_path, monkeypat
     from numcnn.experiments import runner
 
     monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # _init_worker sets it; restored afterwards
-    monkeypatch.setattr(runner, "_configure_kernels", lambda threads, backend: None)  # keep this process's
+    monkeypatch.setattr(runner, "configure_compute", lambda backend, threads: None)  # keep this process's
     monkeypatch.setattr(runner, "_WORKER", {})
     monkeypatch.delenv("NUMCNN_DATA", raising=False)
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))

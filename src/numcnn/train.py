@@ -49,6 +49,8 @@ __all__ = [
     "evaluate",
     "train_epoch",
     "fit",
+    "configure_compute",
+    "load_data",
     "read_metrics",
     "CHECKPOINT_NAME",
     "METRICS_NAME",
@@ -454,6 +456,27 @@ def _restore(
             f"re-planned over {config.epochs} epochs (epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
     return next_epoch
+
+
+def configure_compute(backend: str | None = None, threads: int | None = None) -> None:
+    """Select the kernel backend (None: keep the current one) and its thread counts (numba's and
+    OpenBLAS's, numcnn.kernels.threads; None: the libraries' own choice) before a run."""
+    from numcnn import kernels
+    from numcnn.kernels.threads import set_threads
+
+    if backend is not None:
+        kernels.set_backend(backend)
+    if threads is not None:
+        set_threads(threads, backend=kernels.backend_name())
+
+
+def load_data(data_dir: str | Path | None = None, *, download: bool = True, dataset=None):
+    """``dataset`` when given (any object with MNIST's four arrays), else MNIST (numcnn.data.load_mnist)."""
+    if dataset is not None:
+        return dataset
+    from numcnn.data import load_mnist
+
+    return load_mnist(data_dir, download=download)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

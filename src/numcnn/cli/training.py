@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from numcnn.cli.arguments import positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
 from numcnn.errors import ConfigurationError
 from numcnn.train import TrainConfig
 
@@ -39,7 +39,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--backend", choices=["auto", "reference", "numpy", "numba"], default=None,
+        "--backend", choices=BACKEND_CHOICES, default=None,
         help="kernels: the readable reference, fast NumPy, or Numba (default: $NUMCNN_BACKEND, else auto)",
     )  # fmt: skip
     parser.add_argument(
@@ -142,22 +142,18 @@ def register(subparsers) -> None:
 
 
 def configure_compute(args) -> None:
-    """Select the kernel backend and thread counts before any model runs."""
+    """Select the kernel backend and thread counts before any data is loaded or model runs."""
     from numcnn import kernels
-    from numcnn.kernels.threads import set_threads
+    from numcnn.train import configure_compute as configure
 
     # --backend, else $NUMCNN_BACKEND, resolved now: a bad name fails before any data is loaded.
-    backend = args.backend or os.environ.get(kernels.ENVIRONMENT_VARIABLE) or None
-    if backend is not None:
-        kernels.set_backend(backend)
-    if args.threads is not None:
-        set_threads(args.threads, backend=kernels.backend_name())
+    configure(args.backend or os.environ.get(kernels.ENVIRONMENT_VARIABLE) or None, args.threads)
 
 
 def load_data(args):
-    from numcnn.data import load_mnist
+    from numcnn.train import load_data as load
 
-    return load_mnist(args.data_dir, download=not args.no_download)
+    return load(args.data_dir, download=not args.no_download)
 
 
 def run_train(args) -> int:

@@ -33,8 +33,10 @@ from numcnn.train import (
     CHECKPOINT_NAME,
     METRICS_NAME,
     TrainConfig,
+    configure_compute,
     evaluate,
     fit,
+    load_data,
     make_loss,
     prepare_split,
     read_metrics,
@@ -88,17 +90,6 @@ class Outcome:
 # -- inside a worker ----------------------------------------------------------------------------
 
 
-def _configure_kernels(threads: int | None, backend: str | None) -> None:
-    """The kernel backend and its thread counts (numba's and OpenBLAS's), through numcnn.kernels."""
-    from numcnn import kernels
-    from numcnn.kernels.threads import set_threads
-
-    if backend is not None:
-        kernels.set_backend(backend)
-    if threads is not None:
-        set_threads(threads, backend=kernels.backend_name())
-
-
 def _init_worker(threads: int, backend: str | None, data_dir: str | None, dataset: Any) -> None:
     """In a spawned worker: choose the kernels, cap their threads, load the data once.
 
@@ -107,18 +98,10 @@ def _init_worker(threads: int, backend: str | None, data_dir: str | None, datase
     # numba sizes its thread pool when it is first imported, which happens lazily, after this.
     os.environ["NUMBA_NUM_THREADS"] = str(threads)
     try:
-        _configure_kernels(threads, backend)
-        _load_data(data_dir, dataset)
+        configure_compute(backend, threads)
+        _WORKER["data"] = load_data(data_dir, download=False, dataset=dataset)
     except NumcnnError as error:
         _WORKER["error"] = one_line(error)
-
-
-def _load_data(data_dir: str | None, dataset: Any) -> None:
-    if dataset is None:
-        from numcnn.data import load_mnist
-
-        dataset = load_mnist(data_dir, download=False)
-    _WORKER["data"] = dataset
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -280,8 +263,8 @@ def run_experiment(
         log(f"[{done}/{len(runs)}] {run.run_id}: test error {result['test_error']:.2%} ({result['seconds']:.0f} s)")
 
     if jobs == 1:
-        _configure_kernels(threads, backend)  # like 'numcnn train --threads': for this process
-        _load_data(None if data_dir is None else str(data_dir), dataset)
+        configure_compute(backend, threads)  # like 'numcnn train --threads': for this process
+        _WORKER["data"] = load_data(data_dir, download=False, dataset=dataset)
         try:
             for run in pending:
                 record(run, _worker_run(run, str(out_dir)))
