@@ -187,9 +187,3 @@ def test_models_lists_lenet5_with_its_parameter_count(capsys):
 def test_gradcheck_command_passes_for_lenet5(capsys):
     code, out, _ = run(capsys, "gradcheck", "lenet5", "--max-checks", "5")
     assert code == 0 and out.strip().endswith("passed")
-
-
-def test_usage_errors_exit_with_argparse_code(capsys):
-    with pytest.raises(SystemExit) as caught:
-        main(["train", "--epochs", "0"])
-    assert caught.value.code == 2
