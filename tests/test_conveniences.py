@@ -127,8 +127,9 @@ def test_early_stopping_survives_a_resume(tmp_path, synthetic_digits):
 
 
 def test_early_stopping_needs_a_validation_set():
-    with pytest.raises(ConfigurationError, match="validation set"):
+    with pytest.raises(ConfigurationError, match="validation set") as caught:
         TrainConfig(early_stopping=3).validate()
+    assert "validation_size > 0" in str(caught.value) and "--validation-size" in str(caught.value)
 
 
 # -- augmentation ----------------------------------------------------------------------------------

@@ -12,6 +12,7 @@ import pytest
 from numcnn.cli.main import main
 from numcnn.errors import ConfigurationError
 from numcnn.experiments import (
+    RunSpec,
     load_experiment,
     load_result,
     markdown,
@@ -114,6 +115,31 @@ def test_bad_experiment_files_give_one_line_errors(tmp_path, text, message):
         load_experiment("nope")
 
 
+SWEEP = "[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n"
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("name = 'x'\nsweep = 3\n", r"sweep must be an array of tables \(\[\[sweep\]\]\), got 3"),
+        ("name = 'x'\ndefaults = 5\n" + SWEEP, r"defaults must be a table \(\[defaults\]\), got 5"),
+        ("name = 'x'\n[train]\nlr = 'x'\n" + SWEEP, r"\[train\]: lr must be a number, got 'x'"),
+        ("name = 'x'\n[train]\nepochs = 2.5\n" + SWEEP, r"\[train\]: epochs must be an integer, got 2.5"),
+        ("name = 'x'\n[train]\naugment_flip = 1\n" + SWEEP, r"augment_flip must be true or false, got 1"),
+        ("name = 'x'\n[quick]\nepochs = 'one'\n" + SWEEP, r"\[quick\]: epochs must be an integer, got 'one'"),
+        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = 'lenet5'\n", "models must be a list of model names, got 'lenet5'"),
+        (
+            "name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nsizes = [10000]\nsubsets = [7]\n",
+            "sweep 'a': subset 7 of size 10000 needs examples 70000-79999, but MNIST has 60,000 training examples",
+        ),
+    ],
+)
+def test_wrongly_typed_experiment_values_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigurationError, match=message) as caught:
+        load_experiment(write_config(tmp_path, text))
+    assert "\n" not in str(caught.value)
+
+
 def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_path, synthetic_digits):
     experiment = load_experiment(write_config(tmp_path, SMALL))
     out = tmp_path / "out"
@@ -162,6 +188,20 @@ def test_report_gives_each_model_its_spread_over_seeds(tmp_path):
     assert (tmp_path / "grid_error_per_model.png").is_file()
 
 
+def test_report_and_cost_use_the_models_recommended_settings(tmp_path):
+    from numcnn.experiments.runner import estimated_cost
+
+    text = "name = 'paper'\n[[sweep]]\nname = 'l98'\nmodels = ['lenet5_1998']\nsizes = [100]\n"
+    experiment = load_experiment(write_config(tmp_path, text))
+    (run,) = experiment.runs()
+    results = {run.run_id: {"test_error": 0.01, "train_error": 0.0, "seconds": 1.0, "model": run.model}}
+    report = markdown(experiment, results)
+    # lenet5_1998 recommends SDLM, lr 0.002, batch 32, 20 epochs -- not the fallbacks 10 / 64 / 0.05
+    assert "Training: 20 epochs, batch 32, lr 0.002, momentum 0.9, weight decay 0.0, optimizer sdlm." in report
+    twenty, ten = (RunSpec("lenet5_1998", 100, 0, 0, (("epochs", epochs),)) for epochs in (20, 10))
+    assert estimated_cost(run) == estimated_cost(twenty) == 2 * estimated_cost(ten)  # 20 epochs, not 10
+
+
 def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic_digits):
     experiment = load_experiment(write_config(tmp_path, ONE_RUN))
     (run,) = experiment.runs()
@@ -208,6 +248,36 @@ def test_changed_settings_in_an_old_run_folder_are_refused(tmp_path, synthetic_d
     assert load_result(tmp_path / "out", run) is None  # a stale result is not reused
     outcome = run_experiment(experiment, tmp_path / "out", jobs=1, dataset=synthetic_digits, **QUIET)
     assert "different settings" in outcome.failures[run.run_id]
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+def test_missing_mnist_is_the_same_one_line_error_with_any_number_of_jobs(tmp_path, capsys, monkeypatch, jobs):
+    monkeypatch.delenv("NUMCNN_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    config = write_config(tmp_path, ONE_RUN)
+    code = main(["experiment", str(config), "--jobs", jobs, "--data-dir", str(empty), "--out", str(tmp_path / "out")])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.startswith("numcnn: error: MNIST files not found") and str(empty) in err
+    assert err.count("\n") == 1 and "Traceback" not in err and "BrokenProcessPool" not in err
+
+
+def test_a_worker_whose_setup_failed_reports_it_for_each_run(tmp_path, monkeypatch):
+    from numcnn.experiments import runner
+
+    monkeypatch.setenv("NUMBA_NUM_THREADS", "1")  # _init_worker sets it; restored afterwards
+    monkeypatch.setattr(runner, "configure_compute", lambda backend, threads: None)  # keep this process's
+    monkeypatch.setattr(runner, "_WORKER", {})
+    monkeypatch.delenv("NUMCNN_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    runner._init_worker(1, None, str(tmp_path), None)  # no MNIST in tmp_path
+    (run,) = load_experiment(write_config(tmp_path, ONE_RUN)).runs()
+    result = runner._worker_run(run, str(tmp_path / "out"))
+    assert result["run_id"] == run.run_id and result["failed"].startswith("MNIST files not found")
 
 
 def test_a_setting_numcnn_gained_later_counts_as_its_default(tmp_path):

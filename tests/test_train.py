@@ -56,6 +56,59 @@ def test_resume_continues_exactly_where_the_run_stopped(tmp_path, synthetic_digi
     assert [r["epoch"] for r in read_metrics(tmp_path / "resumed")] == [1, 2, 3]
 
 
+def test_resume_with_a_cosine_schedule_continues_exactly(tmp_path, synthetic_digits):
+    """An interrupted cosine run resumed with the same settings gets the same rate in every epoch."""
+    config = small_config(epochs=3, lr_schedule="cosine", lr_min=0.005)
+    straight = fit(config, synthetic_digits, tmp_path / "straight", **QUIET)
+
+    def interrupt_in_epoch_2(line: str) -> None:
+        if line.startswith("epoch   2/3"):  # logged before epoch 2 is saved: the checkpoint holds epoch 1
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit(config, synthetic_digits, tmp_path / "resumed", log=interrupt_in_epoch_2, show_progress=False)
+    assert [r["epoch"] for r in read_metrics(tmp_path / "resumed")] == [1]
+    lines = []
+    resumed = fit(config, synthetic_digits, tmp_path / "resumed", resume=True, log=lines.append, show_progress=False)
+    assert [m.epoch for m in resumed] == [2, 3]
+    assert not any(line.startswith("note:") for line in lines)  # same epochs: nothing is re-planned
+    records = read_metrics(tmp_path / "resumed")
+    assert [r["epoch"] for r in records] == [1, 2, 3]
+    assert [r["lr"] for r in records] == [m.lr for m in straight]
+    assert straight[0].lr > straight[1].lr > straight[2].lr  # the cosine really is annealing
+    for resumed_epoch, straight_epoch in zip(resumed, straight[1:]):
+        assert resumed_epoch.train_loss == pytest.approx(straight_epoch.train_loss, rel=1e-6)
+        assert resumed_epoch.test_loss == pytest.approx(straight_epoch.test_loss, rel=1e-6)
+        assert resumed_epoch.test_accuracy == straight_epoch.test_accuracy
+
+
+def test_extending_a_finished_cosine_run_replans_the_schedule_and_says_so(tmp_path, synthetic_digits):
+    first = fit(small_config(epochs=2, lr_schedule="cosine", train_limit=200), synthetic_digits, tmp_path, **QUIET)
+    lines = []
+    extended = fit(
+        small_config(epochs=6, lr_schedule="cosine", train_limit=200), synthetic_digits, tmp_path, resume=True,
+        log=lines.append, show_progress=False,
+    )  # fmt: skip
+    notes = [line for line in lines if line.startswith("note:")]
+    assert len(notes) == 1 and "planned for 2 epochs, now 6" in notes[0] and "re-planned" in notes[0]
+    assert first[-1].lr == pytest.approx(0.025)  # epoch 2 of 2: half way down
+    assert extended[0].lr == pytest.approx(0.05 * (1 + np.cos(np.pi * 2 / 6)) / 2)  # epoch 3 of 6: higher again
+    assert extended[0].lr > first[-1].lr
+
+
+def test_a_run_that_cannot_start_leaves_the_previous_metrics_alone(tmp_path, synthetic_digits):
+    fit(small_config(epochs=1), synthetic_digits, tmp_path, **QUIET)
+    before = (tmp_path / "metrics.jsonl").read_text()
+    assert before.count("\n") == 1
+    checkpoint = (tmp_path / "model.npz").read_bytes()
+    with pytest.raises(ConfigurationError, match="leaves no training examples"):
+        fit(small_config(train_limit=500, validation_size=600, early_stopping=1), synthetic_digits, tmp_path, **QUIET)
+    with pytest.raises(ConfigurationError, match="beyond the 600 training examples"):
+        fit(small_config(train_offset=600), synthetic_digits, tmp_path, **QUIET)
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+    assert (tmp_path / "model.npz").read_bytes() == checkpoint
+
+
 def test_resume_refuses_a_different_setup(tmp_path, synthetic_digits):
     fit(small_config(epochs=1), synthetic_digits, tmp_path, **QUIET)
     with pytest.raises(CheckpointError, match="batch_size=32"):
@@ -82,12 +135,21 @@ def test_checkpoint_round_trip_keeps_outputs(tmp_path):
     "content, message",
     [
         (None, "no such checkpoint file"),
-        (b"not a zip file", "not a readable .npz checkpoint"),
+        ("directory", r"bad.npz: is a directory, not a checkpoint file"),
+        (b"not a zip file", r"bad.npz: is not a numcnn checkpoint \(.npz\)$"),
+        (b"# numcnn\n\nA README, not a checkpoint.\n", r"bad.npz: is not a numcnn checkpoint \(.npz\)$"),
+        ("truncated", "not a readable .npz checkpoint"),
     ],
 )
 def test_bad_checkpoint_files(tmp_path, content, message):
     path = tmp_path / "bad.npz"
-    if content is not None:
+    if content == "directory":
+        path.mkdir()
+    elif content == "truncated":  # a zip archive, but cut short: np.load's own error, on one line
+        save_checkpoint(tmp_path / "good.npz", models.build("lenet5", rng=0), "lenet5")
+        blob = (tmp_path / "good.npz").read_bytes()
+        path.write_bytes(blob[: len(blob) // 2] + blob[-22:])  # keeps the end-of-central-directory record
+    elif content is not None:
         path.write_bytes(content)
     with pytest.raises(CheckpointError, match=message) as caught:
         load_checkpoint(path)

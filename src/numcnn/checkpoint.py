@@ -82,8 +82,12 @@ def save_checkpoint(
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     """Rebuild the model stored in ``path``; every problem is a one-line :class:`CheckpointError`."""
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: is a directory, not a checkpoint file (e.g. {path / 'model.npz'})")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
+    if not zipfile.is_zipfile(path):  # .npz files are zip archives; np.load would try a pickle
+        raise CheckpointError(f"{path}: is not a numcnn checkpoint (.npz)")
     try:
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}

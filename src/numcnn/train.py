@@ -49,6 +49,8 @@ __all__ = [
     "evaluate",
     "train_epoch",
     "fit",
+    "configure_compute",
+    "load_data",
     "read_metrics",
     "CHECKPOINT_NAME",
     "METRICS_NAME",
@@ -121,7 +123,8 @@ class TrainConfig:
             EarlyStopping(self.early_stopping)
         if self.validation_size < 0 or (self.early_stopping and self.validation_size == 0):
             raise ConfigurationError(
-                "early stopping needs a validation set: hold out training examples with validation_size > 0"
+                "early stopping needs a validation set: hold out training examples with validation_size > 0 "
+                "(--validation-size K on the command line)"
             )
         if self.optimizer not in OPTIMIZERS:
             raise ConfigurationError(f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}")
@@ -317,15 +320,8 @@ def fit(
     schedule, augment = make_schedule(config), make_augmenter(config, spec)
     stopper = EarlyStopping(config.early_stopping) if config.early_stopping else None
 
-    out_path = Path(out_dir) if out_dir is not None else None
-    first_epoch = 1
-    if resume:
-        first_epoch = _restore(out_path, config, model, optimizer, rng, stopper)
-        log(f"resuming {config.model} from epoch {first_epoch - 1} in {out_path}")
-    elif out_path is not None:
-        out_path.mkdir(parents=True, exist_ok=True)
-        (out_path / METRICS_NAME).write_text("")  # a fresh run starts a fresh log
-
+    # Every check on the data and on a resumed checkpoint comes before anything in ``out_dir`` is
+    # written: a run that cannot start must leave a previous run's files as they were.
     train_images, train_labels = _select(data.train_images, data.train_labels, config.train_offset, config.train_limit)
     validation_split = None
     if config.validation_size:
@@ -336,6 +332,15 @@ def fit(
         train_images, train_labels = train_images[:cut], train_labels[:cut]
     train_split = prepare_split(spec, train_images, train_labels, config.dtype)
     test_split = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
+
+    out_path = Path(out_dir) if out_dir is not None else None
+    first_epoch = 1
+    if resume:
+        first_epoch = _restore(out_path, config, model, optimizer, rng, stopper, log)
+        log(f"resuming {config.model} from epoch {first_epoch - 1} in {out_path}")
+    elif out_path is not None:
+        out_path.mkdir(parents=True, exist_ok=True)
+        (out_path / METRICS_NAME).write_text("")  # a fresh run starts a fresh log
     log(
         f"training {config.model} ({model.num_parameters():,} parameters) on {len(train_split):,} images, "
         f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, "
@@ -415,8 +420,14 @@ def _save(out_path: Path, config: TrainConfig, model, optimizer, rng, epoch: int
     )
 
 
-def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng, stopper=None) -> int:
-    """Load weights, optimiser, generator and early-stopping state from ``out_path``; return the next epoch."""
+def _restore(
+    out_path: Path | None, config: TrainConfig, model, optimizer, rng, stopper=None, log: Callable[[str], None] = print
+) -> int:
+    """Load weights, optimiser, generator and early-stopping state from ``out_path``; return the next epoch.
+
+    With the saved settings an interrupted run continues exactly. A schedule planned over the total
+    number of epochs (cosine) is planned anew when ``config.epochs`` differs from the saved run's,
+    so extending a finished run raises the rate again; that is logged."""
     if out_path is None:
         raise ConfigurationError("resuming needs the run directory (--out) that holds model.npz")
     checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME)
@@ -438,7 +449,34 @@ def _restore(out_path: Path | None, config: TrainConfig, model, optimizer, rng, 
         raise ConfigurationError(
             f"{out_path} already holds {next_epoch - 1} epochs; ask for more with --epochs"
         )
+    saved_epochs = saved.get("epochs", config.epochs)
+    if config.lr_schedule == "cosine" and saved_epochs != config.epochs:
+        log(
+            f"note: the run was planned for {saved_epochs} epochs, now {config.epochs}: the cosine schedule is "
+            f"re-planned over {config.epochs} epochs (epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
+        )
     return next_epoch
+
+
+def configure_compute(backend: str | None = None, threads: int | None = None) -> None:
+    """Select the kernel backend (None: keep the current one) and its thread counts (numba's and
+    OpenBLAS's, numcnn.kernels.threads; None: the libraries' own choice) before a run."""
+    from numcnn import kernels
+    from numcnn.kernels.threads import set_threads
+
+    if backend is not None:
+        kernels.set_backend(backend)
+    if threads is not None:
+        set_threads(threads, backend=kernels.backend_name())
+
+
+def load_data(data_dir: str | Path | None = None, *, download: bool = True, dataset=None):
+    """``dataset`` when given (any object with MNIST's four arrays), else MNIST (numcnn.data.load_mnist)."""
+    if dataset is not None:
+        return dataset
+    from numcnn.data import load_mnist
+
+    return load_mnist(data_dir, download=download)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict]:

@@ -123,6 +123,17 @@ def test_missing_mnist_names_where_it_looked(capsys, isolated_home):
     assert err.count("\n") == 1 and "Traceback" not in err
 
 
+def test_a_bad_backend_fails_before_data_is_loaded_or_the_run_dir_is_touched(capsys, isolated_home, monkeypatch):
+    monkeypatch.setenv("NUMCNN_BACKEND", "foo")
+    out = isolated_home / "run"
+    out.mkdir()
+    (out / "metrics.jsonl").write_text('{"epoch": 1}\n')
+    code, _, err = run(capsys, "train", "--no-download", "--out", str(out))
+    assert code == 1 and err.startswith("numcnn: error: unknown backend 'foo'") and err.count("\n") == 1
+    assert "MNIST" not in err  # no data is found in isolated_home: the backend was checked first
+    assert (out / "metrics.jsonl").read_text() == '{"epoch": 1}\n'
+
+
 def test_corrupt_mnist_file_is_reported_by_name(capsys, isolated_home):
     data_dir = isolated_home / "corrupt"
     data_dir.mkdir()
@@ -133,11 +144,20 @@ def test_corrupt_mnist_file_is_reported_by_name(capsys, isolated_home):
     assert "idx" in err and "gzip" in err and err.count("\n") == 1
 
 
-def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path):
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda path: path.write_bytes(b"nonsense"), "is not a numcnn checkpoint (.npz)"),
+        (lambda path: path.write_text("# numcnn\n\nA README.\n"), "is not a numcnn checkpoint (.npz)"),
+        (lambda path: path.mkdir(), "is a directory, not a checkpoint file"),
+    ],
+)
+def test_bad_checkpoint_is_a_one_line_error(capsys, tmp_path, make, message):
     bad = tmp_path / "model.npz"
-    bad.write_bytes(b"nonsense")
+    make(bad)
     code, _, err = run(capsys, "evaluate", str(bad))
-    assert code == 1 and "not a readable .npz checkpoint" in err and err.count("\n") == 1
+    assert code == 1 and err.startswith(f"numcnn: error: {bad}: {message}")
+    assert err.count("\n") == 1 and "allow_pickle" not in err
 
 
 def test_predict_reports_an_unreadable_image(capsys, tmp_path):
@@ -151,6 +171,14 @@ def test_predict_reports_an_unreadable_image(capsys, tmp_path):
     assert code == 1 and "notes.png" in err and err.count("\n") == 1
 
 
+def test_bench_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        main(["bench", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 64 and 256)" in text and "(default: 5)" in text
+    assert "(default: None)" not in text and ") (default:" not in text
+
+
 def test_models_lists_lenet5_with_its_parameter_count(capsys):
     code, out, _ = run(capsys, "models")
     assert code == 0 and "lenet5" in out and "61,706" in out
@@ -159,9 +187,3 @@ def test_models_lists_lenet5_with_its_parameter_count(capsys):
 def test_gradcheck_command_passes_for_lenet5(capsys):
     code, out, _ = run(capsys, "gradcheck", "lenet5", "--max-checks", "5")
     assert code == 0 and out.strip().endswith("passed")
-
-
-def test_usage_errors_exit_with_argparse_code(capsys):
-    with pytest.raises(SystemExit) as caught:
-        main(["train", "--epochs", "0"])
-    assert caught.value.code == 2

@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-__all__ = ["positive_int"]
+from numcnn.kernels import BACKEND_NAMES
+
+__all__ = ["BACKEND_CHOICES", "positive_int"]
+
+#: What ``--backend`` accepts: every kernel backend, or "auto" (numba when installed, else numpy).
+BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
 
 
 def positive_int(text: str) -> int:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import asdict
 from pathlib import Path
 
-from numcnn.cli.arguments import positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
 
 __all__ = ["register"]
 
@@ -22,9 +21,10 @@ def register(subparsers) -> None:
             "the same model is built in PyTorch and timed in the same run, interleaved, and the ratio "
             "numcnn/PyTorch is printed as median (min-max)."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
-    parser.add_argument("--model", default="lenet5", help="registered model name (see 'numcnn models')")
+    parser.add_argument(
+        "--model", default="lenet5", help="registered model name (see 'numcnn models'; default: lenet5)"
+    )
     parser.add_argument(
         "--batch-size", type=positive_int, action="append", dest="batch_sizes", default=None,
         help="batch size; repeat the option for several (default: 64 and 256)",
@@ -37,15 +37,19 @@ def register(subparsers) -> None:
         "--epochs-equivalent", type=float, default=None,
         help="instead of --steps: each run is a real pass over this many epochs (1 = 60,000 images)",
     )  # fmt: skip
-    parser.add_argument("--repeats", type=int, default=5, help="runs per measurement (>= 3); the median is reported")
+    parser.add_argument(
+        "--repeats", type=int, default=5, help="runs per measurement (>= 3); the median is reported (default: 5)"
+    )
     parser.add_argument(
         "--threads", type=positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
     )
     parser.add_argument(
         "--blas-threads", type=positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
     )
-    parser.add_argument("--backend", default="auto", choices=["auto", "reference", "numpy", "numba"])
-    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    parser.add_argument(
+        "--backend", default="auto", choices=BACKEND_CHOICES, help="kernels (default: auto)"
+    )
+    parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
     parser.add_argument("--no-compile-time", action="store_true", help="skip measuring numba's first-run compile time")

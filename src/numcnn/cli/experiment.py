@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from numcnn.cli.arguments import positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
 from numcnn.errors import NumcnnError
 
 __all__ = ["register"]
@@ -28,7 +28,7 @@ def register(subparsers) -> None:
         "--threads-per-job", type=positive_int, default=None, help="kernel threads per worker (default: cores / jobs)"
     )
     experiment.add_argument(
-        "--backend", choices=["auto", "reference", "numpy", "numba"], default=None,
+        "--backend", choices=BACKEND_CHOICES, default=None,
         help="kernels for every run (default: $NUMCNN_BACKEND, else auto)",
     )  # fmt: skip
     experiment.add_argument("--out", type=Path, default=None, help="output folder (default: runs/experiments/NAME)")

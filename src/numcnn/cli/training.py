@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 from pathlib import Path
 
 import numpy as np
 
-from numcnn.cli.arguments import positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
 from numcnn.errors import ConfigurationError
 from numcnn.train import TrainConfig
 
@@ -38,7 +39,7 @@ def add_data_arguments(parser: argparse.ArgumentParser) -> None:
 
 def add_compute_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--backend", choices=["auto", "reference", "numpy", "numba"], default=None,
+        "--backend", choices=BACKEND_CHOICES, default=None,
         help="kernels: the readable reference, fast NumPy, or Numba (default: $NUMCNN_BACKEND, else auto)",
     )  # fmt: skip
     parser.add_argument(
@@ -141,20 +142,18 @@ def register(subparsers) -> None:
 
 
 def configure_compute(args) -> None:
-    """Select the kernel backend and thread counts before any model runs."""
+    """Select the kernel backend and thread counts before any data is loaded or model runs."""
     from numcnn import kernels
-    from numcnn.kernels.threads import set_threads
+    from numcnn.train import configure_compute as configure
 
-    if args.backend is not None:
-        kernels.set_backend(args.backend)
-    if args.threads is not None:
-        set_threads(args.threads, backend=kernels.backend_name())
+    # --backend, else $NUMCNN_BACKEND, resolved now: a bad name fails before any data is loaded.
+    configure(args.backend or os.environ.get(kernels.ENVIRONMENT_VARIABLE) or None, args.threads)
 
 
 def load_data(args):
-    from numcnn.data import load_mnist
+    from numcnn.train import load_data as load
 
-    return load_mnist(args.data_dir, download=not args.no_download)
+    return load(args.data_dir, download=not args.no_download)
 
 
 def run_train(args) -> int:
@@ -168,8 +167,8 @@ def run_train(args) -> int:
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
+    configure_compute(args)  # so is a bad backend or thread count
     data = load_data(args)
-    configure_compute(args)
     history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
     if history:
         final = history.final
@@ -195,9 +194,9 @@ def run_evaluate(args) -> int:
 
     checkpoint = load_checkpoint(args.checkpoint)
     spec = checkpoint.spec
+    configure_compute(args)
     data = load_data(args)
     split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
-    configure_compute(args)
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
     epoch = checkpoint.meta.get("epoch", "?")
     print(

@@ -4,47 +4,9 @@ Importing this package needs NumPy only; tqdm (download progress) and Pillow (im
 imported when first used.
 """
 
-from numcnn.data.idx import clear_cache, read_idx
-from numcnn.data.images import (
-    CANVAS_SIZE,
-    CENTRE_OF_MASS,
-    DIGIT_BOX,
-    digit_from_array,
-    load_digit_image,
-)
-from numcnn.data.mnist import (
-    MNIST_FILES,
-    MNIST_MEAN,
-    MNIST_MIRRORS,
-    MNIST_SHA256,
-    MNIST_STD,
-    MnistData,
-    download_mnist,
-    load_mnist,
-    locate_mnist,
-    mnist_search_dirs,
-    prepare_images,
-    user_cache_dir,
-)
+from numcnn.data import images, mnist
+from numcnn.data.idx import clear_cache
+from numcnn.data.images import *  # noqa: F403  (the names in images.__all__)
+from numcnn.data.mnist import *  # noqa: F403  (the names in mnist.__all__, read_idx included)
 
-__all__ = [
-    "CANVAS_SIZE",
-    "CENTRE_OF_MASS",
-    "DIGIT_BOX",
-    "MNIST_FILES",
-    "MNIST_MEAN",
-    "MNIST_MIRRORS",
-    "MNIST_SHA256",
-    "MNIST_STD",
-    "MnistData",
-    "clear_cache",
-    "digit_from_array",
-    "download_mnist",
-    "load_digit_image",
-    "load_mnist",
-    "locate_mnist",
-    "mnist_search_dirs",
-    "prepare_images",
-    "read_idx",
-    "user_cache_dir",
-]
+__all__ = [*images.__all__, *mnist.__all__, "clear_cache"]

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from numcnn.errors import DataError, ShapeError
+from numcnn.errors import DataError, ShapeError, one_line
 
 __all__ = ["CANVAS_SIZE", "CENTRE_OF_MASS", "DIGIT_BOX", "digit_from_array", "load_digit_image"]
 
@@ -193,6 +193,5 @@ def load_digit_image(path: str | os.PathLike[str]) -> np.ndarray:
     except Image.UnidentifiedImageError:
         raise DataError(f"{path}: not an image (Pillow cannot identify it)") from None
     except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        reason = " ".join(str(exc).split()) or type(exc).__name__
-        raise DataError(f"{path}: cannot read image ({reason})") from None
+        raise DataError(f"{path}: cannot read image ({one_line(exc)})") from None
     return digit_from_array(grey, name=str(path))

@@ -56,6 +56,7 @@ TRAIN_FIELDS = {f.name for f in fields(TrainConfig)} - {"model", "seed", "train_
 QUICK_KEYS = {"size_divisor", "test_limit"} | TRAIN_FIELDS
 AXES = ("sizes", "subsets", "seeds")
 RESULT_NEUTRAL = {"eval_batch_size"}
+MNIST_TRAIN_SIZE = 60000  # subsets must lie inside MNIST's training set
 
 
 @dataclass(frozen=True)
@@ -137,6 +138,24 @@ def resolve_config_path(name_or_path: str | Path) -> Path:
     raise ConfigurationError(f"no experiment file {str(name_or_path)!r}; packaged ones: {known}")
 
 
+# The TOML types each training setting accepts (from TrainConfig's annotations, which are strings here).
+_NUMBER = (int, float)
+_TRAIN_TYPES = {
+    f.name: {"int": int, "float": _NUMBER, "str": str, "bool": bool}.get(str(f.type), dict)
+    for f in fields(TrainConfig)
+    if f.name in TRAIN_FIELDS
+}
+_TYPE_NAMES = {int: "an integer", _NUMBER: "a number", str: "a string", bool: "true or false", dict: "a table"}
+
+
+def _check_value(value: Any, expected: Any, key: str, where: str) -> None:
+    wrong = not isinstance(value, expected) or (isinstance(value, bool) and expected is not bool)
+    if expected is dict and not wrong:
+        wrong = any(isinstance(v, bool) or not isinstance(v, _NUMBER) for v in value.values())
+    if wrong:
+        raise ConfigurationError(f"{where}: {key} must be {_TYPE_NAMES[expected]}, got {value!r}")
+
+
 def _int_list(value: Any, key: str, where: str, minimum: int) -> list[int]:
     values = value if isinstance(value, list) else [value]
     if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < minimum for v in values):
@@ -146,10 +165,12 @@ def _int_list(value: Any, key: str, where: str, minimum: int) -> list[int]:
 
 def _check_train(table: Any, where: str) -> dict[str, Any]:
     if not isinstance(table, dict):
-        raise ConfigurationError(f"{where} must be a table of training settings")
+        raise ConfigurationError(f"{where} must be a table of training settings, got {table!r}")
     unknown = sorted(set(table) - TRAIN_FIELDS)
     if unknown:
         raise ConfigurationError(f"{where}: unknown training setting(s) {unknown}; known: {sorted(TRAIN_FIELDS)}")
+    for key, value in table.items():
+        _check_value(value, _TRAIN_TYPES[key], key, where)
     return dict(table)
 
 
@@ -165,20 +186,33 @@ def load_experiment(name_or_path: str | Path, *, quick: bool = False) -> Experim
         raise ConfigurationError(f"{path}: unknown top-level key(s) {unknown}")
     if "name" not in document or not document.get("sweep"):
         raise ConfigurationError(f"{path}: an experiment needs a name and at least one [[sweep]]")
+    for key in ("name", "title"):
+        if not isinstance(document.get(key, ""), str):
+            raise ConfigurationError(f"{path}: {key} must be a string, got {document[key]!r}")
+    notes = document.get("notes", [])
+    if not isinstance(notes, list) or not all(isinstance(note, str) for note in notes):
+        raise ConfigurationError(f"{path}: notes must be a list of strings, got {notes!r}")
+    if not isinstance(document["sweep"], list) or not all(isinstance(t, dict) for t in document["sweep"]):
+        raise ConfigurationError(f"{path}: sweep must be an array of tables ([[sweep]]), got {document['sweep']!r}")
 
     train = _check_train(document.get("train", {}), f"{path} [train]")
     defaults = document.get("defaults", {})
+    if not isinstance(defaults, dict):
+        raise ConfigurationError(f"{path}: defaults must be a table ([defaults]), got {defaults!r}")
     if set(defaults) - set(AXES):
         raise ConfigurationError(f"{path} [defaults]: only {', '.join(AXES)} may be set there")
     quick_table = document.get("quick", {})
+    if not isinstance(quick_table, dict):
+        raise ConfigurationError(f"{path}: quick must be a table ([quick]), got {quick_table!r}")
     if set(quick_table) - QUICK_KEYS:
         raise ConfigurationError(f"{path} [quick]: unknown key(s) {sorted(set(quick_table) - QUICK_KEYS)}")
+    quick_train = _check_train({k: v for k, v in quick_table.items() if k in TRAIN_FIELDS}, f"{path} [quick]")
     divisor, test_limit = 1, None
     if quick:
         divisor = _int_list(quick_table.get("size_divisor", 1), "size_divisor", f"{path} [quick]", 1)[0]
         if "test_limit" in quick_table:
             test_limit = _int_list(quick_table["test_limit"], "test_limit", f"{path} [quick]", 1)[0]
-        train.update({key: value for key, value in quick_table.items() if key in TRAIN_FIELDS})
+        train.update(quick_train)
 
     sweeps, names = [], set()
     for index, table in enumerate(document["sweep"]):
@@ -186,6 +220,10 @@ def load_experiment(name_or_path: str | Path, *, quick: bool = False) -> Experim
         extra = sorted(set(table) - {"name", "title", "models", "train", *AXES})
         if extra or "name" not in table or not table.get("models"):
             raise ConfigurationError(f"{where}: needs name and models; unknown key(s) {extra or 'none'}")
+        if not isinstance(table["name"], str) or not isinstance(table.get("title", ""), str):
+            raise ConfigurationError(f"{where}: name and title must be strings")
+        if not isinstance(table["models"], list) or not all(isinstance(m, str) for m in table["models"]):
+            raise ConfigurationError(f"{where}: models must be a list of model names, got {table['models']!r}")
         if table["name"] in names:
             raise ConfigurationError(f"{where}: sweep name used twice")
         names.add(table["name"])
@@ -200,6 +238,14 @@ def load_experiment(name_or_path: str | Path, *, quick: bool = False) -> Experim
             "subsets": _int_list(table.get("subsets", defaults.get("subsets", [0])), "subsets", where, 0),
             "seeds": _int_list(table.get("seeds", defaults.get("seeds", [0])), "seeds", where, 0),
         }
+        for size in axes["sizes"]:
+            size = max(1, size // divisor)
+            last = max(axes["subsets"])
+            if (last + 1) * size > MNIST_TRAIN_SIZE:
+                raise ConfigurationError(
+                    f"{where}: subset {last} of size {size} needs examples {last * size}-{(last + 1) * size - 1}, "
+                    f"but MNIST has {MNIST_TRAIN_SIZE:,} training examples"
+                )
         runs = tuple(
             RunSpec(model, max(1, size // divisor), subset, seed, frozen, test_limit)
             for model in table["models"]
@@ -209,5 +255,4 @@ def load_experiment(name_or_path: str | Path, *, quick: bool = False) -> Experim
         )
         varying = tuple(key for key, values in [("models", table["models"]), *axes.items()] if len(values) > 1)
         sweeps.append(Sweep(table["name"], table.get("title", ""), runs, varying))
-    notes = document.get("notes", [])
     return ExperimentConfig(document["name"], document.get("title", ""), sweeps, path, quick, list(notes))

@@ -11,12 +11,13 @@ from __future__ import annotations
 import csv
 import statistics
 import textwrap
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
 from numcnn.errors import DataError
 from numcnn.experiments.config import ExperimentConfig, RunSpec, Sweep
-from numcnn.train import read_metrics
+from numcnn.train import TrainConfig, read_metrics
 
 __all__ = ["CSV_COLUMNS", "write_report", "sweep_rows", "markdown"]
 
@@ -66,12 +67,17 @@ def _percent(value: float) -> str:
 
 
 def _settings_text(run: RunSpec) -> str:
-    train = dict(run.train)
-    parts = [f"{train.get('epochs', 10)} epochs", f"batch {train.get('batch_size', 64)}", f"lr {train.get('lr', 0.05)}"]
-    parts += [f"momentum {train.get('momentum', 0.9)}", f"weight decay {train.get('weight_decay', 0.0)}"]
-    shown = ("epochs", "batch_size", "lr", "momentum", "weight_decay", "eval_batch_size", "dtype")
-    extras = {key: value for key, value in train.items() if key not in shown}
-    parts += [f"{key} {value}" for key, value in sorted(extras.items()) if value not in (0, 0.0, False, "constant")]
+    """The settings the run trains with: numcnn's defaults, the model's recommendations, the file's."""
+    config, defaults, given = run.train_config(), TrainConfig(model=run.model), dict(run.train)
+    parts = [f"{config.epochs} epochs", f"batch {config.batch_size}", f"lr {config.lr}"]
+    parts += [f"momentum {config.momentum}", f"weight decay {config.weight_decay}"]
+    shown = {"epochs", "batch_size", "lr", "momentum", "weight_decay", "eval_batch_size", "dtype"}
+    shown |= {"model", "seed", "train_limit", "train_offset"}  # the table's own columns
+    extras = {
+        f.name: getattr(config, f.name) for f in fields(TrainConfig)
+        if f.name not in shown and (f.name in given or getattr(config, f.name) != getattr(defaults, f.name))
+    }  # fmt: skip
+    parts += [f"{key} {value}" for key, value in sorted(extras.items()) if value not in (0, 0.0, False, "constant", {})]
     return ", ".join(parts)
 
 

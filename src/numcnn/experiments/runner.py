@@ -33,8 +33,10 @@ from numcnn.train import (
     CHECKPOINT_NAME,
     METRICS_NAME,
     TrainConfig,
+    configure_compute,
     evaluate,
     fit,
+    load_data,
     make_loss,
     prepare_split,
     read_metrics,
@@ -74,7 +76,7 @@ def _forward_flops(model: str) -> int:
 
 def estimated_cost(run: RunSpec) -> float:
     """Relative cost of a run (forward FLOPs × examples × epochs), to start the longest runs first."""
-    return _forward_flops(run.model) * run.size * dict(run.train).get("epochs", 10)
+    return _forward_flops(run.model) * run.size * run.train_config().epochs
 
 
 @dataclass
@@ -88,31 +90,18 @@ class Outcome:
 # -- inside a worker ----------------------------------------------------------------------------
 
 
-def _configure_kernels(threads: int | None, backend: str | None) -> None:
-    """The kernel backend and its thread counts (numba's and OpenBLAS's), through numcnn.kernels."""
-    from numcnn import kernels
-    from numcnn.kernels.threads import set_threads
-
-    if backend is not None:
-        kernels.set_backend(backend)
-    if threads is not None:
-        set_threads(threads, backend=kernels.backend_name())
-
-
 def _init_worker(threads: int, backend: str | None, data_dir: str | None, dataset: Any) -> None:
-    """In a spawned worker: choose the kernels, cap their threads, load the data once."""
+    """In a spawned worker: choose the kernels, cap their threads, load the data once.
+
+    A numcnn error here (e.g. a data file that went bad) is kept and reported by every run of the
+    worker: an exception escaping an initializer would break the pool with a traceback."""
     # numba sizes its thread pool when it is first imported, which happens lazily, after this.
     os.environ["NUMBA_NUM_THREADS"] = str(threads)
-    _configure_kernels(threads, backend)
-    _load_data(data_dir, dataset)
-
-
-def _load_data(data_dir: str | None, dataset: Any) -> None:
-    if dataset is None:
-        from numcnn.data import load_mnist
-
-        dataset = load_mnist(data_dir, download=False)
-    _WORKER["data"] = dataset
+    try:
+        configure_compute(backend, threads)
+        _WORKER["data"] = load_data(data_dir, download=False, dataset=dataset)
+    except NumcnnError as error:
+        _WORKER["error"] = one_line(error)
 
 
 def _write_json(path: Path, value: dict[str, Any]) -> None:
@@ -211,6 +200,8 @@ def _final_metrics_if_complete(folder: Path, config, data, log: Callable[[str], 
 
 def _worker_run(run: RunSpec, out_dir: str) -> dict[str, Any]:
     """Pool entry point: numcnn's own errors come back as a result marked failed, not a traceback."""
+    if "error" in _WORKER:
+        return {"run_id": run.run_id, "failed": _WORKER["error"]}
     try:
         return execute_run(run, out_dir)
     except NumcnnError as error:
@@ -272,14 +263,23 @@ def run_experiment(
         log(f"[{done}/{len(runs)}] {run.run_id}: test error {result['test_error']:.2%} ({result['seconds']:.0f} s)")
 
     if jobs == 1:
-        _configure_kernels(threads, backend)  # like 'numcnn train --threads': for this process
-        _load_data(None if data_dir is None else str(data_dir), dataset)
+        configure_compute(backend, threads)  # like 'numcnn train --threads': for this process
+        _WORKER["data"] = load_data(data_dir, download=False, dataset=dataset)
         try:
             for run in pending:
                 record(run, _worker_run(run, str(out_dir)))
         finally:
             _WORKER.clear()
     else:
+        # Checked here, so that a missing data set or backend is one error, not a broken pool.
+        if backend is not None:
+            from numcnn import kernels
+
+            kernels.get_backend(backend)
+        if dataset is None:
+            from numcnn.data import locate_mnist
+
+            data_dir = locate_mnist(data_dir)
         context = multiprocessing.get_context("spawn")
         initargs = (threads, backend, None if data_dir is None else str(data_dir), dataset)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
