@@ -35,7 +35,9 @@ import numpy as np
 
 from numcnn import models
 from numcnn.errors import ConfigurationError, ShapeError
-from numcnn.functional.im2col import conv_output_size, pair
+from numcnn.functional.im2col import conv_output_size, conv_output_size_2d, pair
+from numcnn.functional.pooling import pool_window_settings
+from numcnn.functional.subsampling import subsample_factor, subsample_output_size
 from numcnn.layers import Conv2d, Merge
 
 __all__ = ["LayerInfo", "ModelSummary", "summarize", "POOLING_TYPES"]
@@ -167,11 +169,11 @@ def _conv2d(args: dict[str, Any], shape: tuple[int, ...]):
 
 def _pool(args: dict[str, Any], shape: tuple[int, ...], type_name: str):
     channels, height, width = _spatial(shape, type_name)
-    kernel = pair(args["kernel_size"], "kernel_size")
-    stride = kernel if args.get("stride") is None else pair(args["stride"], "stride")
-    padding = pair(args.get("padding", 0), "padding")
-    out_h = conv_output_size(height, kernel[0], stride[0], padding[0])
-    out_w = conv_output_size(width, kernel[1], stride[1], padding[1])
+    # The layer's own defaults and validation (padding at most half the kernel): a spec it rejects fails here too.
+    kernel, stride, padding = pool_window_settings(
+        args["kernel_size"], args.get("stride"), args.get("padding", 0), type_name
+    )
+    out_h, out_w = conv_output_size_2d((height, width), kernel, stride, padding)
     window_size = kernel[0] * kernel[1]
     per_output = window_size - 1 if type_name == "MaxPool2d" else window_size
     description = f"{kernel[0]}x{kernel[1]}; st={stride[0]}" + (f", p={padding[0]}" if padding[0] else "")
@@ -214,8 +216,8 @@ def _analyze(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]
 def _subsample(args: dict[str, Any], shape: tuple[int, ...]):
     """LeNet-5's S layers: ``β·down(x) + b`` over non-overlapping ``factor × factor`` blocks."""
     channels, height, width = _spatial(shape, "Subsample2d")
-    factor = pair(args.get("factor", 2), "factor")
-    out_h, out_w = height // factor[0], width // factor[1]
+    factor = subsample_factor(args.get("factor", 2), args.get("mode", "sum"))
+    out_h, out_w = subsample_output_size((height, width), factor)
     flops = (factor[0] * factor[1] + 1) * channels * out_h * out_w  # the block sum, β·, + b
     description = f"{factor[0]}x{factor[1]}; {args.get('mode', 'sum')}"
     return (channels, out_h, out_w), 2 * channels, flops, (factor, factor), description

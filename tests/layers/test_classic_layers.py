@@ -117,6 +117,13 @@ def test_subsample_shapes_parameters_and_errors():
         Subsample2d(2, 2, activation="Swish")
     with pytest.raises(ShapeError, match="needs an input of shape"):
         layer.forward(np.zeros((1, 3, 4, 4)))
+    # A map smaller than one block: output_shape agrees with forward (an error, not a 0×0 map).
+    small = Subsample2d(1, 4)
+    with pytest.raises(ShapeError, match="at least that size"):
+        small.forward(np.zeros((1, 1, 3, 3)))
+    with pytest.raises(ShapeError, match="at least that size"):
+        small.output_shape((1, 3, 3))
+    assert small.output_shape((1, 4, 7)) == (1, 1, 1)
 
 
 # -- connection tables ----------------------------------------------------------------------------
