@@ -160,3 +160,22 @@ def test_gradcheck_detects_a_wrong_gradient(rng):
 def test_gradcheck_refuses_float32(rng):
     with pytest.raises(numcnn.ConfigurationError, match="float64"):
         numcnn.gradcheck(Linear(3, 2, rng=rng), rng.standard_normal((2, 3)))
+
+
+def test_gradcheck_refuses_float32_layers_without_parameters(rng):
+    # EuclideanRBF has no parameters: its float32 prototypes (a buffer) and its dtype must still be caught,
+    # or its float32 forward would produce a misleading failed report.
+    rbf = numcnn.EuclideanRBF(4, 3, rng=rng)
+    assert rbf.num_parameters() == 0
+    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(prototypes is not\\)"):
+        numcnn.gradcheck(rbf, rng.standard_normal((2, 4)))
+    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(1.prototypes is not\\)"):
+        numcnn.gradcheck(Sequential(Tanh(), rbf), rng.standard_normal((2, 4)))
+    # A layer whose only float32 trace is its dtype (it casts the input): also refused.
+    rbf64 = numcnn.EuclideanRBF(4, 3, rng=rng, dtype=np.float64)
+    rbf64.dtype = np.dtype(np.float32)
+    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(the dtype float32 of EuclideanRBF"):
+        numcnn.gradcheck(Sequential(rbf64), rng.standard_normal((2, 4)))
+    # Integer buffers (BatchNorm's num_batches_tracked) are no reason to refuse.
+    assert numcnn.gradcheck(numcnn.BatchNorm1d(3, dtype=np.float64), rng.standard_normal((4, 3)), rng=rng).passed
+    assert numcnn.gradcheck(numcnn.EuclideanRBF(4, 3, rng=rng, dtype=np.float64), rng.standard_normal((2, 4))).passed
