@@ -125,6 +125,13 @@ def test_subsample_shapes_parameters_and_errors():
         small.output_shape((1, 3, 3))
     assert small.output_shape((1, 4, 7)) == (1, 1, 1)
 
+    # The activation is the layer's child: train()/eval() reach it, and parameter names stay beta, bias.
+    inside = Subsample2d(2, 2, activation="ScaledTanh")
+    assert [name for name, _ in inside.named_children()] == ["activation"] and not list(layer.named_children())
+    assert not inside.eval().activation.training and inside.train().activation.training
+    assert [name for name, _, _ in inside.named_parameters()] == ["beta", "bias"]
+    assert [name for name, _, _ in Sequential(inside).named_parameters()] == ["0.beta", "0.bias"]
+
 
 # -- connection tables ----------------------------------------------------------------------------
 

@@ -10,6 +10,9 @@ Contract (what users and tests write against):
 * ``params`` and ``grads`` are dicts with the same keys and shapes; ``buffers`` holds non-trained
   state that a checkpoint must keep (e.g. running statistics).
 * ``training`` is switched by :meth:`train` / :meth:`eval`.
+* A layer made of other layers names them in :meth:`named_children`; parameters, buffers, gradients,
+  parameter counts and the train/eval switch then recurse into them, each child's names prefixed
+  with ``"<child name>."`` after the layer's own.
 
 A parameter is also readable as an attribute (``conv.weight`` is ``conv.params["weight"]``), as in
 PyTorch; always go through ``params`` when *replacing* an array.
@@ -63,21 +66,31 @@ class Layer:
 
     def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(param, grad)`` pairs; optimisers update ``param`` in place."""
-        return [(self.params[name], self.grads[name]) for name in self.params]
+        return [(param, grad) for _, param, grad in self.named_parameters()]
 
     def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """``(name, param, grad)`` triples, names prefixed like PyTorch's ``state_dict`` keys."""
-        return [(prefix + name, self.params[name], self.grads[name]) for name in self.params]
+        """``(name, param, grad)`` triples, names prefixed like PyTorch's ``state_dict`` keys
+        (``"0.weight"`` in a Sequential): the layer's own, then each child's."""
+        triples = [(prefix + name, self.params[name], self.grads[name]) for name in self.params]
+        for child_name, child in self.named_children():
+            triples.extend(child.named_parameters(f"{prefix}{child_name}."))
+        return triples
 
     def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-        return [(prefix + name, value) for name, value in self.buffers.items()]
+        pairs = [(prefix + name, value) for name, value in self.buffers.items()]
+        for child_name, child in self.named_children():
+            pairs.extend(child.named_buffers(f"{prefix}{child_name}."))
+        return pairs
 
     def zero_grad(self) -> None:
         for grad in self.grads.values():
             grad.fill(0)
+        for child in self.children():
+            child.zero_grad()
 
     def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
+        own = int(sum(p.size for p in self.params.values()))
+        return own + sum(child.num_parameters() for child in self.children())
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed by :meth:`named_parameters`/:meth:`named_buffers` names."""
@@ -103,15 +116,26 @@ class Layer:
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Layer":
+        """Switch this layer and its children to training (``True``) or evaluation mode."""
         self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
         return self
 
     def eval(self) -> "Layer":
         return self.train(False)
 
-    def children(self) -> Iterator["Layer"]:
-        """Sub-layers of a container; a plain layer has none."""
+    def named_children(self) -> Iterator[tuple[str, "Layer"]]:
+        """``(name, layer)`` of the layers this one is made of; a plain layer has none.
+
+        The names prefix the children's parameter and buffer names (a Sequential uses the index,
+        a Graph the node name).
+        """
         return iter(())
+
+    def children(self) -> Iterator["Layer"]:
+        """The layers of :meth:`named_children`, in the same order."""
+        return (child for _, child in self.named_children())
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -124,12 +148,13 @@ class Layer:
         return self.forward(x)
 
     def penalty(self) -> float:
-        """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default 0).
+        """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default: the
+        sum of its children's, 0 for a plain layer).
 
         A layer with a penalty adds the penalty's gradient in ``backward``, once per call, so
         :func:`numcnn.gradcheck` and the trainer add ``penalty()`` to ``E`` once per forward pass.
         """
-        return 0.0
+        return float(sum(child.penalty() for child in self.children()))
 
     def backward_curvature(
         self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None

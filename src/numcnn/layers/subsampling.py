@@ -112,11 +112,9 @@ class Subsample2d(Layer):
         c, h, w = input_shape
         return (c, *subsample_output_size((h, w), self.factor))
 
-    def train(self, mode: bool = True) -> "Subsample2d":
-        super().train(mode)
-        if self.activation is not None:
-            self.activation.train(mode)
-        return self
+    def named_children(self):
+        # The activation is a child, so train()/eval() reach it (it has no parameters to name).
+        return iter(() if self.activation is None else (("activation", self.activation),))
 
     def extra_repr(self) -> str:
         text = f"{self.channels}, factor={self.factor}, mode={self.mode!r}"
