@@ -24,9 +24,10 @@ from typing import Iterator
 
 import numpy as np
 
-from numcnn.errors import CheckpointError, NumcnnError
+from numcnn.errors import CheckpointError, ConfigurationError, NumcnnError
+from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
 
-__all__ = ["Layer", "make_generator", "fan_in_uniform"]
+__all__ = ["Layer", "VectorLayer", "WindowLayer", "make_generator", "fan_in_uniform"]
 
 
 def make_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -193,3 +194,52 @@ class Layer:
             if values is not None and name in values:
                 return values[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+class VectorLayer(Layer):
+    """A layer from ``(in_features,)`` to ``(out_features,)`` samples (Linear, EuclideanRBF): the sizes,
+    their check, ``output_shape`` and the start of ``extra_repr``."""
+
+    def _set_features(self, in_features: int, out_features: int) -> None:
+        if in_features < 1 or out_features < 1:
+            name = type(self).__name__
+            raise ConfigurationError(f"{name} needs positive sizes, got {in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class WindowLayer(Layer):
+    """A layer sliding a ``KH × KW`` window over ``(C_in, H, W)`` samples to give ``(C_out, OH, OW)``
+    (Conv2d, LearnedCombination2d): the channel counts, the validated window settings,
+    ``output_shape`` and the start of ``extra_repr``."""
+
+    def _set_window(
+        self, in_channels: int, out_channels: int, kernel_size, stride, padding, what: str = "channel"
+    ) -> None:
+        """``what`` names the channels in the error (``"map"`` for the notes' feature maps)."""
+        name = type(self).__name__
+        if in_channels < 1 or out_channels < 1:
+            raise ConfigurationError(
+                f"{name} needs at least one input and output {what}, got {in_channels} and {out_channels}"
+            )
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        check_window(self.kernel_size, self.stride, self.padding, name)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        _, h, w = input_shape
+        return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )
