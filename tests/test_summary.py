@@ -104,6 +104,7 @@ def test_classic_layers_in_the_summary():
     assert [layer.receptive_field[0] for layer in summary.layers[:8]] == [16, 12, 12, 6, 6, 2, 2, 1]
     assert summary["5"].flops == 2 * 60 * 25 * 100 + 16 * 100  # only C3's 60 connected kernels cost
     assert "60 of 96 connections" in summary["5"].description
+    assert summary["5"].parameters == 60 * 25 + 16  # the connected kernels and 16 biases
     assert summary["14"].flops == 3 * 84 * 10
 
 
