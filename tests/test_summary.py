@@ -105,6 +105,10 @@ def test_classic_layers_in_the_summary():
     assert summary["5"].flops == 2 * 60 * 25 * 100 + 16 * 100  # only C3's 60 connected kernels cost
     assert "60 of 96 connections" in summary["5"].description
     assert summary["5"].parameters == 60 * 25 + 16  # the connected kernels and 16 biases
+    # The spec's notes reach the summary and the end of its table.
+    notes = list(models.get_spec("lenet5_1998").notes)
+    assert notes and summary.notes == notes
+    assert summary.table().splitlines()[-len(notes) :] == notes
     assert summary["14"].flops == 3 * 84 * 10
 
 
@@ -129,3 +133,9 @@ def test_subsampling_spec_is_validated_like_the_layer():
                          num_classes=2)  # fmt: skip
     with pytest.raises(ConfigurationError, match="mode must be one of"):
         summarize(bad_mode)
+
+
+def test_summary_command_prints_the_model_notes(capsys):
+    assert main(["summary", "lenet5_1998"]) == 0
+    out = capsys.readouterr().out
+    assert "Euclidean RBF outputs are penalties: the predicted digit is the argmin." in out

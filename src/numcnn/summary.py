@@ -278,7 +278,7 @@ def summarize(
             raise ConfigurationError(f"{spec.name} layer {name} ({type_name}): {error}") from None
         shapes[name] = tuple(output)
         layers.append(LayerInfo(name, type_name, description, inputs, tuple(output), parameters, flops, window))
-    summary = ModelSummary(spec.name, shape, layers, None, bool(spec.graph), spec.description)
+    summary = ModelSummary(spec.name, shape, layers, None, bool(spec.graph), spec.description, list(spec.notes))
     summary.reference = _choose_reference(layers, reference)
     if summary.reference is not None:
         _receptive_fields(layers, summary.reference)
