@@ -116,6 +116,25 @@ def test_mse_gradcheck(reduction, rng):
     assert report.passed, str(report)
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [
+        numcnn.RBFLoss(),
+        numcnn.RBFLoss("sum"),
+        numcnn.RBFMAPLoss(),
+        numcnn.RBFMAPLoss("sum", rubbish_penalty=0.5),
+    ],
+    ids=repr,
+)
+def test_rbf_criteria_gradcheck(loss, rng):
+    # LeNet-5's eqs. 8 and 9 on their own (not only through a whole network): penalties are squared
+    # distances, so positive, spread enough that the MAP term's softmax is far from uniform.
+    penalties = rng.uniform(0.0, 6.0, (5, 4))
+    report = numcnn.gradcheck(loss, penalties, targets=np.array([0, 3, 1, 1, 2]))
+    assert report.passed, str(report)
+    assert [e.name for e in report.entries] == ["input"] and report["input"].checked == penalties.size
+
+
 def test_whole_network_with_loss_gradcheck(rng, distinct_values):
     model = Sequential(
         Conv2d(1, 3, 3, padding=1, rng=rng, dtype=np.float64),
