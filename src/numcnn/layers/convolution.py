@@ -36,8 +36,8 @@ class Conv2d(WindowLayer):
     maps ``M_j = {i : connections[i, j]}`` -- seed 000's ``x_j = f(Σ_{i∈M_j} x_i * k_ij + b_j)``. The kernels
     ``weight[j, i]`` of absent connections are held at exactly zero: masked in the forward pass and in
     their gradient, so no optimiser step moves them; ``num_parameters()`` counts only the connected
-    kernels (LeNet-5's C3: 60·25 + 16 = 1,516). Their initial range uses each map's true fan-in
-    ``|M_j|·KH·KW``.
+    kernels (LeNet-5's C3: 60·25 + 16 = 1,516). The kernels' initial range uses each map's true fan-in
+    ``|M_j|·KH·KW``; the biases keep the full ``C_in·KH·KW``.
     """
 
     def __init__(
