@@ -213,3 +213,22 @@ def test_lenet5_1998_estimate_is_exact_for_c5_and_f6_and_approximate_below(rng):
     for name in ("8.weight", "8.bias", "11.weight", "11.bias"):
         np.testing.assert_allclose(estimate[name], exact[name], rtol=1e-9, atol=1e-14, err_msg=name)
     assert not np.allclose(estimate["0.weight"], exact["0.weight"], rtol=0.1)  # C1: an approximation
+
+
+def test_losses_share_one_reduction_scale_and_rbf_map_reuses_the_cross_entropy_curvature(rng):
+    from numcnn.functional.curvature import cross_entropy_curvature, mse_curvature, rbf_map_curvature
+    from numcnn.functional.loss import reduction_scale
+
+    assert reduction_scale(4, "mean") == 0.25 and reduction_scale(4, "sum") == 1.0
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        reduction_scale(4, "max")
+    probabilities = rng.uniform(0, 0.2, (4, 5))  # rows summing to < 1, as with the rubbish class
+    for reduction in ("mean", "sum"):
+        np.testing.assert_array_equal(
+            rbf_map_curvature(probabilities, reduction), cross_entropy_curvature(probabilities, reduction)
+        )
+        np.testing.assert_allclose(
+            rbf_map_curvature(probabilities, reduction),
+            probabilities * (1 - probabilities) * reduction_scale(4, reduction),
+        )
+    np.testing.assert_array_equal(mse_curvature(np.zeros((4, 3))), np.full((4, 3), 0.25))

@@ -9,6 +9,7 @@ import pytest
 
 import numcnn.functional.subsampling
 import numcnn.layers.connections
+import numcnn.models
 import numcnn.optim
 import numcnn.reference
 
@@ -23,7 +24,9 @@ def test_from_notes_to_code_examples():
 
 
 @pytest.mark.parametrize(
-    "module", [numcnn.reference, numcnn.functional.subsampling, numcnn.layers.connections, numcnn.optim], ids=repr
+    "module",
+    [numcnn.reference, numcnn.functional.subsampling, numcnn.layers.connections, numcnn.optim, numcnn.models],
+    ids=repr,
 )
 def test_module_docstring_examples(module):
     result = doctest.testmod(module, optionflags=OPTIONS)

@@ -67,10 +67,17 @@ def test_batchnorm_training_steps_match_torch(ours, theirs, shape, rng):
 
 def test_batchnorm_state_dict_loads_into_torch(rng):
     layer = BatchNorm2d(4, dtype=np.float64)
-    layer.forward(rng.standard_normal((3, 4, 2, 2)))
+    layer.params["weight"][:], layer.params["bias"][:] = rng.uniform(0.5, 2, 4), rng.standard_normal(4)
+    for step in range(3):  # training steps move every saved array away from its initial value
+        layer.forward(rng.standard_normal((3, 4, 2, 2)) * (step + 2) + step)
     reference = nn.BatchNorm2d(4).double()
     reference.load_state_dict({name: torch.tensor(value) for name, value in layer.state_dict().items()})
     close(layer.running_var, reference.running_var)
+    # What the state means: in eval mode torch, with our state, computes what we compute.
+    layer.eval()
+    reference.eval()
+    x = rng.standard_normal((5, 4, 3, 3)) * 3 + 1
+    close(layer.forward(x), reference(tensor(x)))
 
 
 def test_dropout_scaling_matches_torch(rng):
@@ -86,6 +93,22 @@ def test_dropout_scaling_matches_torch(rng):
     layer.freeze_mask(mask)
     close(layer.forward(x), ty)
     close(layer.backward(grad_output), tx.grad)
+
+
+def test_our_dropout_forward_and_backward_match_torch_with_our_mask(rng):
+    # numcnn draws the mask; torch applies the same mask as a product, and autograd differentiates it.
+    x, grad_output = rng.standard_normal((6, 50)), rng.standard_normal((6, 50))
+    layer = Dropout(0.3, rng=rng)
+    y = layer.forward(x)  # training mode: a fresh mask from the layer's generator
+    grad_x = layer.backward(grad_output)
+    mask = layer.freeze_mask()
+    np.testing.assert_allclose(mask[mask != 0], 1 / 0.7, rtol=1e-15)  # kept units scaled by 1/(1 − p)
+    assert 0.1 < np.mean(mask == 0) < 0.5
+    tx = tensor(x, True)
+    ty = tx * tensor(mask)
+    ty.backward(tensor(grad_output))
+    close(y, ty)
+    close(grad_x, tx.grad)
 
 
 def test_global_avg_pool_matches_torch(rng):

@@ -104,4 +104,38 @@ def test_classic_layers_in_the_summary():
     assert [layer.receptive_field[0] for layer in summary.layers[:8]] == [16, 12, 12, 6, 6, 2, 2, 1]
     assert summary["5"].flops == 2 * 60 * 25 * 100 + 16 * 100  # only C3's 60 connected kernels cost
     assert "60 of 96 connections" in summary["5"].description
+    assert summary["5"].parameters == 60 * 25 + 16  # the connected kernels and 16 biases
+    # The spec's notes reach the summary and the end of its table.
+    notes = list(models.get_spec("lenet5_1998").notes)
+    assert notes and summary.notes == notes
+    assert summary.table().splitlines()[-len(notes) :] == notes
     assert summary["14"].flops == 3 * 84 * 10
+
+
+def test_pooling_spec_is_validated_like_the_layer():
+    # Padding larger than half the kernel: MaxPool2d rejects it, so the summary must too.
+    spec = ModelSpec(
+        name="bad-pool", layers=(("MaxPool2d", {"kernel_size": 2, "padding": 2}),), input_shape=(1, 8, 8), num_classes=2
+    )
+    with pytest.raises(ConfigurationError, match="bad-pool layer 1 \\(MaxPool2d\\): MaxPool2d: padding"):
+        summarize(spec)
+    good = ModelSpec(name="pool", layers=(("AvgPool2d", {"kernel_size": 3, "padding": 1}),), input_shape=(2, 8, 8),
+                     num_classes=2)  # fmt: skip
+    assert summarize(good)["1"].output_shape == (2, 3, 3)  # stride defaults to the kernel: ⌊(8 + 2 − 3)/3⌋ + 1
+
+
+def test_subsampling_spec_is_validated_like_the_layer():
+    too_small = ModelSpec(name="tiny", layers=(("Subsample2d", {"channels": 1, "factor": 4}),), input_shape=(1, 3, 3),
+                          num_classes=2)  # fmt: skip
+    with pytest.raises(ConfigurationError, match=r"tiny layer 1 \(Subsample2d\): sub-sampling by \(4, 4\) needs"):
+        summarize(too_small)
+    bad_mode = ModelSpec(name="mode", layers=(("Subsample2d", {"channels": 1, "mode": "max"}),), input_shape=(1, 4, 4),
+                         num_classes=2)  # fmt: skip
+    with pytest.raises(ConfigurationError, match="mode must be one of"):
+        summarize(bad_mode)
+
+
+def test_summary_command_prints_the_model_notes(capsys):
+    assert main(["summary", "lenet5_1998"]) == 0
+    out = capsys.readouterr().out
+    assert "Euclidean RBF outputs are penalties: the predicted digit is the argmin." in out

@@ -27,6 +27,7 @@ import numpy as np
 
 from numcnn.errors import ConfigurationError, NumcnnError
 from numcnn.layers.base import Layer, make_generator
+from numcnn.layers.flat import walk_layers
 from numcnn.losses import Loss
 
 __all__ = ["GradcheckEntry", "GradcheckReport", "gradcheck", "numerical_gradient", "relative_error"]
@@ -121,8 +122,22 @@ class GradcheckReport:
 
 
 def _require_float64(module, x: np.ndarray) -> None:
-    named = module.named_parameters() if isinstance(module, Layer) else []
-    wrong = [name for name, param, _ in named if param.dtype != np.float64]
+    """Refuse anything that would compute in float32: parameters, floating buffers (e.g. RBF prototypes),
+    or a layer's ``dtype`` (its forward casts the input to it) -- parameter-free layers included."""
+    wrong = []
+    if isinstance(module, Layer):
+        wrong += [name for name, param, _ in module.named_parameters() if param.dtype != np.float64]
+        wrong += [
+            name
+            for name, value in module.named_buffers()
+            if np.issubdtype(value.dtype, np.floating) and value.dtype != np.float64
+        ]
+        if not wrong:  # the parameters and buffers are fine, but a layer may still cast its input
+            wrong = [
+                f"the dtype {np.dtype(layer.dtype)} of {type(layer).__name__}"
+                for layer in walk_layers(module)
+                if getattr(layer, "dtype", None) is not None and np.dtype(layer.dtype) != np.float64
+            ]
     if wrong or x.dtype != np.float64:
         what = ", ".join(wrong) if wrong else "the input"
         raise ConfigurationError(

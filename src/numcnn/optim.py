@@ -43,8 +43,6 @@ ParameterPairs = Iterable[tuple[np.ndarray, np.ndarray]]
 class Optimizer:
     """Holds parameter groups; each group is a dict with ``"params"`` (pairs) and its hyper-parameters."""
 
-    defaults: dict[str, float] = {}
-
     def __init__(self, parameters: ParameterPairs | Iterable[dict], **defaults: float) -> None:
         items = list(parameters)
         if not items:

@@ -33,7 +33,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn.errors import ConfigurationError, ShapeError
-from numcnn.functional.im2col import conv_output_size, pair
+from numcnn.functional.im2col import conv_output_size_2d, pair
 
 __all__ = ["rot180", "conv2", "dilate", "conv_forward", "conv_backward"]
 
@@ -143,10 +143,7 @@ def conv_backward(
     x_padded = _pad(x, padding)
     n, channels, padded_h, padded_w = x_padded.shape
     filters, _, kernel_h, kernel_w = weight.shape
-    if grad_output.shape[2:] != (
-        conv_output_size(x.shape[2], kernel_h, stride[0], padding[0]),
-        conv_output_size(x.shape[3], kernel_w, stride[1], padding[1]),
-    ):
+    if grad_output.shape[2:] != conv_output_size_2d(x.shape[2:], (kernel_h, kernel_w), stride, padding):
         raise ShapeError(f"δ of shape {grad_output.shape} does not fit input {x.shape} and weight {weight.shape}")
     # δ of the stride-1 convolution: the strided δ at every s-th position, zero where no output was kept.
     delta = dilate(grad_output, stride, (padded_h - kernel_h + 1, padded_w - kernel_w + 1))

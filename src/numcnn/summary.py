@@ -35,8 +35,11 @@ import numpy as np
 
 from numcnn import models
 from numcnn.errors import ConfigurationError, ShapeError
-from numcnn.functional.im2col import conv_output_size, pair
-from numcnn.layers import Conv2d, Merge
+from numcnn.functional.im2col import conv_output_size_2d, pair
+from numcnn.functional.pooling import pool_window_settings
+from numcnn.functional.subsampling import subsample_factor, subsample_output_size
+from numcnn.layers import Merge
+from numcnn.layers.connections import check_connections
 
 __all__ = ["LayerInfo", "ModelSummary", "summarize", "POOLING_TYPES"]
 
@@ -155,23 +158,27 @@ def _conv2d(args: dict[str, Any], shape: tuple[int, ...]):
     kernel, stride = pair(args["kernel_size"], "kernel_size"), pair(args.get("stride", 1), "stride")
     padding = pair(args.get("padding", 0), "padding")
     filters, bias = args["out_channels"], args.get("bias", True)
-    out_h = conv_output_size(height, kernel[0], stride[0], padding[0])
-    out_w = conv_output_size(width, kernel[1], stride[1], padding[1])
-    outputs = filters * out_h * out_w
-    multiply_adds = outputs * channels * kernel[0] * kernel[1]
-    parameters = filters * channels * kernel[0] * kernel[1] + (filters if bias else 0)
+    out_h, out_w = conv_output_size_2d((height, width), kernel, stride, padding)
     description = f"{filters}; {kernel[0]}x{kernel[1]}; p={padding[0]}, st={stride[0]}"
-    flops = 2 * multiply_adds + (outputs if bias else 0)
+    kernels = filters * channels  # one KH×KW kernel per (output, input) map pair ...
+    if args.get("connections") is not None:  # ... or only the connected pairs (LeNet-5's C3)
+        table = check_connections(args["connections"], channels, filters)
+        kernels = int(table.sum())
+        description += f"; {kernels} of {table.size} connections"
+    weights = kernels * kernel[0] * kernel[1]
+    outputs = filters * out_h * out_w
+    parameters = weights + (filters if bias else 0)
+    flops = 2 * weights * out_h * out_w + (outputs if bias else 0)  # a multiply-add per weight and position
     return (filters, out_h, out_w), parameters, flops, (kernel, stride), description
 
 
 def _pool(args: dict[str, Any], shape: tuple[int, ...], type_name: str):
     channels, height, width = _spatial(shape, type_name)
-    kernel = pair(args["kernel_size"], "kernel_size")
-    stride = kernel if args.get("stride") is None else pair(args["stride"], "stride")
-    padding = pair(args.get("padding", 0), "padding")
-    out_h = conv_output_size(height, kernel[0], stride[0], padding[0])
-    out_w = conv_output_size(width, kernel[1], stride[1], padding[1])
+    # The layer's own defaults and validation (padding at most half the kernel): a spec it rejects fails here too.
+    kernel, stride, padding = pool_window_settings(
+        args["kernel_size"], args.get("stride"), args.get("padding", 0), type_name
+    )
+    out_h, out_w = conv_output_size_2d((height, width), kernel, stride, padding)
     window_size = kernel[0] * kernel[1]
     per_output = window_size - 1 if type_name == "MaxPool2d" else window_size
     description = f"{kernel[0]}x{kernel[1]}; st={stride[0]}" + (f", p={padding[0]}" if padding[0] else "")
@@ -190,8 +197,8 @@ def _analyze(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]
     """``(output_shape, parameters, flops, window, description)`` of one layer specification."""
     shape = shapes[0]
     size = math.prod(shape)
-    standard_conv = {"in_channels", "out_channels", "kernel_size", "stride", "padding", "bias"}
-    if type_name == "Conv2d" and set(args) <= standard_conv:
+    conv_args = {"in_channels", "out_channels", "kernel_size", "stride", "padding", "bias", "connections"}
+    if type_name == "Conv2d" and set(args) <= conv_args:
         return _conv2d(args, shape)
     if type_name == "Linear" and set(args) <= {"in_features", "out_features", "bias"}:
         return _linear(args, shape)
@@ -214,8 +221,8 @@ def _analyze(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]
 def _subsample(args: dict[str, Any], shape: tuple[int, ...]):
     """LeNet-5's S layers: ``β·down(x) + b`` over non-overlapping ``factor × factor`` blocks."""
     channels, height, width = _spatial(shape, "Subsample2d")
-    factor = pair(args.get("factor", 2), "factor")
-    out_h, out_w = height // factor[0], width // factor[1]
+    factor = subsample_factor(args.get("factor", 2), args.get("mode", "sum"))
+    out_h, out_w = subsample_output_size((height, width), factor)
     flops = (factor[0] * factor[1] + 1) * channels * out_h * out_w  # the block sum, β·, + b
     description = f"{factor[0]}x{factor[1]}; {args.get('mode', 'sum')}"
     return (channels, out_h, out_w), 2 * channels, flops, (factor, factor), description
@@ -234,14 +241,6 @@ def _analyze_instance(type_name: str, args: dict[str, Any], shapes: list[tuple[i
     window, description = None, ""
     if hasattr(layer, "kernel_size") and hasattr(layer, "stride"):
         window = (pair(layer.kernel_size), pair(layer.stride))
-        if isinstance(layer, Conv2d) and len(output) == 3:
-            # Only the kernels in use cost anything (a connection table leaves some out).
-            bias = layer.params["bias"].size if "bias" in layer.params else 0
-            flops = 2 * (layer.num_parameters() - bias) * output[1] * output[2] + (size if bias else 0)
-            (kernel_h, kernel_w), (stride_h, _) = window
-            description = f"{layer.out_channels}; {kernel_h}x{kernel_w}; p={layer.padding[0]}, st={stride_h}"
-            if getattr(layer, "connections", None) is not None:
-                description += f"; {int(layer.connections.sum())} of {layer.connections.size} connections"
     elif len(output) == len(shapes[0]) and output[1:] == tuple(shapes[0][1:]):
         window = ONE_BY_ONE  # keeps the spatial layout: element-wise for the receptive field
     return output, layer.num_parameters(), flops, window, description
@@ -279,7 +278,7 @@ def summarize(
             raise ConfigurationError(f"{spec.name} layer {name} ({type_name}): {error}") from None
         shapes[name] = tuple(output)
         layers.append(LayerInfo(name, type_name, description, inputs, tuple(output), parameters, flops, window))
-    summary = ModelSummary(spec.name, shape, layers, None, bool(spec.graph), spec.description)
+    summary = ModelSummary(spec.name, shape, layers, None, bool(spec.graph), spec.description, list(spec.notes))
     summary.reference = _choose_reference(layers, reference)
     if summary.reference is not None:
         _receptive_fields(layers, summary.reference)

@@ -117,6 +117,20 @@ def test_subsample_shapes_parameters_and_errors():
         Subsample2d(2, 2, activation="Swish")
     with pytest.raises(ShapeError, match="needs an input of shape"):
         layer.forward(np.zeros((1, 3, 4, 4)))
+    # A map smaller than one block: output_shape agrees with forward (an error, not a 0×0 map).
+    small = Subsample2d(1, 4)
+    with pytest.raises(ShapeError, match="at least that size"):
+        small.forward(np.zeros((1, 1, 3, 3)))
+    with pytest.raises(ShapeError, match="at least that size"):
+        small.output_shape((1, 3, 3))
+    assert small.output_shape((1, 4, 7)) == (1, 1, 1)
+
+    # The activation is the layer's child: train()/eval() reach it, and parameter names stay beta, bias.
+    inside = Subsample2d(2, 2, activation="ScaledTanh")
+    assert [name for name, _ in inside.named_children()] == ["activation"] and not list(layer.named_children())
+    assert not inside.eval().activation.training and inside.train().activation.training
+    assert [name for name, _, _ in inside.named_parameters()] == ["beta", "bias"]
+    assert [name for name, _, _ in Sequential(inside).named_parameters()] == ["0.beta", "0.bias"]
 
 
 # -- connection tables ----------------------------------------------------------------------------
@@ -358,3 +372,20 @@ def test_avg_pool_and_mean_subsampling_agree_when_beta_is_one(rng):
     layer.params["bias"][...] = 0.0
     x = rng.standard_normal((2, 3, 6, 6))
     np.testing.assert_allclose(layer.forward(x), AvgPool2d(2).forward(x), rtol=1e-12)
+
+
+def test_window_and_vector_layers_share_shapes_checks_and_reprs():
+    conv = Conv2d(3, 4, (3, 2), stride=(2, 1), padding=1)
+    combination = LearnedCombination2d(3, 4, (3, 2), stride=(2, 1), padding=1)
+    assert conv.output_shape((3, 9, 8)) == combination.output_shape((3, 9, 8)) == (4, 5, 9)
+    assert repr(conv) == "Conv2d(3, 4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 1))"
+    assert repr(combination) == "LearnedCombination2d(3, 4, kernel_size=(3, 2), stride=(2, 1), padding=(1, 1))"
+    with pytest.raises(ConfigurationError, match="LearnedCombination2d needs at least one input and output map"):
+        LearnedCombination2d(0, 4, 3)
+    with pytest.raises(ConfigurationError, match="LearnedCombination2d: kernel_size"):
+        LearnedCombination2d(3, 4, 3, stride=0)
+    rbf, linear = numcnn.EuclideanRBF(5, 3), numcnn.Linear(5, 3)
+    assert rbf.output_shape((5,)) == linear.output_shape((5,)) == (3,)
+    assert repr(rbf) == "EuclideanRBF(in_features=5, out_features=3)"
+    with pytest.raises(ConfigurationError, match="EuclideanRBF needs positive sizes, got 0 and 3"):
+        numcnn.EuclideanRBF(0, 3)

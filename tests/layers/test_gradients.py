@@ -116,6 +116,25 @@ def test_mse_gradcheck(reduction, rng):
     assert report.passed, str(report)
 
 
+@pytest.mark.parametrize(
+    "loss",
+    [
+        numcnn.RBFLoss(),
+        numcnn.RBFLoss("sum"),
+        numcnn.RBFMAPLoss(),
+        numcnn.RBFMAPLoss("sum", rubbish_penalty=0.5),
+    ],
+    ids=repr,
+)
+def test_rbf_criteria_gradcheck(loss, rng):
+    # LeNet-5's eqs. 8 and 9 on their own (not only through a whole network): penalties are squared
+    # distances, so positive, spread enough that the MAP term's softmax is far from uniform.
+    penalties = rng.uniform(0.0, 6.0, (5, 4))
+    report = numcnn.gradcheck(loss, penalties, targets=np.array([0, 3, 1, 1, 2]))
+    assert report.passed, str(report)
+    assert [e.name for e in report.entries] == ["input"] and report["input"].checked == penalties.size
+
+
 def test_whole_network_with_loss_gradcheck(rng, distinct_values):
     model = Sequential(
         Conv2d(1, 3, 3, padding=1, rng=rng, dtype=np.float64),
@@ -160,3 +179,22 @@ def test_gradcheck_detects_a_wrong_gradient(rng):
 def test_gradcheck_refuses_float32(rng):
     with pytest.raises(numcnn.ConfigurationError, match="float64"):
         numcnn.gradcheck(Linear(3, 2, rng=rng), rng.standard_normal((2, 3)))
+
+
+def test_gradcheck_refuses_float32_layers_without_parameters(rng):
+    # EuclideanRBF has no parameters: its float32 prototypes (a buffer) and its dtype must still be caught,
+    # or its float32 forward would produce a misleading failed report.
+    rbf = numcnn.EuclideanRBF(4, 3, rng=rng)
+    assert rbf.num_parameters() == 0
+    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(prototypes is not\\)"):
+        numcnn.gradcheck(rbf, rng.standard_normal((2, 4)))
+    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(1.prototypes is not\\)"):
+        numcnn.gradcheck(Sequential(Tanh(), rbf), rng.standard_normal((2, 4)))
+    # A layer whose only float32 trace is its dtype (it casts the input): also refused.
+    rbf64 = numcnn.EuclideanRBF(4, 3, rng=rng, dtype=np.float64)
+    rbf64.dtype = np.dtype(np.float32)
+    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(the dtype float32 of EuclideanRBF"):
+        numcnn.gradcheck(Sequential(rbf64), rng.standard_normal((2, 4)))
+    # Integer buffers (BatchNorm's num_batches_tracked) are no reason to refuse.
+    assert numcnn.gradcheck(numcnn.BatchNorm1d(3, dtype=np.float64), rng.standard_normal((4, 3)), rng=rng).passed
+    assert numcnn.gradcheck(numcnn.EuclideanRBF(4, 3, rng=rng, dtype=np.float64), rng.standard_normal((2, 4))).passed

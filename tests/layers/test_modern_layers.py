@@ -300,3 +300,32 @@ def test_add_shape_mismatch_is_a_shape_error():
     graph = Graph([("flat", Flatten()), ("sum", Add(), ("input", "flat"))])
     with pytest.raises(ShapeError, match="Add: input 1 has shape"):
         graph.forward(np.zeros((2, 1, 2, 2)))
+
+
+def test_containers_recurse_through_named_children(rng):
+    # Sequential names children by index, Graph by node name; the recursion itself lives in Layer.
+    block = residual_block(rng, dtype=np.float32)
+    model = Sequential(Conv2d(1, 2, 3, rng=rng), block, Flatten())
+    assert [name for name, _ in model.named_children()] == ["0", "1", "2"]
+    assert [name for name, _ in block.named_children()] == ["conv1", "bn1", "relu1", "conv2", "bn2", "add", "relu2"]
+    assert list(model.children()) == [layer for _, layer in model.named_children()]
+    names = [name for name, _, _ in model.named_parameters()]
+    assert names == ["0.weight", "0.bias", "1.conv1.weight", "1.bn1.weight", "1.bn1.bias", "1.conv2.weight",
+                     "1.bn2.weight", "1.bn2.bias"]  # fmt: skip
+    assert [param for param, _ in model.parameters()] == [param for _, param, _ in model.named_parameters()]
+    assert [name for name, _ in block.named_buffers()][:3] == [
+        "bn1.running_mean", "bn1.running_var", "bn1.num_batches_tracked"
+    ]  # fmt: skip
+    assert model.num_parameters() == sum(param.size for param, _ in model.parameters()) == 2 * 9 + 2 + 2 * 36 + 8
+    for _, grad in model.parameters():
+        grad.fill(1.0)
+    model.zero_grad()
+    assert not any(grad.any() for _, grad in model.parameters())
+
+
+def test_a_graph_adds_the_penalties_of_its_nodes(rng):
+    combination = numcnn.LearnedCombination2d(2, 3, 1, sparsity=0.5, sparsity_power=0.5, rng=rng, dtype=np.float64)
+    graph = Graph([("mix", combination), ("relu", ReLU())])
+    assert combination.penalty() > 0 and graph.penalty() == pytest.approx(combination.penalty())
+    report = numcnn.gradcheck(graph, rng.standard_normal((2, 2, 3, 3)), rng=rng)
+    assert report.passed, str(report)

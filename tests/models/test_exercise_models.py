@@ -112,6 +112,13 @@ def test_dropout_masks_follow_the_build_seed():
     np.testing.assert_array_equal(a.forward(x), b.forward(x))
     a.eval()
     np.testing.assert_array_equal(a.forward(x), a.forward(x))
+    # In eval mode dropout is the identity: the output is that of the model without the Dropout layer,
+    # whereas a training-mode pass (a random mask) gives a different output.
+    assert any(isinstance(layer, numcnn.Dropout) for layer in a)
+    without_dropout = numcnn.Sequential(*(layer for layer in a if not isinstance(layer, numcnn.Dropout))).eval()
+    evaluated = a.forward(x)
+    np.testing.assert_array_equal(evaluated, without_dropout.forward(x))
+    assert not np.array_equal(a.train().forward(x), evaluated)
 
 
 def test_resnet_mnist_is_a_graph_model_with_a_residual_topology():

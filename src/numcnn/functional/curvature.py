@@ -34,6 +34,7 @@ from numcnn.functional.activation import sigmoid_backward, sigmoid_forward, tanh
 from numcnn.functional.convolution import conv2d_backward, conv2d_forward
 from numcnn.functional.im2col import pair
 from numcnn.functional.linear import linear_backward
+from numcnn.functional.loss import reduction_scale
 from numcnn.functional.subsampling import down, up
 
 __all__ = [
@@ -147,18 +148,14 @@ def rbf_curvature(
 # -- losses: the curvature that starts the pass, ∂²E/∂(network output)² ----------------------------
 
 
-def _batch_scale(n: int, reduction: str) -> float:
-    return 1.0 / n if reduction == "mean" else 1.0
-
-
 def mse_curvature(outputs: np.ndarray, reduction: str = "mean") -> np.ndarray:
     """``∂²E/∂y² = 1/N`` for ``E = (1/N) Σ_n ½‖yⁿ − tⁿ‖²`` (exact)."""
-    return np.full_like(outputs, _batch_scale(outputs.shape[0], reduction))
+    return np.full_like(outputs, reduction_scale(outputs.shape[0], reduction))
 
 
 def cross_entropy_curvature(probabilities: np.ndarray, reduction: str = "mean") -> np.ndarray:
     """``∂²E/∂u_k² = p_k (1 − p_k) / N``: the diagonal of the cross-entropy Hessian ``diag(p) − p pᵀ``."""
-    return probabilities * (1.0 - probabilities) * _batch_scale(probabilities.shape[0], reduction)
+    return probabilities * (1.0 - probabilities) * reduction_scale(probabilities.shape[0], reduction)
 
 
 def rbf_mse_curvature(targets: np.ndarray) -> np.ndarray:
@@ -167,5 +164,10 @@ def rbf_mse_curvature(targets: np.ndarray) -> np.ndarray:
 
 
 def rbf_map_curvature(probabilities: np.ndarray, reduction: str = "mean") -> np.ndarray:
-    """``∂²E/∂y_i² = p_i (1 − p_i) / N`` for paper eq. 9: the diagonal of its log-sum-exp's Hessian."""
-    return probabilities * (1.0 - probabilities) * _batch_scale(probabilities.shape[0], reduction)
+    """``∂²E/∂y_i² = p_i (1 − p_i) / N`` for paper eq. 9: the diagonal of its log-sum-exp's Hessian.
+
+    Eq. 9 is a cross-entropy over the scores ``−y`` (plus the rubbish class): its Hessian diagonal is
+    that of :func:`cross_entropy_curvature` (here the rows of ``p`` sum to less than 1: the rubbish
+    class takes the rest).
+    """
+    return cross_entropy_curvature(probabilities, reduction)

@@ -123,8 +123,7 @@ def im2col(
     stride_h, stride_w = pair(stride, "stride")
     pad_h, pad_w = pair(padding, "padding")
     n, c, h, w = x.shape
-    out_h = conv_output_size(h, kernel_h, stride_h, pad_h)
-    out_w = conv_output_size(w, kernel_w, stride_w, pad_w)
+    out_h, out_w = conv_output_size_2d((h, w), (kernel_h, kernel_w), (stride_h, stride_w), (pad_h, pad_w))
 
     padded = np.pad(
         x, ((0, 0), (0, 0), (pad_h, pad_h), (pad_w, pad_w)), mode="constant", constant_values=pad_value
@@ -163,9 +162,7 @@ def col2im(
     h, w = input_size
     stride_h, stride_w = pair(stride, "stride")
     pad_h, pad_w = pair(padding, "padding")
-    if conv_output_size(h, kernel_h, stride_h, pad_h) != out_h or conv_output_size(
-        w, kernel_w, stride_w, pad_w
-    ) != out_w:
+    if conv_output_size_2d((h, w), (kernel_h, kernel_w), (stride_h, stride_w), (pad_h, pad_w)) != (out_h, out_w):
         raise ShapeError(
             f"columns of output size {(out_h, out_w)} do not come from an input of size {(h, w)} "
             f"with kernel {(kernel_h, kernel_w)}, stride {(stride_h, stride_w)}, padding {(pad_h, pad_w)}"

@@ -27,6 +27,7 @@ __all__ = [
     "mse_forward",
     "mse_backward",
     "REDUCTIONS",
+    "reduction_scale",
 ]
 
 REDUCTIONS = ("mean", "sum")
@@ -63,7 +64,9 @@ def as_target_distribution(targets: np.ndarray, outputs: np.ndarray) -> np.ndarr
     return targets.astype(outputs.dtype, copy=False)
 
 
-def _reduce_scale(n: int, reduction: str) -> float:
+def reduction_scale(n: int, reduction: str) -> float:
+    """The factor of a batch sum: ``1/N`` for ``"mean"``, ``1`` for ``"sum"`` (losses, their gradients
+    and their curvatures all use it)."""
     if reduction not in REDUCTIONS:
         raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
     return 1.0 / n if reduction == "mean" else 1.0
@@ -78,7 +81,7 @@ def cross_entropy_forward(
     """
     target_distribution = as_target_distribution(targets, logits)
     log_probabilities = log_softmax(logits, axis=1)
-    scale = _reduce_scale(logits.shape[0], reduction)
+    scale = reduction_scale(logits.shape[0], reduction)
     loss = -float((target_distribution * log_probabilities).sum()) * scale
     return loss, np.exp(log_probabilities), target_distribution
 
@@ -87,7 +90,7 @@ def cross_entropy_backward(
     probabilities: np.ndarray, target_distribution: np.ndarray, reduction: str = "mean"
 ) -> np.ndarray:
     """``∂E/∂logits = (p − t)/N`` for ``mean`` (``p − t`` for ``sum``); valid when rows of t sum to 1."""
-    scale = _reduce_scale(probabilities.shape[0], reduction)
+    scale = reduction_scale(probabilities.shape[0], reduction)
     return (probabilities - target_distribution) * scale
 
 
@@ -97,9 +100,9 @@ def mse_forward(outputs: np.ndarray, targets: np.ndarray, reduction: str = "mean
     if targets.shape != outputs.shape:
         raise ShapeError(f"targets of shape {targets.shape} do not match outputs of shape {outputs.shape}")
     residual = outputs - targets.astype(outputs.dtype, copy=False)
-    scale = _reduce_scale(outputs.shape[0], reduction)
+    scale = reduction_scale(outputs.shape[0], reduction)
     return 0.5 * float((residual * residual).sum()) * scale, residual
 
 
 def mse_backward(residual: np.ndarray, reduction: str = "mean") -> np.ndarray:
-    return residual * _reduce_scale(residual.shape[0], reduction)
+    return residual * reduction_scale(residual.shape[0], reduction)

@@ -24,7 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn.errors import ShapeError
-from numcnn.functional.loss import one_hot
+from numcnn.functional.loss import one_hot, reduction_scale
 
 __all__ = [
     "rbf_forward",
@@ -67,22 +67,18 @@ def _check_labels(penalties: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return one_hot(labels, penalties.shape[1], dtype=penalties.dtype)  # also checks the label range
 
 
-def _scale(n: int, reduction: str) -> float:
-    return 1.0 / n if reduction == "mean" else 1.0
-
-
 def rbf_mse_forward(penalties: np.ndarray, labels: np.ndarray, reduction: str = "mean") -> tuple[float, np.ndarray]:
     """Paper eq. 8: the correct class's RBF output, averaged. Returns ``(E, one-hot targets)``.
 
     Shape: penalties ``(N, K)``, labels ``(N,)`` integers.
     """
     targets = _check_labels(penalties, labels)
-    return float((penalties * targets).sum()) * _scale(len(targets), reduction), targets
+    return float((penalties * targets).sum()) * reduction_scale(len(targets), reduction), targets
 
 
 def rbf_mse_backward(targets: np.ndarray, reduction: str = "mean") -> np.ndarray:
     """``∂E/∂y = onehot(D) / N``: only the correct class's penalty is pulled down."""
-    return targets * _scale(len(targets), reduction)
+    return targets * reduction_scale(len(targets), reduction)
 
 
 def rbf_map_forward(
@@ -102,9 +98,9 @@ def rbf_map_forward(
     log_partition = largest[:, 0] + np.log(total[:, 0])
     probabilities = weights[:, 1:] / total  # p_i = e^{−y_i} / (e^{−j} + Σ_k e^{−y_k})
     per_sample = (penalties * targets).sum(axis=1) + log_partition
-    return float(per_sample.sum()) * _scale(n, reduction), probabilities, targets
+    return float(per_sample.sum()) * reduction_scale(n, reduction), probabilities, targets
 
 
 def rbf_map_backward(probabilities: np.ndarray, targets: np.ndarray, reduction: str = "mean") -> np.ndarray:
     """``∂E/∂y_i = ([i = D] − p_i) / N``."""
-    return (targets - probabilities) * _scale(len(targets), reduction)
+    return (targets - probabilities) * reduction_scale(len(targets), reduction)

@@ -36,6 +36,7 @@ __all__ = [
     "SUBSAMPLE_MODES",
     "SubsampleCache",
     "subsample_factor",
+    "subsample_output_size",
     "down",
     "up",
     "subsample_forward",
@@ -65,7 +66,8 @@ def subsample_factor(factor: int | tuple[int, int], mode: str, layer: str = "Sub
     return factor
 
 
-def _output_size(input_size: tuple[int, int], factor: tuple[int, int]) -> tuple[int, int]:
+def subsample_output_size(input_size: tuple[int, int], factor: tuple[int, int]) -> tuple[int, int]:
+    """``(⌊H/FH⌋, ⌊W/FW⌋)``; a map smaller than one block is an error, not an empty output."""
     (h, w), (factor_h, factor_w) = input_size, factor
     if h < factor_h or w < factor_w:
         raise ShapeError(f"sub-sampling by {factor} needs maps of at least that size, got {input_size}")
@@ -85,7 +87,7 @@ def down(x: np.ndarray, factor: int | tuple[int, int], mode: str = "sum") -> np.
         raise ShapeError(f"sub-sampling input must have shape (N, C, H, W), got {x.shape}")
     factor_h, factor_w = pair(factor, "factor")
     n, c, h, w = x.shape
-    out_h, out_w = _output_size((h, w), (factor_h, factor_w))
+    out_h, out_w = subsample_output_size((h, w), (factor_h, factor_w))
     # Cut off the unvisited border, then split each axis into (block index, position in block).
     blocks = x[:, :, : out_h * factor_h, : out_w * factor_w].reshape(n, c, out_h, factor_h, out_w, factor_w)
     summed = blocks.sum(axis=(3, 5))

@@ -29,8 +29,8 @@ __all__ = [
     "FUSED_INTO_NEXT",
 ]
 
-# LeCun's scaled tanh 1.7159·tanh(2x/3) (seed 000 §2.1): f(±1) = ±1 (to 3e-6) and the largest
-# the largest |f″| lies near ±1, so targets ±1 sit where the curve bends and do not saturate it.
+# LeCun's scaled tanh 1.7159·tanh(2x/3) (seed 000 §2.1): f(±1) = ±1 (to 3e-6) and the largest |f″|
+# lies near ±1, so targets ±1 sit where the curve bends and do not saturate it.
 LECUN_TANH_AMPLITUDE = 1.7159
 LECUN_TANH_SCALE = 2.0 / 3.0
 

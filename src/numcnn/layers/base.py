@@ -10,6 +10,9 @@ Contract (what users and tests write against):
 * ``params`` and ``grads`` are dicts with the same keys and shapes; ``buffers`` holds non-trained
   state that a checkpoint must keep (e.g. running statistics).
 * ``training`` is switched by :meth:`train` / :meth:`eval`.
+* A layer made of other layers names them in :meth:`named_children`; parameters, buffers, gradients,
+  parameter counts and the train/eval switch then recurse into them, each child's names prefixed
+  with ``"<child name>."`` after the layer's own.
 
 A parameter is also readable as an attribute (``conv.weight`` is ``conv.params["weight"]``), as in
 PyTorch; always go through ``params`` when *replacing* an array.
@@ -21,9 +24,10 @@ from typing import Iterator
 
 import numpy as np
 
-from numcnn.errors import CheckpointError, NumcnnError
+from numcnn.errors import CheckpointError, ConfigurationError, NumcnnError
+from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
 
-__all__ = ["Layer", "make_generator", "fan_in_uniform"]
+__all__ = ["Layer", "VectorLayer", "WindowLayer", "make_generator", "fan_in_uniform"]
 
 
 def make_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -63,21 +67,31 @@ class Layer:
 
     def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """``(param, grad)`` pairs; optimisers update ``param`` in place."""
-        return [(self.params[name], self.grads[name]) for name in self.params]
+        return [(param, grad) for _, param, grad in self.named_parameters()]
 
     def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
-        """``(name, param, grad)`` triples, names prefixed like PyTorch's ``state_dict`` keys."""
-        return [(prefix + name, self.params[name], self.grads[name]) for name in self.params]
+        """``(name, param, grad)`` triples, names prefixed like PyTorch's ``state_dict`` keys
+        (``"0.weight"`` in a Sequential): the layer's own, then each child's."""
+        triples = [(prefix + name, self.params[name], self.grads[name]) for name in self.params]
+        for child_name, child in self.named_children():
+            triples.extend(child.named_parameters(f"{prefix}{child_name}."))
+        return triples
 
     def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-        return [(prefix + name, value) for name, value in self.buffers.items()]
+        pairs = [(prefix + name, value) for name, value in self.buffers.items()]
+        for child_name, child in self.named_children():
+            pairs.extend(child.named_buffers(f"{prefix}{child_name}."))
+        return pairs
 
     def zero_grad(self) -> None:
         for grad in self.grads.values():
             grad.fill(0)
+        for child in self.children():
+            child.zero_grad()
 
     def num_parameters(self) -> int:
-        return int(sum(p.size for p in self.params.values()))
+        own = int(sum(p.size for p in self.params.values()))
+        return own + sum(child.num_parameters() for child in self.children())
 
     def state_dict(self) -> dict[str, np.ndarray]:
         """Copies of every parameter and buffer, keyed by :meth:`named_parameters`/:meth:`named_buffers` names."""
@@ -103,15 +117,26 @@ class Layer:
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> "Layer":
+        """Switch this layer and its children to training (``True``) or evaluation mode."""
         self.training = bool(mode)
+        for child in self.children():
+            child.train(mode)
         return self
 
     def eval(self) -> "Layer":
         return self.train(False)
 
-    def children(self) -> Iterator["Layer"]:
-        """Sub-layers of a container; a plain layer has none."""
+    def named_children(self) -> Iterator[tuple[str, "Layer"]]:
+        """``(name, layer)`` of the layers this one is made of; a plain layer has none.
+
+        The names prefix the children's parameter and buffer names (a Sequential uses the index,
+        a Graph the node name).
+        """
         return iter(())
+
+    def children(self) -> Iterator["Layer"]:
+        """The layers of :meth:`named_children`, in the same order."""
+        return (child for _, child in self.named_children())
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -124,12 +149,13 @@ class Layer:
         return self.forward(x)
 
     def penalty(self) -> float:
-        """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default 0).
+        """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default: the
+        sum of its children's, 0 for a plain layer).
 
         A layer with a penalty adds the penalty's gradient in ``backward``, once per call, so
         :func:`numcnn.gradcheck` and the trainer add ``penalty()`` to ``E`` once per forward pass.
         """
-        return 0.0
+        return float(sum(child.penalty() for child in self.children()))
 
     def backward_curvature(
         self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
@@ -168,3 +194,52 @@ class Layer:
             if values is not None and name in values:
                 return values[name]
         raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
+
+
+class VectorLayer(Layer):
+    """A layer from ``(in_features,)`` to ``(out_features,)`` samples (Linear, EuclideanRBF): the sizes,
+    their check, ``output_shape`` and the start of ``extra_repr``."""
+
+    def _set_features(self, in_features: int, out_features: int) -> None:
+        if in_features < 1 or out_features < 1:
+            name = type(self).__name__
+            raise ConfigurationError(f"{name} needs positive sizes, got {in_features} and {out_features}")
+        self.in_features = int(in_features)
+        self.out_features = int(out_features)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        return (self.out_features,)
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}"
+
+
+class WindowLayer(Layer):
+    """A layer sliding a ``KH × KW`` window over ``(C_in, H, W)`` samples to give ``(C_out, OH, OW)``
+    (Conv2d, LearnedCombination2d): the channel counts, the validated window settings,
+    ``output_shape`` and the start of ``extra_repr``."""
+
+    def _set_window(
+        self, in_channels: int, out_channels: int, kernel_size, stride, padding, what: str = "channel"
+    ) -> None:
+        """``what`` names the channels in the error (``"map"`` for the notes' feature maps)."""
+        name = type(self).__name__
+        if in_channels < 1 or out_channels < 1:
+            raise ConfigurationError(
+                f"{name} needs at least one input and output {what}, got {in_channels} and {out_channels}"
+            )
+        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.kernel_size = pair(kernel_size, "kernel_size")
+        self.stride = pair(stride, "stride")
+        self.padding = pair(padding, "padding")
+        check_window(self.kernel_size, self.stride, self.padding, name)
+
+    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
+        _, h, w = input_shape
+        return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
+            f"stride={self.stride}, padding={self.padding}"
+        )

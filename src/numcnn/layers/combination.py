@@ -13,13 +13,12 @@ from numcnn.functional.combination import (
     sparsity_penalty,
     sparsity_penalty_gradient,
 )
-from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
-from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+from numcnn.layers.base import WindowLayer, fan_in_uniform, make_generator
 
 __all__ = ["LearnedCombination2d"]
 
 
-class LearnedCombination2d(Layer):
+class LearnedCombination2d(WindowLayer):
     """``u_j = Σ_i α_ij (x_i * k_i) + b_j`` with ``α_·j = softmax(c_·j)`` -- a connection table learned
     by gradient descent instead of drawn by hand (seed 000 §3.3).
 
@@ -52,20 +51,12 @@ class LearnedCombination2d(Layer):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        if in_channels < 1 or out_channels < 1:
-            raise ConfigurationError(
-                f"LearnedCombination2d needs at least one input and output map, got {in_channels} and {out_channels}"
-            )
+        self._set_window(in_channels, out_channels, kernel_size, stride, padding, what="map")
         if sparsity < 0 or not 0 < sparsity_power <= 1:
             raise ConfigurationError(
                 "LearnedCombination2d: sparsity must be >= 0 and sparsity_power in (0, 1], "
                 f"got {sparsity} and {sparsity_power}"
             )
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = pair(stride, "stride")
-        self.padding = pair(padding, "padding")
-        check_window(self.kernel_size, self.stride, self.padding, "LearnedCombination2d")
         self.sparsity, self.sparsity_power = float(sparsity), float(sparsity_power)
         self.dtype = np.dtype(dtype)
         rng = make_generator(rng)
@@ -113,15 +104,8 @@ class LearnedCombination2d(Layer):
             lines.append(f"{i:<4}{cells}")
         return "\n".join(lines)
 
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        _, h, w = input_shape
-        return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
-
     def extra_repr(self) -> str:
-        text = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}"
-        )
+        text = super().extra_repr()
         if self.sparsity:
             text += f", sparsity={self.sparsity}, sparsity_power={self.sparsity_power}"
         return text

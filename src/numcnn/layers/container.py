@@ -46,8 +46,8 @@ class Sequential(Layer):
     def __iter__(self) -> Iterator[Layer]:
         return iter(self.layers)
 
-    def children(self) -> Iterator[Layer]:
-        return iter(self.layers)
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        return ((str(index), layer) for index, layer in enumerate(self.layers))
 
     def append(self, layer: Layer) -> "Sequential":
         if not isinstance(layer, Layer):
@@ -63,10 +63,6 @@ class Sequential(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
         return fused_backward(self.layers, grad_output, self._steps, need_input_grad)
-
-    def penalty(self) -> float:
-        """The sum of the layers' regularisation terms (e.g. the sparsity of learned map combinations)."""
-        return float(sum(layer.penalty() for layer in self.layers))
 
     def backward_curvature(
         self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
@@ -95,35 +91,6 @@ class Sequential(Layer):
         for layer in self.layers:
             input_shape = layer.output_shape(input_shape)
         return input_shape
-
-    # -- parameters and state -------------------------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
-        triples = []
-        for index, layer in enumerate(self.layers):
-            triples.extend(layer.named_parameters(f"{prefix}{index}."))
-        return triples
-
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(param, grad) for _, param, grad in self.named_parameters()]
-
-    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-        pairs = []
-        for index, layer in enumerate(self.layers):
-            pairs.extend(layer.named_buffers(f"{prefix}{index}."))
-        return pairs
-
-    def zero_grad(self) -> None:
-        for layer in self.layers:
-            layer.zero_grad()
-
-    def num_parameters(self) -> int:
-        return sum(layer.num_parameters() for layer in self.layers)
-
-    def train(self, mode: bool = True) -> "Sequential":
-        self.training = bool(mode)
-        for layer in self.layers:
-            layer.train(mode)
-        return self
 
     # -- presentation ---------------------------------------------------------------------------
     def __repr__(self) -> str:

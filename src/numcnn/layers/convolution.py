@@ -7,16 +7,14 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn import kernels
-from numcnn.errors import ConfigurationError
 from numcnn.functional.curvature import conv2d_curvature
-from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
-from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+from numcnn.layers.base import WindowLayer, fan_in_uniform, make_generator
 from numcnn.layers.connections import check_connections
 
 __all__ = ["Conv2d"]
 
 
-class Conv2d(Layer):
+class Conv2d(WindowLayer):
     """2-D convolution (cross-correlation, like PyTorch) over a batch of multi-channel images.
 
     ``y[n, f] = b[f] + Σ_c weight[f, c] ⋆ x[n, c]`` -- seed 000's ``x_j = f(Σ_{i∈M_j} x_i * k_ij + b_j)``
@@ -38,8 +36,8 @@ class Conv2d(Layer):
     maps ``M_j = {i : connections[i, j]}`` -- seed 000's ``x_j = f(Σ_{i∈M_j} x_i * k_ij + b_j)``. The kernels
     ``weight[j, i]`` of absent connections are held at exactly zero: masked in the forward pass and in
     their gradient, so no optimiser step moves them; ``num_parameters()`` counts only the connected
-    kernels (LeNet-5's C3: 60·25 + 16 = 1,516). Their initial range uses each map's true fan-in
-    ``|M_j|·KH·KW``.
+    kernels (LeNet-5's C3: 60·25 + 16 = 1,516). The kernels' initial range uses each map's true fan-in
+    ``|M_j|·KH·KW``; the biases keep the full ``C_in·KH·KW``.
     """
 
     def __init__(
@@ -56,16 +54,7 @@ class Conv2d(Layer):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        if in_channels < 1 or out_channels < 1:
-            raise ConfigurationError(
-                f"Conv2d needs at least one input and output channel, got {in_channels} and {out_channels}"
-            )
-        self.in_channels = int(in_channels)
-        self.out_channels = int(out_channels)
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = pair(stride, "stride")
-        self.padding = pair(padding, "padding")
-        check_window(self.kernel_size, self.stride, self.padding, "Conv2d")
+        self._set_window(in_channels, out_channels, kernel_size, stride, padding)
         self.dtype = np.dtype(dtype)
         rng = make_generator(rng)
         fan_in = self.in_channels * self.kernel_size[0] * self.kernel_size[1]
@@ -124,15 +113,8 @@ class Conv2d(Layer):
             curvatures["bias"] = curvature_bias
         return curvature_input, curvatures
 
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        _, h, w = input_shape
-        return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
-
     def extra_repr(self) -> str:
-        text = (
-            f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"stride={self.stride}, padding={self.padding}"
-        )
+        text = super().extra_repr()
         if "bias" not in self.params:
             text += ", bias=False"
         if self.connections is not None:

@@ -148,8 +148,8 @@ class Graph(Layer):
     def __len__(self) -> int:
         return len(self.nodes)
 
-    def children(self) -> Iterator[Layer]:
-        return (node.layer for node in self.nodes)
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
+        return ((node.name, node.layer) for node in self.nodes)
 
     def consumers(self, tensor: str) -> list[str]:
         """Names of the (active) nodes that read ``tensor``."""
@@ -194,35 +194,6 @@ class Graph(Layer):
         for node in self.nodes:
             shapes[node.name] = node.layer.output_shape(*(shapes[name] for name in node.inputs))
         return shapes
-
-    # -- parameters and state -------------------------------------------------------------------
-    def named_parameters(self, prefix: str = "") -> list[tuple[str, np.ndarray, np.ndarray]]:
-        triples = []
-        for node in self.nodes:
-            triples.extend(node.layer.named_parameters(f"{prefix}{node.name}."))
-        return triples
-
-    def parameters(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        return [(param, grad) for _, param, grad in self.named_parameters()]
-
-    def named_buffers(self, prefix: str = "") -> list[tuple[str, np.ndarray]]:
-        pairs = []
-        for node in self.nodes:
-            pairs.extend(node.layer.named_buffers(f"{prefix}{node.name}."))
-        return pairs
-
-    def zero_grad(self) -> None:
-        for node in self.nodes:
-            node.layer.zero_grad()
-
-    def num_parameters(self) -> int:
-        return sum(node.layer.num_parameters() for node in self.nodes)
-
-    def train(self, mode: bool = True) -> "Graph":
-        self.training = bool(mode)
-        for node in self.nodes:
-            node.layer.train(mode)
-        return self
 
     # -- presentation ---------------------------------------------------------------------------
     def __repr__(self) -> str:

@@ -7,14 +7,13 @@ import math
 import numpy as np
 
 from numcnn import kernels
-from numcnn.errors import ConfigurationError
 from numcnn.functional.curvature import linear_curvature
-from numcnn.layers.base import Layer, fan_in_uniform, make_generator
+from numcnn.layers.base import Layer, VectorLayer, fan_in_uniform, make_generator
 
 __all__ = ["Linear", "Flatten"]
 
 
-class Linear(Layer):
+class Linear(VectorLayer):
     """Fully connected layer ``y = x Wᵀ + b`` (seed 000 eq. 2).
 
     Shape: ``(N, in_features)`` → ``(N, out_features)``.
@@ -35,10 +34,7 @@ class Linear(Layer):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ConfigurationError(f"Linear needs positive sizes, got {in_features} and {out_features}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self._set_features(in_features, out_features)
         self.dtype = np.dtype(dtype)
         rng = make_generator(rng)
         self.add_parameter(
@@ -74,11 +70,8 @@ class Linear(Layer):
             curvatures["bias"] = curvature_bias
         return curvature_input, curvatures
 
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.out_features,)
-
     def extra_repr(self) -> str:
-        text = f"in_features={self.in_features}, out_features={self.out_features}"
+        text = super().extra_repr()
         return text if "bias" in self.params else text + ", bias=False"
 
 

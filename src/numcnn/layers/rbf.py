@@ -8,12 +8,12 @@ import numpy as np
 from numcnn.errors import ConfigurationError, NumcnnError
 from numcnn.functional.curvature import rbf_curvature
 from numcnn.functional.rbf import rbf_backward, rbf_forward
-from numcnn.layers.base import Layer, make_generator
+from numcnn.layers.base import VectorLayer, make_generator
 
 __all__ = ["EuclideanRBF"]
 
 
-class EuclideanRBF(Layer):
+class EuclideanRBF(VectorLayer):
     """``y_i = Σ_j (x_j − w_ij)²``: the squared distance of the input to each class's fixed code ``w_i``.
 
     The outputs are penalties -- the predicted class is ``argmin_i y_i`` (``ModelSpec.prediction =
@@ -40,10 +40,7 @@ class EuclideanRBF(Layer):
         dtype=np.float32,
     ) -> None:
         super().__init__()
-        if in_features < 1 or out_features < 1:
-            raise ConfigurationError(f"EuclideanRBF needs positive sizes, got {in_features} and {out_features}")
-        self.in_features = int(in_features)
-        self.out_features = int(out_features)
+        self._set_features(in_features, out_features)
         self.dtype = np.dtype(dtype)
         if prototypes is None:
             prototypes = make_generator(rng).choice([-1.0, 1.0], size=(self.out_features, self.in_features))
@@ -73,9 +70,3 @@ class EuclideanRBF(Layer):
             )
         x = np.asarray(x, dtype=self.dtype)
         return rbf_curvature(curvature_output, grad_output, x, self.buffers["prototypes"]), {}
-
-    def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
-        return (self.out_features,)
-
-    def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}"

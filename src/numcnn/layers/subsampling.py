@@ -10,7 +10,12 @@ import numpy as np
 
 from numcnn.errors import ConfigurationError
 from numcnn.functional.curvature import subsample_curvature
-from numcnn.functional.subsampling import subsample_backward, subsample_factor, subsample_forward
+from numcnn.functional.subsampling import (
+    subsample_backward,
+    subsample_factor,
+    subsample_forward,
+    subsample_output_size,
+)
 from numcnn.layers.activation import ReLU, ScaledTanh, Sigmoid, Tanh
 from numcnn.layers.base import Layer, fan_in_uniform, make_generator
 
@@ -105,13 +110,11 @@ class Subsample2d(Layer):
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         c, h, w = input_shape
-        return (c, h // self.factor[0], w // self.factor[1])
+        return (c, *subsample_output_size((h, w), self.factor))
 
-    def train(self, mode: bool = True) -> "Subsample2d":
-        super().train(mode)
-        if self.activation is not None:
-            self.activation.train(mode)
-        return self
+    def named_children(self):
+        # The activation is a child, so train()/eval() reach it (it has no parameters to name).
+        return iter(() if self.activation is None else (("activation", self.activation),))
 
     def extra_repr(self) -> str:
         text = f"{self.channels}, factor={self.factor}, mode={self.mode!r}"

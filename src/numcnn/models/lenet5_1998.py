@@ -24,8 +24,9 @@ makes the mean input roughly 0, and the variance roughly 1." With numcnn's ``(pi
 blank (0) ↦ −0.1 and full ink (255) ↦ 1.175 fix ``std = 1/1.275`` and ``mean = 0.1/1.275``; the padding
 border gets the background value too.
 
-Not reproduced: the paper's initialisation ``U(±2.4/F_i)`` (numcnn's ``U(±1/√F_i)`` is used, with the
-true fan-in of each C3 map), and its online updates (numcnn trains on mini-batches).
+Not reproduced: the paper's initialisation ``U(±2.4/F_i)`` (numcnn's ``U(±1/√F_i)`` is used; C3's kernels
+take the true fan-in of each map, ``|M_j|·25``, its biases the full ``6·25``), and its online updates
+(numcnn trains on mini-batches).
 """
 
 from __future__ import annotations
