@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -9,6 +11,27 @@ import pytest
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)
+
+
+@pytest.fixture
+def no_mnist_anywhere(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """No ``NUMCNN_DATA``, an empty home and cache (returned), and no network: 'not found' paths are
+    deterministic and no test can download, whatever it forgets to patch."""
+    from numcnn.data import mnist
+
+    home = tmp_path_factory.mktemp("home")
+    monkeypatch.delenv("NUMCNN_DATA", raising=False)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg-cache"))
+    real_urlopen = mnist._urlopen
+
+    def local_only(url: str, timeout: float):
+        if not url.startswith("file:"):
+            raise AssertionError(f"test tried to download {url}")
+        return real_urlopen(url, timeout)
+
+    monkeypatch.setattr(mnist, "_urlopen", local_only)
+    return home
 
 
 @pytest.fixture

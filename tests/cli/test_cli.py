@@ -18,11 +18,8 @@ needs_mnist = pytest.mark.skipif(
 
 
 @pytest.fixture
-def isolated_home(tmp_path, monkeypatch):
-    """No real data and an empty cache, so 'not found' paths are deterministic."""
-    monkeypatch.delenv("NUMCNN_DATA", raising=False)
-    monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+def isolated_home(tmp_path, no_mnist_anywhere):
+    """No real data, an empty cache and no network; ``tmp_path`` for the test's own files."""
     return tmp_path
 
 

@@ -74,20 +74,9 @@ def idx_tools() -> types.SimpleNamespace:
 
 
 @pytest.fixture(autouse=True)
-def isolated_data_env(monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory):
-    home = tmp_path_factory.mktemp("home")
-    monkeypatch.delenv("NUMCNN_DATA", raising=False)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("XDG_CACHE_HOME", str(home / "xdg-cache"))
-    real_urlopen = mnist._urlopen
-
-    def local_only(url: str, timeout: float):
-        # A safety net: no test may reach the network, whatever it forgets to patch.
-        if not url.startswith("file:"):
-            raise AssertionError(f"test tried to download {url}")
-        return real_urlopen(url, timeout)
-
-    monkeypatch.setattr(mnist, "_urlopen", local_only)
+def isolated_data_env(no_mnist_anywhere: Path) -> Path:
+    """Every data test starts without MNIST on disk and without network access."""
+    return no_mnist_anywhere
 
 
 @pytest.fixture

@@ -52,48 +52,39 @@ def test_checksums_are_on_by_default(tmp_path, make_mnist, check_error):
     assert not data.verified and data.train_images.shape == (12, 28, 28)
 
 
-def test_count_mismatch_names_both_files(tmp_path, make_mnist, idx_tools, check_error):
+@pytest.mark.parametrize(
+    ("file_name", "payload", "fragments"),
+    [
+        pytest.param(
+            "t10k-labels-idx1-ubyte.gz", np.zeros(4, np.uint8),
+            ("t10k-images-idx3-ubyte.gz has 5 images", "t10k-labels-idx1-ubyte.gz has 4 labels"),
+            id="count mismatch names both files",
+        ),
+        pytest.param(
+            "train-images-idx3-ubyte.gz", np.zeros(12, np.uint8),
+            ("train-images-idx3-ubyte.gz", "expected IDX magic 0x00000803", "got uint8 1-D"),
+            id="labels file in place of images",
+        ),
+        pytest.param(
+            "t10k-images-idx3-ubyte.gz", np.zeros((5, 32, 32), np.uint8),
+            ("t10k-images-idx3-ubyte.gz", "expected 28x28 images, got 32x32"),
+            id="images must be 28x28",
+        ),
+        pytest.param(
+            "train-labels-idx1-ubyte.gz", np.full(12, 11, np.uint8),
+            ("train-labels-idx1-ubyte.gz", "label 11 is outside 0-9"),
+            id="labels outside 0 to 9",
+        ),
+    ],
+)  # fmt: skip
+def test_a_wrong_file_in_the_set_is_named_with_its_problem(
+    tmp_path, make_mnist, idx_tools, check_error, file_name, payload, fragments
+):
     make_mnist(tmp_path, register=False)
-    idx_tools.write_file(
-        tmp_path / "t10k-labels-idx1-ubyte.gz", idx_tools.idx_bytes(np.zeros(4, np.uint8))
-    )
+    idx_tools.write_file(tmp_path / file_name, idx_tools.idx_bytes(payload))
     with pytest.raises(DataError) as excinfo:
         load_mnist(tmp_path, verify=False)
-    check_error(
-        excinfo, "t10k-images-idx3-ubyte.gz has 5 images", "t10k-labels-idx1-ubyte.gz has 4 labels"
-    )
-
-
-def test_labels_file_in_place_of_images(tmp_path, make_mnist, idx_tools, check_error):
-    make_mnist(tmp_path, register=False)
-    idx_tools.write_file(
-        tmp_path / "train-images-idx3-ubyte.gz", idx_tools.idx_bytes(np.zeros(12, np.uint8))
-    )
-    with pytest.raises(DataError) as excinfo:
-        load_mnist(tmp_path, verify=False)
-    check_error(
-        excinfo, "train-images-idx3-ubyte.gz", "expected IDX magic 0x00000803", "got uint8 1-D"
-    )
-
-
-def test_images_must_be_28x28(tmp_path, make_mnist, idx_tools, check_error):
-    make_mnist(tmp_path, register=False)
-    idx_tools.write_file(
-        tmp_path / "t10k-images-idx3-ubyte.gz", idx_tools.idx_bytes(np.zeros((5, 32, 32), np.uint8))
-    )
-    with pytest.raises(DataError) as excinfo:
-        load_mnist(tmp_path, verify=False)
-    check_error(excinfo, "t10k-images-idx3-ubyte.gz", "expected 28x28 images, got 32x32")
-
-
-def test_labels_outside_0_to_9(tmp_path, make_mnist, idx_tools, check_error):
-    make_mnist(tmp_path, register=False)
-    idx_tools.write_file(
-        tmp_path / "train-labels-idx1-ubyte.gz", idx_tools.idx_bytes(np.full(12, 11, np.uint8))
-    )
-    with pytest.raises(DataError) as excinfo:
-        load_mnist(tmp_path, verify=False)
-    check_error(excinfo, "train-labels-idx1-ubyte.gz", "label 11 is outside 0-9")
+    check_error(excinfo, *fragments)
 
 
 def test_corrupt_file_inside_set(tmp_path, make_mnist, check_error):
