@@ -18,9 +18,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
@@ -97,7 +97,7 @@ class TrainConfig:
     augment_flip: bool = False
 
     @classmethod
-    def for_model(cls, model: str, **settings) -> "TrainConfig":
+    def for_model(cls, model: str, **settings) -> TrainConfig:
         """The configuration for ``model``: the defaults here, then the model's recommended
         settings (:attr:`ModelSpec.training`), then every ``settings`` value that is not ``None``."""
         values = dict(models.get_spec(model).training)
@@ -453,7 +453,8 @@ def _restore(
     if config.lr_schedule == "cosine" and saved_epochs != config.epochs:
         log(
             f"note: the run was planned for {saved_epochs} epochs, now {config.epochs}: the cosine schedule is "
-            f"re-planned over {config.epochs} epochs (epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
+            f"re-planned over {config.epochs} epochs "
+            f"(epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
     return next_epoch
 

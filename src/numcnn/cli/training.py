@@ -113,7 +113,10 @@ def register(subparsers) -> None:
     train.add_argument("--dtype", choices=["float32", "float64"], help=f"default: {defaults.dtype}")
     add_convenience_arguments(train)
     train.add_argument(
-        "--out", type=Path, default=Path("runs/latest"), help="run directory for checkpoint and metrics (default: runs/latest)"
+        "--out",
+        type=Path,
+        default=Path("runs/latest"),
+        help="run directory for checkpoint and metrics (default: runs/latest)",
     )
     train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
@@ -211,7 +214,10 @@ def run_evaluate(args) -> int:
 def _confusion_table(model, spec, split, batch_size: int) -> str:
     model.eval()
     predictions = np.concatenate(
-        [spec.predict_classes(model.forward(split.images[s : s + batch_size])) for s in range(0, len(split), batch_size)]
+        [
+            spec.predict_classes(model.forward(split.images[s : s + batch_size]))
+            for s in range(0, len(split), batch_size)
+        ]
     )
     k = spec.num_classes
     matrix = np.zeros((k, k), dtype=np.int64)

@@ -14,7 +14,7 @@ simply takes its per-array path.
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
