@@ -173,8 +173,8 @@ def run_train(args) -> int:
     configure_compute(args)  # so is a bad backend or thread count
     data = load_data(args)
     history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
-    if history:
-        final = history.final
+    final = history.final
+    if final is not None:  # None when no epoch was run
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
         print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {args.out / kept}")
     _try_plot(args.out)

@@ -21,6 +21,7 @@ PyTorch; always go through ``params`` when *replacing* an array.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -56,7 +57,7 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.training = True
-        self.cache = None
+        self.cache: Any = None  # each layer type documents what its forward keeps here
 
     # -- parameters -------------------------------------------------------------------------
     def add_parameter(self, name: str, value: np.ndarray) -> np.ndarray:

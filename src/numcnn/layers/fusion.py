@@ -84,8 +84,9 @@ def step_backward(layers: list[Layer], step: tuple[int, int], grad: np.ndarray, 
     """Back-propagate through one step; a fused pool's backward already includes its ReLU."""
     first, last = step
     if last - first == 2:  # pooling (with the ReLU), then the convolution
-        grad = layers[last].backward(grad, need_input_grad=True)
-        return layers[first].backward(grad, need_input_grad=need_input_grad or first > 0)
+        grad_conv = layers[last].backward(grad, need_input_grad=True)
+        assert grad_conv is not None  # asked for with need_input_grad=True
+        return layers[first].backward(grad_conv, need_input_grad=need_input_grad or first > 0)
     return layers[last].backward(grad, need_input_grad=need_input_grad or first > 0)
 
 
