@@ -184,6 +184,7 @@ def gradcheck(
     x = np.array(inputs, dtype=np.float64)  # a private copy: it is perturbed in place
     _require_float64(module, x)
 
+    analytic_input: np.ndarray | None  # None when the input gradient is not checked
     if isinstance(module, Loss):
         if targets is None:
             raise ConfigurationError("gradcheck of a loss needs targets")
@@ -197,13 +198,12 @@ def gradcheck(
     else:
         if loss is not None and targets is None:
             raise ConfigurationError("gradcheck with a loss needs targets")
-        projection = None
-        if loss is None:
-            projection = generator.standard_normal(module.forward(x).shape)
+        # Without a loss, E = Σ R ∘ output for a fixed random R (unused, and empty, with a loss).
+        projection = generator.standard_normal(module.forward(x).shape) if loss is None else np.empty(0)
 
         def objective() -> float:
             outputs = module.forward(x)
-            if loss is not None:
+            if loss is not None and targets is not None:
                 return float(loss.forward(outputs, targets)) + module.penalty()
             return float(np.sum(outputs * projection)) + module.penalty()
 

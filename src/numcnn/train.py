@@ -42,7 +42,7 @@ from numcnn.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError
 from numcnn.interrupt import StopRequests, TrainingInterrupted
-from numcnn.layers import Dropout, Sequential
+from numcnn.layers import Dropout
 from numcnn.layers.base import Layer
 from numcnn.layers.flat import flat_buffers, walk_layers
 from numcnn.losses import LOSS_TYPES, Loss
@@ -204,7 +204,7 @@ class History(list):
     ``final``: the metrics that describe ``model`` as returned -- the last epoch's, or with early
     stopping those of the best epoch, whose weights were restored."""
 
-    model = None
+    model: Layer | None = None
     final: EpochMetrics | None = None
 
 
@@ -220,7 +220,7 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
-def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+def make_optimizer(config: TrainConfig, model: Layer) -> Optimizer:
     """The optimiser a configuration asks for, bound to ``model``'s parameters.
 
     ``"sgd"``: :class:`~numcnn.optim.SGD` with momentum and weight decay. ``"sdlm"``:
@@ -251,7 +251,7 @@ def make_augmenter(config: TrainConfig, spec: models.ModelSpec) -> Augmenter | N
 
 
 def evaluate(
-    model: Sequential, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
+    model: Layer, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``split``, in eval mode (restored afterwards)."""
     was_training = model.training

@@ -164,6 +164,8 @@ def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str
             resume = (folder / CHECKPOINT_NAME).is_file()
             # The folder is this run's own (run.json, train.log): without a checkpoint, start afresh.
             history = fit(config, data, folder, resume=resume, overwrite=not resume, log=log, show_progress=False)
+            if history.final is None:
+                raise NumcnnError(f"{folder}: the run ended without finishing an epoch")
             final = asdict(history.final)
     records = read_metrics(folder)
     result = {
@@ -283,7 +285,8 @@ def run_experiment(
 
             data_dir = locate_mnist(data_dir)
         context = multiprocessing.get_context("spawn")
-        initargs = (threads, backend, None if data_dir is None else str(data_dir), dataset)
+        worker_threads = threads or 1  # jobs > 1 here, so threads was set above
+        initargs = (worker_threads, backend, None if data_dir is None else str(data_dir), dataset)
         with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
             futures: dict[Future, RunSpec] = {pool.submit(_worker_run, run, str(out_dir)): run for run in pending}
             try:

@@ -72,7 +72,11 @@ def conv2d_curvature(
     ``(N, C, H, W)``, ``(F, C, KH, KW)``, ``(F,)``.
     """
     _, squared_cache = conv2d_forward(x * x, weight * weight, None, stride, padding)
-    return conv2d_backward(curvature_output, squared_cache, need_input_grad=True)
+    curvature_input, curvature_weight, curvature_bias = conv2d_backward(
+        curvature_output, squared_cache, need_input_grad=True
+    )
+    assert curvature_input is not None  # asked for with need_input_grad=True
+    return curvature_input, curvature_weight, curvature_bias
 
 
 def linear_curvature(
@@ -82,7 +86,11 @@ def linear_curvature(
 
     Shape: D ``(N, out)``, x ``(N, in)``, weight ``(out, in)`` → ``(N, in)``, ``(out, in)``, ``(out,)``.
     """
-    return linear_backward(curvature_output, x * x, weight * weight, need_input_grad=True)
+    curvature_input, curvature_weight, curvature_bias = linear_backward(
+        curvature_output, x * x, weight * weight, need_input_grad=True
+    )
+    assert curvature_input is not None  # asked for with need_input_grad=True
+    return curvature_input, curvature_weight, curvature_bias
 
 
 def subsample_curvature(

@@ -46,7 +46,11 @@ class Merge(Layer):
     def forward(self, *inputs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+    # One gradient per input, where a Layer returns one: a Merge is only ever called by Graph.backward,
+    # which knows the difference, so the narrower Layer signature is deliberately not kept.
+    def backward(  # type: ignore[override]
+        self, grad_output: np.ndarray, need_input_grad: bool = True
+    ) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
 
 
@@ -63,7 +67,9 @@ class Add(Merge):
         self.cache = len(inputs)
         return add_forward(*inputs)
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+    def backward(  # type: ignore[override]  # see Merge.backward
+        self, grad_output: np.ndarray, need_input_grad: bool = True
+    ) -> tuple[np.ndarray, ...]:
         return add_backward(grad_output, self.require_cache())
 
     def output_shape(self, *input_shapes: tuple[int, ...]) -> tuple[int, ...]:
@@ -175,6 +181,7 @@ class Graph(Layer):
             if grad is None:
                 continue  # this node's output does not reach the graph's output by this route
             wants = need_input_grad or any(name != self.input_name for name in node.inputs)
+            input_grads: tuple[np.ndarray | None, ...]
             if isinstance(node.layer, Merge):
                 input_grads = node.layer.backward_with_hooks(grad)
             else:
