@@ -67,7 +67,8 @@ from numcnn.layers.flat import walk_layers
 from numcnn.losses import Loss
 
 __all__ = [
-    "GradcheckEntry", "GradcheckReport", "gradcheck", "numerical_gradient", "relative_error", "ErrorBound",
+    "GradcheckEntry", "GradcheckReport", "gradcheck", "check_model", "numerical_gradient", "relative_error",
+    "ErrorBound",
 ]  # fmt: skip
 
 # Below this norm two gradients count as zero: the relative error would only measure rounding noise.
@@ -432,3 +433,43 @@ def _check_tensor(
         failures=failures,
         atol=bound.atol(eps),
     )
+
+
+def check_model(
+    name: str,
+    *,
+    batch_size: int = 2,
+    max_checks: int | None = 20,
+    seed: int = 0,
+    eps: float = 1e-6,
+    rtol: float = DEFAULT_RTOL,
+    prepare: Callable[[Layer], None] | None = None,
+) -> GradcheckReport:
+    """What ``numcnn gradcheck NAME`` checks: the registered model ``name`` built in float64 from ``seed``,
+    on a batch of standard-normal images with random labels, through its training loss (or a random
+    projection for losses that need target vectors). Dropout masks are drawn once and frozen, so that
+    every evaluation sees the same function. ``prepare(model)`` runs on the built model first (tests
+    use it to plant bugs).
+    """
+    from numcnn import models
+    from numcnn.layers import Dropout
+    from numcnn.train import make_loss
+
+    spec = models.get_spec(name)
+    rng = np.random.default_rng(seed)
+    model = models.build(name, rng=rng, dtype=np.float64)
+    if prepare is not None:
+        prepare(model)
+    inputs = rng.standard_normal((batch_size, *spec.input_shape))
+    dropouts = [layer for layer in walk_layers(model) if isinstance(layer, Dropout)]
+    if dropouts:
+        model.forward(inputs)
+        for layer in dropouts:
+            layer.freeze_mask()
+    targets = rng.integers(0, spec.num_classes, size=batch_size)
+    if spec.loss not in ("cross_entropy", "rbf_mse", "rbf_map"):
+        targets = None  # losses that need target vectors, not labels: check with a random projection
+    return gradcheck(
+        model, inputs, loss=make_loss(spec) if targets is not None else None, targets=targets,
+        max_checks=max_checks, eps=eps, tolerance=rtol, rng=rng,
+    )  # fmt: skip

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 
 from numcnn import models
 from numcnn.cli.arguments import positive_float, positive_int
@@ -51,22 +50,8 @@ def run_models(args) -> int:
     return 0
 
 
-def _freeze_dropout(model, inputs: np.ndarray) -> None:
-    """Draw every dropout mask once and keep it: finite differences need the same function each call."""
-    from numcnn.layers import Dropout
-    from numcnn.layers.flat import walk_layers
-
-    dropouts = [layer for layer in walk_layers(model) if isinstance(layer, Dropout)]
-    if dropouts:
-        model.forward(inputs)
-        for layer in dropouts:
-            layer.freeze_mask()
-
-
 def run_gradcheck(args) -> int:
-    from numcnn.gradcheck import gradcheck
-    from numcnn.train import make_loss
-
+    from numcnn.gradcheck import check_model
     from numcnn.summary import summarize
 
     spec = models.get_spec(args.model)
@@ -76,16 +61,8 @@ def run_gradcheck(args) -> int:
     if large and (args.batch_size is None or args.max_checks is None):
         print(f"{args.model} is large: checking {max_checks} entr{'y' if max_checks == 1 else 'ies'} per tensor "
               f"on {batch_size} image{'s' if batch_size > 1 else ''} (--max-checks, --batch-size change this)")  # fmt: skip
-    rng = np.random.default_rng(args.seed)
-    model = models.build(args.model, rng=rng, dtype=np.float64)
-    inputs = rng.standard_normal((batch_size, *spec.input_shape))
-    _freeze_dropout(model, inputs)
-    targets = rng.integers(0, spec.num_classes, size=batch_size)
-    if spec.loss not in ("cross_entropy", "rbf_mse", "rbf_map"):
-        targets = None  # losses that need target vectors, not labels: check with a random projection
-    report = gradcheck(
-        model, inputs, loss=make_loss(spec) if targets is not None else None, targets=targets,
-        max_checks=max_checks, eps=args.eps, tolerance=args.rtol, rng=rng,
-    )  # fmt: skip
+    report = check_model(
+        args.model, batch_size=batch_size, max_checks=max_checks, seed=args.seed, eps=args.eps, rtol=args.rtol
+    )
     print(report)
     return 0 if report.passed else 1
