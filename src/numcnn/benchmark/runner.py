@@ -2,8 +2,8 @@
 
 What is measured, per batch size:
 
-* **training** -- SGD-with-momentum steps (``zero_grad``, forward, loss, backward without the input
-  gradient, ``step``), cycling over a pool of distinct synthetic batches. A run times ``steps``
+* **training** -- SGD-with-momentum steps (:func:`numcnn.train.train_step`: ``zero_grad``, forward,
+  loss, backward without the input gradient, ``step``), cycling over a pool of distinct synthetic batches. A run times ``steps``
   consecutive steps (or ``epochs_equivalent × 60,000`` images as a real pass); the epoch time is
   ``step time × ⌈60,000 / batch⌉``.
 * **inference** -- a real forward pass, in eval mode, over 10,000 synthetic images (the size of the
@@ -32,6 +32,7 @@ from numcnn.errors import ConfigurationError
 from numcnn.layers.fusion import plan_steps, step_backward, step_forward
 from numcnn.losses import LOSS_TYPES
 from numcnn.optim import SGD
+from numcnn.train import train_step
 
 __all__ = ["EPOCH_IMAGES", "TEST_IMAGES", "BenchConfig", "Measurement", "BenchResult", "run_benchmark"]
 
@@ -132,13 +133,9 @@ class NumcnnRunner:
         self.optimizer = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum)
 
     def train_steps(self, batches) -> None:
-        model, loss = self.model, self.loss
-        model.train()
-        for x, y in batches:
-            model.zero_grad()
-            loss.forward(model.forward(x), y)
-            model.backward(loss.backward(), need_input_grad=False)
-            self.optimizer.step()
+        self.model.train()
+        for batch in batches:
+            train_step(self.model, self.loss, self.optimizer, batch)  # the step 'numcnn train' takes
 
     def infer(self, batches) -> None:
         self.model.eval()

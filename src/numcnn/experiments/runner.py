@@ -169,7 +169,8 @@ def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str
         final = _final_metrics_if_complete(folder, config, data, log)
         if final is None:
             resume = (folder / CHECKPOINT_NAME).is_file()
-            history = fit(config, data, folder, resume=resume, log=log, show_progress=False)
+            # The folder is this run's own (run.json, train.log): without a checkpoint, start afresh.
+            history = fit(config, data, folder, resume=resume, overwrite=not resume, log=log, show_progress=False)
             final = asdict(history.final)
     records = read_metrics(folder)
     result = {
