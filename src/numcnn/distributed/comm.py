@@ -65,6 +65,17 @@ class World:
         """Rank 0's ``value`` on every rank (pickled: for small things such as a decision or a message)."""
         return self.comm.bcast(value, root=0) if self.size > 1 else value
 
+    def ranks_on_this_host(self) -> int:
+        """How many ranks of the job share this machine (and its cores)."""
+        local = self.comm.Split_type(mpi().COMM_TYPE_SHARED)
+        try:
+            return int(local.Get_size())
+        finally:
+            local.Free()
+
+    def barrier(self) -> None:
+        self.comm.Barrier()
+
     def abort(self, code: int) -> None:
         """End every process of the job now with exit ``code`` (MPI_Abort)."""
         sys.stdout.flush()
