@@ -7,6 +7,7 @@ Importing ``numcnn`` needs NumPy only.
 from numcnn import functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
+from numcnn.kernels import set_backend
 from numcnn.layers import (
     LENET5_C3_CONNECTIONS,
     Add,
@@ -31,7 +32,6 @@ from numcnn.layers import (
     Subsample2d,
     Tanh,
 )
-from numcnn.kernels import set_backend
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
 from numcnn.sdlm import SDLM

@@ -61,7 +61,7 @@ class StopRequests:
             signal.signal(number, handler)
         self._previous = {}
 
-    def __enter__(self) -> "StopRequests":
+    def __enter__(self) -> StopRequests:
         if self.enabled and threading.current_thread() is threading.main_thread():
             for number in HANDLED_SIGNALS:
                 self._previous[number] = signal.signal(number, self._handle)

@@ -29,9 +29,10 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -127,7 +128,7 @@ class TrainConfig:
     augment_flip: bool = False
 
     @classmethod
-    def for_model(cls, model: str, **settings) -> "TrainConfig":
+    def for_model(cls, model: str, **settings) -> TrainConfig:
         """The configuration for ``model``: the defaults here, then the model's recommended
         settings (:attr:`ModelSpec.training`), then every ``settings`` value that is not ``None``."""
         values = dict(models.get_spec(model).training)
@@ -390,7 +391,7 @@ class EpochPosition:
     seconds: float = 0.0  # training time spent in this epoch before the checkpoint
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "EpochPosition":
+    def from_dict(cls, values: dict[str, Any]) -> EpochPosition:
         try:
             return cls(**values)
         except TypeError as error:
@@ -597,7 +598,7 @@ def fit(
     """
     config.validate()
     if parallel is not None and (checkpoint_every or handle_signals):
-        raise ConfigurationError("a data-parallel run writes checkpoints at the end of epochs only (no --checkpoint-every)")
+        raise ConfigurationError("a data-parallel run writes checkpoints at epoch ends only (no --checkpoint-every)")
     if checkpoint_every < 0:
         raise ConfigurationError(f"the checkpoint interval must be >= 0 steps, got {checkpoint_every}")
     spec = models.get_spec(config.model)
@@ -827,7 +828,8 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
     if config.lr_schedule == "cosine" and saved_epochs != config.epochs:
         log(
             f"note: the run was planned for {saved_epochs} epochs, now {config.epochs}: the cosine schedule is "
-            f"re-planned over {config.epochs} epochs (epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
+            f"re-planned over {config.epochs} epochs "
+            f"(epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
     reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     run.saved_at = describe_position(checkpoint.meta)

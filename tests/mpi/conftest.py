@@ -35,7 +35,7 @@ def mpiexec():
         env = dict(os.environ, OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", NUMBA_NUM_THREADS="1")
         return subprocess.run(
             [launcher, "-n", str(ranks), *command],
-            capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
+            check=False, capture_output=True, text=True, timeout=timeout, env=env, cwd=cwd,
         )  # fmt: skip
 
     return run

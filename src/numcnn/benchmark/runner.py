@@ -109,7 +109,9 @@ class BenchResult:
     steps: dict[int, int] = field(default_factory=dict)
 
 
-def synthetic_data(spec: models.ModelSpec, count: int, rng: np.random.Generator, dtype) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_data(
+    spec: models.ModelSpec, count: int, rng: np.random.Generator, dtype
+) -> tuple[np.ndarray, np.ndarray]:
     """Images of the model's input shape, scaled like normalised MNIST (about −0.4 … 2.8), and labels."""
     pixels = rng.random((count, *spec.input_shape)) ** 4  # mostly dark, some bright, like digits
     images = ((pixels - spec.input_mean) / spec.input_std).astype(dtype)
@@ -247,9 +249,7 @@ def profile_layers(ours: NumcnnRunner, pool, steps: int) -> list[tuple[str, floa
     model, loss = ours.model, ours.loss
     layers = model.layers
     plan = plan_steps(layers, model.allow_fusion)
-    names = [
-        "+".join(type(layers[k]).__name__ for k in range(first, last + 1)) + f" [{first}]" for first, last in plan
-    ]
+    names = ["+".join(type(layers[k]).__name__ for k in range(first, last + 1)) + f" [{first}]" for first, last in plan]
     forward, backward = np.zeros(len(plan)), np.zeros(len(plan))
     other = {"loss": 0.0, "optimizer": 0.0}
     model.train()

@@ -28,7 +28,7 @@ def _train(args, config, current) -> int:
     from numcnn.rundir import check_run_directory
 
     if args.checkpoint_every:
-        raise ConfigurationError("--checkpoint-every is not available with --distributed: checkpoints come at epoch ends")
+        raise ConfigurationError("--checkpoint-every is not available with --distributed: checkpoints at epoch ends")
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = None

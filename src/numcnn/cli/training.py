@@ -293,7 +293,10 @@ def run_evaluate(args) -> int:
 def _confusion_table(model, spec, split, batch_size: int) -> str:
     model.eval()
     predictions = np.concatenate(
-        [spec.predict_classes(model.forward(split.images[s : s + batch_size])) for s in range(0, len(split), batch_size)]
+        [
+            spec.predict_classes(model.forward(split.images[s : s + batch_size]))
+            for s in range(0, len(split), batch_size)
+        ]
     )
     k = spec.num_classes
     matrix = np.zeros((k, k), dtype=np.int64)

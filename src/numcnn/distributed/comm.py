@@ -10,9 +10,10 @@ one-line message and ``MPI_Abort``, which ends every process of the job with tha
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -93,9 +94,10 @@ def abort_on_error(current: World, code: int = 1) -> Iterator[None]:
     """Run a distributed section so that an error on any rank ends the whole job, not only that rank.
 
     numcnn's own errors print ``numcnn: error: ...`` (naming the rank unless it is rank 0); anything
-    else, including Ctrl-C, prints one line naming the rank and its exception. When every rank meets
-    the same error, the first to abort usually ends the others before they print theirs. Then ``MPI_Abort`` ends every process, which MPI reports with a
-    line of its own. With one process the error simply propagates, as without MPI."""
+    else, including Ctrl-C, prints one line naming the rank and its exception. Then ``MPI_Abort`` ends
+    every process, which MPI reports with a line of its own (when every rank meets the same error,
+    the first to abort usually ends the others before they print theirs). With one process the
+    error simply propagates, as without MPI."""
     try:
         yield
     except BaseException as error:

@@ -14,8 +14,9 @@ Three ways to start it, one code path (:func:`mpi_pool`):
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from numcnn.distributed.comm import World, mpi, world
 from numcnn.errors import ConfigurationError

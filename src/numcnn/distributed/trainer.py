@@ -29,8 +29,9 @@ own stream -- see docs/distributed.md.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 

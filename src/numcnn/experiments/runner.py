@@ -24,12 +24,13 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from numcnn.errors import ConfigurationError, NumcnnError, one_line
 from numcnn.experiments.config import RESULT_NEUTRAL, ExperimentConfig, RunSpec
@@ -71,7 +72,7 @@ def load_result(out_dir: Path, run: RunSpec) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forward_flops(model: str) -> int:
     from numcnn.summary import summarize
 

@@ -32,7 +32,8 @@ sums all parameter gradients afterwards).
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
@@ -89,7 +90,7 @@ def batch_norm_train_forward(
     count = x.size // x.shape[1]
     if reduce is not None:
         totals = reduce(np.append(x.sum(axis=axes), count).astype(x.dtype))  # Σ x and m over all processes
-        count = int(round(float(totals[-1])))
+        count = round(float(totals[-1]))
     if count < 2:
         raise ShapeError(
             f"batch norm in training mode needs more than one value per channel, got input shape {x.shape}"

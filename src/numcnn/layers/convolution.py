@@ -74,7 +74,9 @@ class Conv2d(WindowLayer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
         backend = kernels.active()
-        y, cache = backend.conv2d_forward(x, self.connected_weight(), self.params.get("bias"), self.stride, self.padding)
+        y, cache = backend.conv2d_forward(
+            x, self.connected_weight(), self.params.get("bias"), self.stride, self.padding
+        )
         self.cache = (backend, cache)  # backward runs on the backend that made the cache
         return y
 

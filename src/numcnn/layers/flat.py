@@ -18,7 +18,8 @@ gradient buffer alone: the one array a data-parallel trainer sums over processes
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
