@@ -64,7 +64,8 @@ def check_batches(examples: int, batch_size: int, ranks: int, *, even: bool = Fa
         if size < ranks or (even and size % ranks):
             need = f"a multiple of {ranks} examples" if even else f"at least {ranks} examples"
             raise ConfigurationError(
-                f"with {examples} training examples in batches of {batch_size}, a batch has {size} examples, but "
+                f"with {examples} training examples in batches of {batch_size}, a batch has {size} "
+                f"example{'' if size == 1 else 's'}, but "
                 f"{ranks} processes need {need}{' (--sync-bn)' if even else ''}; change --batch-size or --train-limit"
             )
 
