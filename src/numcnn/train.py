@@ -728,6 +728,8 @@ def fit(
     history.model = model
     history.final = history[-1] if history else None
     if stopper is not None and stopper.best_epoch:
+        if parallel is not None and best_state is None:  # the best epoch predates a resume: in best.npz
+            best_state = parallel.share(_best_weights(out_path) if parallel.writes else None)
         _restore_best(model, best_state, out_path)
         history.final = EpochMetrics(**stopper.best_record)
         log(f"restored the weights of epoch {stopper.best_epoch} (validation loss {stopper.best_value:.4f})")
@@ -767,11 +769,13 @@ def _share_start(
 
 def _restore_best(model, best_state: dict | None, out_path: Path | None) -> None:
     """Put the best epoch's weights back: from memory, or from ``best.npz`` when it predates a resume."""
-    if best_state is None:
-        if out_path is None:
-            raise CheckpointError("the best epoch's weights are neither in memory nor in a run directory")
-        best_state = load_checkpoint(out_path / BEST_CHECKPOINT_NAME).model.state_dict()
-    model.load_state_dict(best_state)
+    model.load_state_dict(_best_weights(out_path) if best_state is None else best_state)
+
+
+def _best_weights(out_path: Path | None) -> dict[str, np.ndarray]:
+    if out_path is None:
+        raise CheckpointError("the best epoch's weights are neither in memory nor in a run directory")
+    return load_checkpoint(out_path / BEST_CHECKPOINT_NAME).model.state_dict()
 
 
 def _load_resumable(out_path: Path, log: Callable[[str], None]):
