@@ -26,7 +26,7 @@ import numpy as np
 
 from numcnn import models
 from numcnn.errors import CheckpointError, NumcnnError, one_line
-from numcnn.layers import Sequential
+from numcnn.layers import Layer
 
 __all__ = [
     "Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "previous_path", "FORMAT_NAME", "FORMAT_VERSION",
@@ -40,7 +40,7 @@ FORMAT_VERSION = 1
 class Checkpoint:
     """A loaded checkpoint: the rebuilt model plus its metadata and optimiser state."""
 
-    model: Sequential
+    model: Layer
     meta: dict[str, Any]
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -57,7 +57,7 @@ def previous_path(path: str | os.PathLike) -> Path:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: Sequential,
+    model: Layer,
     model_name: str,
     *,
     optimizer_state: dict[str, np.ndarray] | None = None,
@@ -79,7 +79,8 @@ def save_checkpoint(
     dtype = str(next(iter(model.parameters()))[0].dtype) if model.parameters() else "float32"
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": model_name, "dtype": dtype}
     header.update(meta or {})
-    arrays = {"meta": np.array(json.dumps(header))}
+    # Any: np.savez's stub types **kwds as its own keyword arguments (allow_pickle: bool).
+    arrays: dict[str, Any] = {"meta": np.array(json.dumps(header))}
     arrays.update({f"state/{name}": value for name, value in model.state_dict().items()})
     arrays.update({f"optimizer/{key}": value for key, value in (optimizer_state or {}).items()})
 

@@ -178,8 +178,8 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
         steps_used[batch_size] = steps
         pool = _batches(images[: 16 * batch_size], labels[: 16 * batch_size], batch_size)
         train_batches, test_batches = _cycle(pool, steps), _batches(test_images, test_labels, batch_size)
-        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else None
-        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else None
+        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else []
+        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else []
         log(f"batch {batch_size}: warming up ...")
         ours.train_steps(_cycle(pool, config.warmup_steps))
         ours.infer(test_batches[:3])
@@ -272,6 +272,6 @@ def profile_layers(ours: NumcnnRunner, pool, steps: int) -> list[tuple[str, floa
         ours.optimizer.step()
         other["optimizer"] += time.perf_counter() - started
     scale = 1e6 / steps
-    rows = [(name, f * scale, b * scale) for name, f, b in zip(names, forward, backward)]
+    rows = [(name, float(f * scale), float(b * scale)) for name, f, b in zip(names, forward, backward)]
     rows += [(name, seconds * scale, 0.0) for name, seconds in other.items()]
     return rows

@@ -133,6 +133,15 @@ def register(subparsers) -> None:
         "epoch and when interrupted)",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    train.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training on MPI processes: mpiexec -n N numcnn train --distributed ... "
+        "(--batch-size is the global batch; needs numcnn[mpi]; docs/distributed.md)",
+    )  # fmt: skip
+    train.add_argument(
+        "--sync-bn", action="store_true",
+        help="with --distributed: batch-norm statistics over the whole global batch, as one process computes them",
+    )  # fmt: skip
     add_data_arguments(train)
     add_compute_arguments(train)
     train.set_defaults(handler=run_train)
@@ -185,6 +194,10 @@ def run_train(args) -> int:
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
+    if args.distributed or args.sync_bn:
+        from numcnn.cli.distributed import run_distributed_train
+
+        return run_distributed_train(args, config)
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = run_directory(args, config.model)
@@ -205,8 +218,8 @@ def run_train(args) -> int:
     finally:
         if args.out is None and out.is_dir():
             _point_latest(out)
-    if history:
-        final = history.final
+    final = history.final
+    if final is not None:  # None when no epoch was run
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
         print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
     _try_plot(out)

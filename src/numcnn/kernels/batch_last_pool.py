@@ -68,6 +68,7 @@ def max_pool2d_backward(grad_output, cache: PoolCache):
     """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
     if cache.window_index is None:  # inference skipped recording: find the maxima again
         cache = max_pool2d_forward(cache.source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
+    assert cache.window_index is not None  # recorded by the forward above
     delta = batch_last(grad_output)
     canvas, exact = _gradient_canvas(delta, cache)
     hit = np.empty(delta.shape, dtype=bool)

@@ -8,13 +8,19 @@ have the two window-offset axes second and third, ``(C, KH, KW, ...)``, whatever
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 import numpy as np
 
 from numcnn.functional.convolution import check_conv_input
 
 __all__ = ["PoolCache", "check_conv_input", "ones_vector", "running_maximum", "tiles_exactly", "window_index_dtype"]
+
+
+class DeferredArray(Protocol):
+    """An array computed only when asked for: a fused kernel that did not keep its input hands this out."""
+
+    def compute(self) -> np.ndarray: ...
 
 
 class PoolCache(NamedTuple):
@@ -28,7 +34,7 @@ class PoolCache(NamedTuple):
     padding: tuple[int, int]
     # Inference does not record where the maxima are (backward rarely follows); if it does
     # follow, the positions are found again from the input kept here.
-    source: np.ndarray | None = None
+    source: np.ndarray | DeferredArray | None = None
     relu: bool = False
 
 
