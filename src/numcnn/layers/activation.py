@@ -84,6 +84,9 @@ class Sigmoid(Layer):
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return sigmoid_curvature(curvature_output, x, self.slope), {}
 
+    def config(self) -> dict:
+        return {"slope": self.slope}
+
     def extra_repr(self) -> str:
         return "" if self.slope == 1.0 else f"slope={self.slope}"
 
@@ -108,6 +111,9 @@ class Tanh(Layer):
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return tanh_curvature(curvature_output, x, self.amplitude, self.scale), {}
+
+    def config(self) -> dict:
+        return {"amplitude": self.amplitude, "scale": self.scale}
 
     def extra_repr(self) -> str:
         if self.amplitude == 1.0 and self.scale == 1.0:
@@ -148,6 +154,9 @@ class Softmax(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         y = self.require_cache()
         return softmax_backward(grad_output, y, self.axis) if need_input_grad else None
+
+    def config(self) -> dict:
+        return {"axis": self.axis}
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

@@ -73,6 +73,9 @@ class _BatchNorm(Layer):
         self.grads["bias"] += grad_bias
         return grad_input
 
+    def config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"
 
