@@ -4,7 +4,7 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, kernels, models, optim, reference
+from numcnn import export, functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.layers import (
@@ -34,7 +34,9 @@ from numcnn.layers import (
 from numcnn.kernels import set_backend
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
+from numcnn.export import load_torch_state_dict
 from numcnn.sdlm import SDLM
+from numcnn.serialization import load, save
 
 __version__ = "0.1.0"
 
@@ -75,12 +77,16 @@ __all__ = [
     "Subsample2d",
     "Tanh",
     "__version__",
+    "export",
     "functional",
     "gradcheck",
     "kernels",
+    "load",
+    "load_torch_state_dict",
     "models",
     "numerical_gradient",
     "optim",
     "reference",
+    "save",
     "set_backend",
 ]
