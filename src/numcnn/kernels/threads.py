@@ -115,8 +115,9 @@ def apply_numba_default() -> None:
         return
     import numba
 
-    threads = default_numba_threads(numba.config.NUMBA_NUM_THREADS, _usable_cpus(), os.environ)
-    if threads != numba.config.NUMBA_NUM_THREADS:
+    started = _numba_pool_size()
+    threads = default_numba_threads(started, _usable_cpus(), os.environ)
+    if threads != started:
         numba.set_num_threads(threads)
     if any(os.environ.get(name) for name in BLAS_ENVIRONMENT):
         return
@@ -150,7 +151,7 @@ def set_threads(threads: int, backend: str | None = None, blas_threads: int | No
         configure_numba_threading()  # before numba starts its threads
         import numba  # only reached when the numba backend is in use
 
-        available = numba.config.NUMBA_NUM_THREADS
+        available = _numba_pool_size()
         if threads > available:
             raise ConfigurationError(
                 f"numba was started with {available} threads (NUMBA_NUM_THREADS); cannot use {threads}"
@@ -165,6 +166,13 @@ def set_threads(threads: int, backend: str | None = None, blas_threads: int | No
     _blas_limiter = threadpool_limits(limits=blas, user_api="blas")
     counts["blas"] = blas
     return counts
+
+
+def _numba_pool_size() -> int:
+    """The threads numba starts (NUMBA_NUM_THREADS, by default the machine's CPU count)."""
+    import numba
+
+    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the environment
 
 
 def thread_report() -> dict[str, object]:
