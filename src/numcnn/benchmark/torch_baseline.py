@@ -48,6 +48,8 @@ def build_torch_model(spec: ModelSpec, numcnn_model=None):
     import torch
     from torch import nn
 
+    if not spec.layers:
+        raise ConfigurationError(f"no PyTorch twin for the graph model {spec.name!r} yet; run with --no-torch")
     modules = [_translate(type_name, dict(args), nn) for type_name, args in spec.layers]
     model = nn.Sequential(*modules)
     if numcnn_model is not None:
