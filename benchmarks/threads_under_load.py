@@ -48,8 +48,9 @@ def numcnn_command() -> list[str]:
 
 def time_epoch(threads: int, environment: dict[str, str], train_limit: int, out: Path) -> float:
     env = {**os.environ, **environment}
-    command = numcnn_command() + [
-        "train", "--epochs", "1", "--train-limit", str(train_limit), "--threads", str(threads), "--out", str(out),
+    command = [
+        *numcnn_command(), "train", "--epochs", "1", "--train-limit", str(train_limit), "--threads", str(threads),
+        "--out", str(out),
     ]  # fmt: skip
     result = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
     match = EPOCH_SECONDS.search(result.stdout + result.stderr)

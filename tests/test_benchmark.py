@@ -11,7 +11,16 @@ from numcnn.cli.main import main
 
 
 def test_tiny_benchmark_without_torch_reports_every_measurement():
-    config = BenchConfig(batch_sizes=(4,), steps=2, repeats=3, warmup_steps=1, backend="numpy", torch=False, profile=True, profile_steps=1)
+    config = BenchConfig(
+        batch_sizes=(4,),
+        steps=2,
+        repeats=3,
+        warmup_steps=1,
+        backend="numpy",
+        torch=False,
+        profile=True,
+        profile_steps=1,
+    )
     result = run_benchmark(config, log=lambda line: None)
     assert [(m.task, m.batch_size, len(m.numcnn)) for m in result.measurements] == [("train", 4, 3), ("infer", 4, 3)]
     assert all(t > 0 for m in result.measurements for t in m.numcnn)
@@ -33,7 +42,9 @@ def test_summary_is_median_and_range():
 
 
 def test_bench_command_runs(capsys):
-    code = main(["bench", "--batch-size", "2", "--steps", "1", "--repeats", "3", "--backend", "reference", "--no-torch"])
+    code = main(
+        ["bench", "--batch-size", "2", "--steps", "1", "--repeats", "3", "--backend", "reference", "--no-torch"]
+    )
     assert code == 0
     assert "numcnn bench: model lenet5, backend reference" in capsys.readouterr().out
 
@@ -53,14 +64,15 @@ def test_torch_translation_computes_the_same_function(rng):
 
 def test_several_models_make_one_table(capsys):
     code = main([
-        "bench", "--models", "lenet5,resnet_mnist", "--batch-size", "2", "--steps", "1", "--repeats", "3", "--infer-images", "4",
-        "--backend", "numpy", "--no-torch", "--no-onnxruntime", "--no-compile-time",
+        "bench", "--models", "lenet5,resnet_mnist", "--batch-size", "2", "--steps", "1", "--repeats", "3",
+        "--infer-images", "4", "--backend", "numpy", "--no-torch", "--no-onnxruntime", "--no-compile-time",
     ])  # fmt: skip
     assert code == 0
     out = capsys.readouterr().out
     table = out[out.index("model          batch"):]
     rows = [line.split()[:3] for line in table.splitlines()[2:6]]
-    assert rows == [["lenet5", "2", "train"], ["lenet5", "2", "infer"], ["resnet_mnist", "2", "train"], ["resnet_mnist", "2", "infer"]]
+    expected = [[model, "2", task] for model in ("lenet5", "resnet_mnist") for task in ("train", "infer")]
+    assert rows == expected
     assert "--no-onnxruntime" in table
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -54,11 +55,12 @@ def register(subparsers) -> None:
         "--threads", type=positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
     )
     parser.add_argument(
-        "--blas-threads", type=positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
+        "--blas-threads",
+        type=positive_int,
+        default=None,
+        help="OpenBLAS threads (default: 1 with numba, else --threads)",
     )
-    parser.add_argument(
-        "--backend", default="auto", choices=BACKEND_CHOICES, help="kernels (default: auto)"
-    )
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="kernels (default: auto)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
@@ -77,6 +79,10 @@ def _model_list(text: str) -> list[str]:
     return names
 
 
+def _log(model: str, line: str) -> None:
+    print(f"{model}: {line}", flush=True)
+
+
 def run_bench(args) -> int:
     from numcnn.benchmark import BenchConfig, format_report, format_table, run_benchmark
     from numcnn.models import get_spec
@@ -93,7 +99,7 @@ def run_bench(args) -> int:
             blas_threads=args.blas_threads, backend=args.backend, dtype=args.dtype, torch=not args.no_torch,
             onnxruntime=not args.no_onnxruntime, profile=args.profile, compile_time=not args.no_compile_time,
         )  # fmt: skip
-        result = run_benchmark(config, log=lambda line: print(f"{name}: {line}", flush=True))
+        result = run_benchmark(config, log=functools.partial(_log, name))
         print()
         print(format_report(result))
         print()

@@ -38,8 +38,9 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Iterator, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 
 from numcnn.errors import ConfigurationError
 
@@ -138,7 +139,8 @@ def get_backend(name: str) -> Backend:
             raise ConfigurationError(f"the {name} backend could not be loaded: {error}") from error
         backend = backend_class()
         if not isinstance(backend, Backend):
-            raise ConfigurationError(f"{backend_class.__qualname__} does not implement numcnn.kernels.interface.Backend")
+            name_of_class = backend_class.__qualname__
+            raise ConfigurationError(f"{name_of_class} does not implement numcnn.kernels.interface.Backend")
         _instances[name] = backend
     return _instances[name]
 

@@ -23,7 +23,8 @@ When first used it gives OpenBLAS one thread unless the user chose a count
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple
+from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 
