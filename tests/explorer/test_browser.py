@@ -123,7 +123,7 @@ def test_drawn_three_is_recognised_and_the_backward_pass_is_drawn(page, tmp_path
     assert page.inner_text("#output-card .target-digit") == "8"
     layers = page.evaluate("window.explorer.trace.layers.length")
     for index in range(layers):
-        blank = page.evaluate(BLANK_COUNT, f'.layer:nth-child({index + 1}) canvas.delta-map')
+        blank = page.evaluate(BLANK_COUNT, f".layer:nth-child({index + 1}) canvas.delta-map")
         assert blank and not all(blank), f"layer {index}: every δ map is blank"
     assert page.evaluate(BLANK_COUNT, "#saliency") == [False]
     kernel_grads = page.evaluate(BLANK_COUNT, "#layers canvas.grad-map")

@@ -21,12 +21,13 @@ from __future__ import annotations
 import json
 from importlib import resources
 from pathlib import Path
-from typing import Any, Awaitable, Callable
+from typing import Any, Callable
 
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from numcnn.explorer.samples import load_samples
 from numcnn.explorer.service import Explorer, ParsedRequest, RequestError, parse_request
@@ -34,12 +35,6 @@ from numcnn.explorer.service import Explorer, ParsedRequest, RequestError, parse
 __all__ = ["create_app", "MAX_BODY_BYTES", "BodySizeLimit"]
 
 MAX_BODY_BYTES = 1_000_000  # a 784-pixel request is ~15 KB; anything near 1 MB is a mistake or abuse
-
-Scope = dict[str, Any]
-Message = dict[str, Any]
-Receive = Callable[[], Awaitable[Message]]
-Send = Callable[[Message], Awaitable[None]]
-ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 def _error(status: int, message: str) -> JSONResponse:
