@@ -7,6 +7,7 @@ Importing ``numcnn`` needs NumPy only.
 from numcnn import functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
+from numcnn.inspect import LayerTrace, Trace, predict, trace
 from numcnn.layers import (
     LENET5_C3_CONNECTIONS,
     Add,
@@ -56,6 +57,7 @@ __all__ = [
     "Graph",
     "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LayerTrace",
     "LearnedCombination2d",
     "Linear",
     "Loss",
@@ -74,6 +76,7 @@ __all__ = [
     "Softmax",
     "Subsample2d",
     "Tanh",
+    "Trace",
     "__version__",
     "functional",
     "gradcheck",
@@ -81,6 +84,8 @@ __all__ = [
     "models",
     "numerical_gradient",
     "optim",
+    "predict",
     "reference",
     "set_backend",
+    "trace",
 ]

@@ -178,12 +178,7 @@ class History(list):
 
 def prepare_split(spec: models.ModelSpec, images: np.ndarray, labels: np.ndarray, dtype="float32") -> Split:
     """Normalise raw uint8 images ``(N, H, W)`` the way ``spec`` expects its inputs."""
-    from numcnn.data import prepare_images
-
-    prepared = prepare_images(
-        images, padding=spec.input_padding, dtype=np.dtype(dtype), mean=spec.input_mean, std=spec.input_std
-    )
-    return Split(prepared, labels.astype(np.int64))
+    return Split(spec.prepare(images, dtype), labels.astype(np.int64))
 
 
 def make_loss(spec: models.ModelSpec) -> Loss:

@@ -23,7 +23,8 @@ class Sequential(Layer):
 
     On a fast backend a ReLU directly followed by a MaxPool2d runs as one fused step
     (:mod:`numcnn.layers.fusion`) with identical outputs and gradients; set ``allow_fusion = False``
-    on an instance to run every layer separately.
+    on an instance to run every layer separately. Layers with hooks are never fused. The cache of a
+    Sequential is the plan of its last forward pass (:attr:`steps`).
     """
 
     allow_fusion = True
@@ -34,7 +35,6 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ConfigurationError(f"Sequential item {index} is {type(layer).__name__}, not a Layer")
         self.layers: list[Layer] = list(layers)
-        self._steps: tuple = ()  # the (first, last) layer steps of the last forward, see fusion.plan_steps
 
     # -- container protocol ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -56,13 +56,19 @@ class Sequential(Layer):
         return self
 
     # -- computation ----------------------------------------------------------------------------
+    @property
+    def steps(self) -> tuple[tuple[int, int], ...]:
+        """The ``(first, last)`` layer steps of the last forward pass (:func:`~numcnn.layers.fusion.plan_steps`),
+        ``()`` before any."""
+        return self.cache or ()
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x, self._steps = fused_forward(self.layers, x, self.allow_fusion)
+        x, self.cache = fused_forward(self.layers, x, self.allow_fusion)
         return x
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
-        return fused_backward(self.layers, grad_output, self._steps, need_input_grad)
+        return fused_backward(self.layers, grad_output, self.steps, need_input_grad)
 
     def backward_curvature(
         self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
