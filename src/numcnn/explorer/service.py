@@ -155,7 +155,8 @@ class Explorer:
 
     The model is kept in float64 (whatever the checkpoint's dtype), so that a trace's
     ``∂E/∂pixels`` can be checked against finite differences of the loss it reports. A lock
-    serialises traces: the layers keep their caches between forward and backward.
+    serialises the passes: the layers keep their caches between forward and backward, and the
+    kernel backend is chosen process-wide.
     """
 
     def __init__(self, checkpoint_path: str | Path | None = None) -> None:
@@ -168,7 +169,9 @@ class Explorer:
         self.spec: models.ModelSpec = checkpoint.spec
         self.state = {name: value.astype(np.float64) for name, value in checkpoint.model.state_dict().items()}
         self.model = self._build()
-        self.layers = dict(self.model.named_children())
+        from numcnn.inspect import leaf_layers
+
+        self.layers = dict(leaf_layers(self.model))  # by the names the traces use
         self._lock = threading.Lock()
 
     @property
@@ -197,9 +200,14 @@ class Explorer:
         }
 
     def _trace(self, model: Layer, pixels: np.ndarray, target: int | None) -> Any:
+        """:func:`numcnn.trace` on the readable reference kernels: one image needs no speed, and a
+        compiled backend would first compile its float64 variants (seconds, on the first request).
+        The caller holds the lock: the backend choice is process-wide."""
         from numcnn.inspect import trace
+        from numcnn.kernels import use_backend
 
-        return trace(model, pixels, target, spec=self.spec)
+        with use_backend("reference"):
+            return trace(model, pixels, target, spec=self.spec)
 
     def trace(self, request: ParsedRequest) -> dict[str, Any]:
         """``POST /api/trace``: the forward and backward pass of one drawn digit, as JSON."""
@@ -239,30 +247,23 @@ class Explorer:
         model, :class:`numcnn.optim.SGD` (no momentum: one step has no history). The served model
         is left as it was.
         """
-        from numcnn.data import prepare_images
         from numcnn.kernels import use_backend
         from numcnn.optim import SGD
         from numcnn.train import make_loss
 
-        copy = self._build()
-        before = self._trace(copy, request.pixels, request.target)
-        target = int(before.target)
-        first = self._first_kernel_layer(copy)
-        kernels_before = first[1].params["weight"].copy() if first else None
-
-        images = prepare_images(
-            request.pixels[None], padding=self.spec.input_padding, dtype=np.float64,
-            mean=self.spec.input_mean, std=self.spec.input_std,
-        )  # fmt: skip
-        loss = make_loss(self.spec)
-        # The readable kernels: one image needs no speed, and a compiled backend would first compile
-        # for float64 (seconds) on the first click.
-        with use_backend("reference"):
-            copy.zero_grad()
-            loss.forward(copy.forward(images), np.array([target]))
-            copy.backward(loss.backward())
-        SGD(copy.parameters(), lr=request.lr).step()
-        after = self._trace(copy.eval(), request.pixels, target)
+        with self._lock:
+            copy = self._build()
+            before = self._trace(copy, request.pixels, request.target)
+            target = int(before.target)
+            first = self._first_kernel_layer(copy)
+            kernels_before = first[1].params["weight"].copy() if first else None
+            loss = make_loss(self.spec)
+            with use_backend("reference"):
+                copy.zero_grad()
+                loss.forward(copy.forward(self.spec.prepare(request.pixels[None], np.float64)), np.array([target]))
+                copy.backward(loss.backward())
+            SGD(copy.parameters(), lr=request.lr).step()
+            after = self._trace(copy, request.pixels, target)
 
         answer: dict[str, Any] = {
             "target": target,
