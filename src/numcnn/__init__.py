@@ -8,6 +8,7 @@ from numcnn import functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.inspect import LayerTrace, Trace, predict, trace
+from numcnn.kernels import set_backend
 from numcnn.layers import (
     LENET5_C3_CONNECTIONS,
     Add,
@@ -32,7 +33,6 @@ from numcnn.layers import (
     Subsample2d,
     Tanh,
 )
-from numcnn.kernels import set_backend
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
 from numcnn.sdlm import SDLM

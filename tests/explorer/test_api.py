@@ -13,13 +13,13 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("httpx")
 
-from fastapi.testclient import TestClient  # noqa: E402
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
+from fastapi.testclient import TestClient
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from numcnn.explorer.app import MAX_BODY_BYTES, create_app  # noqa: E402
-from numcnn.explorer.samples import load_samples  # noqa: E402
-from numcnn.explorer.service import PIXELS  # noqa: E402
+from numcnn.explorer.app import MAX_BODY_BYTES, create_app
+from numcnn.explorer.samples import load_samples
+from numcnn.explorer.service import PIXELS
 
 SAMPLES = load_samples()
 
@@ -103,7 +103,8 @@ def test_input_gradient_matches_finite_differences_of_the_loss(client: TestClien
     trace = client.post("/api/trace", json={"pixels": pixels.tolist(), "target": target}).json()
     gradient = np.array(trace["input_gradient"]).ravel()
     interior = np.flatnonzero((pixels > 0.05) & (pixels < 0.95))  # room to nudge both ways
-    chosen = list(interior[np.argsort(-np.abs(gradient[interior]))[:4]]) + [int(interior[len(interior) // 2])]
+    steepest = interior[np.argsort(-np.abs(gradient[interior]))[:4]]
+    chosen = [*steepest, int(interior[len(interior) // 2])]
     h = 1e-5
 
     def loss_at(index: int, step: float) -> float:

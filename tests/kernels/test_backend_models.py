@@ -245,7 +245,7 @@ def test_flat_optimiser_state_round_trips_through_state_dict():
 def test_flatten_parameters_keeps_shared_parameters_shared():
     shared = numcnn.Linear(3, 3, rng=0)
     model = numcnn.Sequential(shared, numcnn.ReLU(), shared)
-    params, grads = flatten_parameters(model)
+    params, _grads = flatten_parameters(model)
     assert params.size == 12 and model[0].params["weight"] is model[2].params["weight"]
     assert flatten_parameters(numcnn.Sequential(numcnn.ReLU())) is None
 

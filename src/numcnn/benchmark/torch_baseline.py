@@ -37,7 +37,9 @@ def _translate(type_name: str, args: dict, nn):
     if type_name in simple and (type_name not in ("Sigmoid", "Tanh") or not args):
         return simple[type_name]()
     if type_name in ("BatchNorm1d", "BatchNorm2d"):
-        return getattr(nn, type_name)(args["num_features"], eps=args.get("eps", 1e-5), momentum=args.get("momentum", 0.1))
+        return getattr(nn, type_name)(
+            args["num_features"], eps=args.get("eps", 1e-5), momentum=args.get("momentum", 0.1)
+        )
     if type_name == "Dropout":
         return nn.Dropout(args.get("p", 0.5))
     raise ConfigurationError(f"no PyTorch equivalent for numcnn layer {type_name}({args}); run with --no-torch")
@@ -51,7 +53,7 @@ def build_torch_model(spec: ModelSpec, numcnn_model=None):
     modules = [_translate(type_name, dict(args), nn) for type_name, args in spec.layers]
     model = nn.Sequential(*modules)
     if numcnn_model is not None:
-        ours = dict((name, value) for name, value, _ in numcnn_model.named_parameters())
+        ours = {name: value for name, value, _ in numcnn_model.named_parameters()}
         with torch.no_grad():
             for name, parameter in model.named_parameters():
                 if name in ours:

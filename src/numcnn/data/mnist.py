@@ -174,7 +174,7 @@ def _default_download_dir(data_dir: str | os.PathLike[str] | None) -> Path:
 def _urlopen(url: str, timeout: float) -> IO[bytes]:
     import urllib.request  # lazily: only downloads need it, and it pulls in http/email/ssl
 
-    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (mirrors are https/file)
+    return urllib.request.urlopen(url, timeout=timeout)
 
 
 class _FetchFailed(Exception):

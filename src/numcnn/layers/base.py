@@ -24,8 +24,9 @@ PyTorch; always go through ``params`` when *replacing* an array.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from itertools import count
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -144,17 +145,17 @@ class Layer:
             np.copyto(target, value, casting="same_kind")
 
     # -- modes --------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Layer":
+    def train(self, mode: bool = True) -> Layer:
         """Switch this layer and its children to training (``True``) or evaluation mode."""
         self.training = bool(mode)
         for child in self.children():
             child.train(mode)
         return self
 
-    def eval(self) -> "Layer":
+    def eval(self) -> Layer:
         return self.train(False)
 
-    def named_children(self) -> Iterator[tuple[str, "Layer"]]:
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
         """``(name, layer)`` of the layers this one is made of; a plain layer has none.
 
         The names prefix the children's parameter and buffer names (a Sequential uses the index,
@@ -162,7 +163,7 @@ class Layer:
         """
         return iter(())
 
-    def children(self) -> Iterator["Layer"]:
+    def children(self) -> Iterator[Layer]:
         """The layers of :meth:`named_children`, in the same order."""
         return (child for _, child in self.named_children())
 

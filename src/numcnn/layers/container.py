@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
 
 import numpy as np
 
@@ -49,7 +49,7 @@ class Sequential(Layer):
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         return ((str(index), layer) for index, layer in enumerate(self.layers))
 
-    def append(self, layer: Layer) -> "Sequential":
+    def append(self, layer: Layer) -> Sequential:
         if not isinstance(layer, Layer):
             raise ConfigurationError(f"cannot append {type(layer).__name__}: not a Layer")
         self.layers.append(layer)

@@ -25,7 +25,8 @@ input and one output, so it is a ``Layer``: it can be a whole model or one block
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 

@@ -14,8 +14,9 @@ model's input); :func:`build` turns them into a :class:`~numcnn.layers.Graph`.
 from __future__ import annotations
 
 import inspect
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -32,7 +33,7 @@ LayerSpec = tuple[str, dict[str, Any]]
 # (name, type_name, kwargs) reads the previous node; (name, type_name, kwargs, inputs) names its inputs.
 NodeSpec = tuple
 
-_REGISTRY: dict[str, "ModelSpec"] = {}
+_REGISTRY: dict[str, ModelSpec] = {}
 
 
 @dataclass(frozen=True)
