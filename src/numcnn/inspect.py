@@ -18,9 +18,10 @@ loss's batch mean is the sample's loss, so at the logits of a cross-entropy mode
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -140,7 +141,7 @@ class _Recorder:
         self.inputs: dict[str, np.ndarray] = {}
         self._handles: list[HookHandle] = []
 
-    def __enter__(self) -> "_Recorder":
+    def __enter__(self) -> _Recorder:
         for name, layer in self.leaves:
             self._handles.append(layer.register_forward_hook(self._forward_hook(name)))
             self._handles.append(layer.register_backward_hook(self._backward_hook(name)))
