@@ -23,6 +23,7 @@ COMMAND_MODULES = [
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
     "numcnn.cli.bench",
+    "numcnn.cli.explore",
 ]
 
 EXIT_ERROR = 1

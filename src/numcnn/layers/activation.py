@@ -81,6 +81,9 @@ class Sigmoid(Layer):
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return sigmoid_curvature(curvature_output, x, self.slope), {}
 
+    def config(self) -> dict:
+        return {"slope": self.slope}
+
     def extra_repr(self) -> str:
         return "" if self.slope == 1.0 else f"slope={self.slope}"
 
@@ -105,6 +108,9 @@ class Tanh(Layer):
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return tanh_curvature(curvature_output, x, self.amplitude, self.scale), {}
+
+    def config(self) -> dict:
+        return {"amplitude": self.amplitude, "scale": self.scale}
 
     def extra_repr(self) -> str:
         if self.amplitude == 1.0 and self.scale == 1.0:
@@ -148,6 +154,9 @@ class Softmax(Layer):
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return softmax_curvature(curvature_output, x, self.axis), {}
+
+    def config(self) -> dict:
+        return {"axis": self.axis}
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

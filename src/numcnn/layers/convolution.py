@@ -137,6 +137,13 @@ class Conv2d(WindowLayer):
             curvatures["bias"] = curvature_bias
         return curvature_input, curvatures
 
+    def config(self) -> dict:
+        config = super().config()
+        config["bias"] = "bias" in self.params
+        if self.connections is not None:
+            config["connections"] = self.connections.tolist()
+        return config
+
     def extra_repr(self) -> str:
         text = super().extra_repr()
         if "bias" not in self.params:

@@ -26,7 +26,7 @@ input and one output, so it is a ``Layer``: it can be a whole model or one block
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -171,6 +171,24 @@ class Graph(Layer):
     def consumers(self, tensor: str) -> list[str]:
         """Names of the (active) nodes that read ``tensor``."""
         return [node.name for node in self._active if tensor in node.inputs]
+
+    # -- description ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The nodes as ``{"name", "inputs", "layer": {"type", "config"}}``, the input's and output's names."""
+        from numcnn.layers.description import describe_layer
+
+        nodes = [{"name": n.name, "inputs": list(n.inputs), "layer": describe_layer(n.layer)} for n in self.nodes]
+        return {"nodes": nodes, "input_name": self.input_name, "output": self.output}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Graph:
+        from numcnn.layers.description import layer_from_description
+
+        nodes = [
+            (node["name"], layer_from_description(node["layer"], rng, dtype), tuple(node["inputs"]))
+            for node in config["nodes"]
+        ]
+        return cls(nodes, input_name=config.get("input_name", "input"), output=config.get("output"))
 
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:

@@ -88,6 +88,9 @@ class _BatchNorm(Layer):
         )
         return curvature_input, {"weight": curvature_weight, "bias": curvature_bias}
 
+    def config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
+
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"
 

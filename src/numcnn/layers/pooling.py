@@ -34,6 +34,9 @@ class _Pool2d(Layer):
         c, h, w = input_shape
         return (c, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
 
+    def config(self) -> dict:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
+
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 

@@ -13,7 +13,6 @@ model's input); :func:`build` turns them into a :class:`~numcnn.layers.Graph`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,14 +150,7 @@ def get_spec(name: str) -> ModelSpec:
 
 def build_layer(type_name: str, arguments: dict[str, Any], rng: np.random.Generator, dtype) -> Layer:
     """Instantiate one layer specification, passing ``rng``/``dtype`` to layers that accept them."""
-    cls = LAYER_TYPES[type_name]
-    accepted = inspect.signature(cls.__init__).parameters
-    extra = {}
-    if "rng" in accepted:
-        extra["rng"] = rng
-    if "dtype" in accepted:
-        extra["dtype"] = dtype
-    return cls(**arguments, **extra)
+    return LAYER_TYPES[type_name].from_config(arguments, rng, dtype)
 
 
 def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.float32) -> Layer:
