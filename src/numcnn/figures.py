@@ -282,7 +282,7 @@ def write_figures(
         _save(probability_figure(trace), out / "probabilities.png"),
         _save(saliency_figure(trace), out / "saliency.png"),
     ]
-    if any(np.ndim(layer.param_grads.get("weight")) == 4 for layer in trace.layers):
+    if any(getattr(layer.param_grads.get("weight"), "ndim", 0) == 4 for layer in trace.layers):
         written.append(_save(kernel_figure(trace), out / "kernels.png"))
     for index, layer in enumerate(trace.layers):
         stem = f"{index:02d}-{layer.name}-{layer.kind}"
