@@ -56,8 +56,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -263,7 +263,7 @@ class GradcheckReport:
         ]
         for e in self.entries:
             lines.append(
-                f"{e.name:<24} {str(e.shape):<20} {e.checked:>7} {e.kinks:>5} {e.max_abs_error:>10.3e} "
+                f"{e.name:<24} {e.shape!s:<20} {e.checked:>7} {e.kinks:>5} {e.max_abs_error:>10.3e} "
                 f"{e.atol:>9.2e} {e.relative_error:>10.3e}  {e.status}"
             )
         verdict = "passed" if self.passed else "FAILED"
@@ -342,6 +342,7 @@ def gradcheck(
     x = np.array(inputs, dtype=np.float64)  # a private copy: it is perturbed in place
     _require_float64(module, x)
 
+    analytic_input: np.ndarray | None  # None when the input gradient is not checked
     if isinstance(module, Loss):
         if targets is None:
             raise ConfigurationError("gradcheck of a loss needs targets")
@@ -356,13 +357,12 @@ def gradcheck(
     else:
         if loss is not None and targets is None:
             raise ConfigurationError("gradcheck with a loss needs targets")
-        projection = None
-        if loss is None:
-            projection = generator.standard_normal(module.forward(x).shape)
+        # Without a loss, E = Σ R ∘ output for a fixed random R (unused, and empty, with a loss).
+        projection = generator.standard_normal(module.forward(x).shape) if loss is None else np.empty(0)
 
         def objective() -> float:
             outputs = module.forward(x)
-            if loss is not None:
+            if loss is not None and targets is not None:
                 return float(loss.forward(outputs, targets)) + module.penalty()
             return float(np.sum(outputs * projection)) + module.penalty()
 

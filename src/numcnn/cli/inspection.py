@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-
 from numcnn import models
 from numcnn.cli.arguments import positive_float, positive_int
 from numcnn.gradcheck import DEFAULT_RTOL

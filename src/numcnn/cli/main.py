@@ -19,9 +19,11 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = [
     "numcnn.cli.training",
     "numcnn.cli.inspection",
+    "numcnn.cli.show",
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
     "numcnn.cli.bench",
+    "numcnn.cli.explore",
 ]
 
 EXIT_ERROR = 1
@@ -50,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"numcnn: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("numcnn: interrupted (the last finished epoch's checkpoint is kept)", file=sys.stderr)
+        print("numcnn: interrupted", file=sys.stderr)  # 'numcnn train' says itself what it saved
         return EXIT_INTERRUPTED
 
 

@@ -56,10 +56,10 @@ from numcnn.functional.activation import (
     tanh_forward,
 )
 from numcnn.functional.convolution import conv2d_backward, conv2d_forward
+from numcnn.functional.global_pooling import global_avg_pool2d_backward
 from numcnn.functional.im2col import pair
 from numcnn.functional.linear import linear_backward
 from numcnn.functional.loss import reduction_scale
-from numcnn.functional.global_pooling import global_avg_pool2d_backward
 from numcnn.functional.normalization import _per_channel, _reduction_axes
 from numcnn.functional.pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from numcnn.functional.subsampling import down, up
@@ -105,7 +105,11 @@ def conv2d_curvature(
     ``(N, C, H, W)``, ``(F, C, KH, KW)``, ``(F,)``.
     """
     _, squared_cache = conv2d_forward(x * x, weight * weight, None, stride, padding)
-    return conv2d_backward(curvature_output, squared_cache, need_input_grad=True)
+    curvature_input, curvature_weight, curvature_bias = conv2d_backward(
+        curvature_output, squared_cache, need_input_grad=True
+    )
+    assert curvature_input is not None  # asked for with need_input_grad=True
+    return curvature_input, curvature_weight, curvature_bias
 
 
 def linear_curvature(
@@ -115,7 +119,11 @@ def linear_curvature(
 
     Shape: D ``(N, out)``, x ``(N, in)``, weight ``(out, in)`` → ``(N, in)``, ``(out, in)``, ``(out,)``.
     """
-    return linear_backward(curvature_output, x * x, weight * weight, need_input_grad=True)
+    curvature_input, curvature_weight, curvature_bias = linear_backward(
+        curvature_output, x * x, weight * weight, need_input_grad=True
+    )
+    assert curvature_input is not None  # asked for with need_input_grad=True
+    return curvature_input, curvature_weight, curvature_bias
 
 
 def subsample_curvature(

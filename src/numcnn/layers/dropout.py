@@ -68,5 +68,8 @@ class Dropout(Layer):
         """Draw a fresh mask at every forward pass again."""
         self.frozen_mask = None
 
+    def config(self) -> dict:
+        return {"p": self.p}
+
     def extra_repr(self) -> str:
         return f"p={self.p:g}"

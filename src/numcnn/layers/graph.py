@@ -25,7 +25,8 @@ input and one output, so it is a ``Layer``: it can be a whole model or one block
 
 from __future__ import annotations
 
-from typing import Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -45,7 +46,11 @@ class Merge(Layer):
     def forward(self, *inputs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+    # One gradient per input, where a Layer returns one: a Merge is only ever called by Graph.backward,
+    # which knows the difference, so the narrower Layer signature is deliberately not kept.
+    def backward(  # type: ignore[override]
+        self, grad_output: np.ndarray, need_input_grad: bool = True
+    ) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
 
     def backward_curvature(  # type: ignore[override]
@@ -68,7 +73,9 @@ class Add(Merge):
         self.cache = len(inputs)
         return add_forward(*inputs)
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+    def backward(  # type: ignore[override]  # see Merge.backward
+        self, grad_output: np.ndarray, need_input_grad: bool = True
+    ) -> tuple[np.ndarray, ...]:
         return add_backward(grad_output, self.require_cache())
 
     def backward_curvature(self, inputs, curvature_output, grad_output=None):
@@ -165,12 +172,30 @@ class Graph(Layer):
         """Names of the (active) nodes that read ``tensor``."""
         return [node.name for node in self._active if tensor in node.inputs]
 
+    # -- description ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The nodes as ``{"name", "inputs", "layer": {"type", "config"}}``, the input's and output's names."""
+        from numcnn.layers.description import describe_layer
+
+        nodes = [{"name": n.name, "inputs": list(n.inputs), "layer": describe_layer(n.layer)} for n in self.nodes]
+        return {"nodes": nodes, "input_name": self.input_name, "output": self.output}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Graph:
+        from numcnn.layers.description import layer_from_description
+
+        nodes = [
+            (node["name"], layer_from_description(node["layer"], rng, dtype), tuple(node["inputs"]))
+            for node in config["nodes"]
+        ]
+        return cls(nodes, input_name=config.get("input_name", "input"), output=config.get("output"))
+
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         tensors = {self.input_name: x}
         for node in self._active:
             arguments = [tensors[name] for name in node.inputs]
-            tensors[node.name] = node.layer.forward(*arguments)
+            tensors[node.name] = node.layer.forward_with_hooks(*arguments)
         # Every layer cached what its backward needs; the graph itself needs only its structure.
         self.cache = True
         return tensors[self.output]
@@ -184,10 +209,11 @@ class Graph(Layer):
             if grad is None:
                 continue  # this node's output does not reach the graph's output by this route
             wants = need_input_grad or any(name != self.input_name for name in node.inputs)
+            input_grads: tuple[np.ndarray | None, ...]
             if isinstance(node.layer, Merge):
-                input_grads = node.layer.backward(grad)
+                input_grads = node.layer.backward_with_hooks(grad)
             else:
-                input_grads = (node.layer.backward(grad, need_input_grad=wants),)
+                input_grads = (node.layer.backward_with_hooks(grad, need_input_grad=wants),)
             for name, input_grad in zip(node.inputs, input_grads):
                 if input_grad is None:
                     continue
