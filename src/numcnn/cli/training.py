@@ -99,7 +99,10 @@ def register(subparsers) -> None:
     train.add_argument(
         "--optimizer", choices=["sgd", "sdlm"],
         help="sgd (momentum) or sdlm: LeCun's stochastic diagonal Levenberg-Marquardt, step lr/(damping + h_kk) "
-        f"per parameter, curvature h re-estimated before each epoch (default: {defaults.optimizer})",
+        "per parameter, curvature h re-estimated before each epoch; works with every registered model (every "
+        "layer type but LearnedCombination2d has a curvature pass); η follows LeCun's 1998 steps with a constant "
+        "--lr-schedule, any other schedule replaces them; lr/damping is the largest step, so use a smaller "
+        f"--lr than with sgd (e.g. 0.0002 for base) (default: {defaults.optimizer})",
     )  # fmt: skip
     train.add_argument("--damping", type=float, help=f"SDLM's mu in lr/(mu + h_kk) (default: {defaults.damping})")
     train.add_argument(
