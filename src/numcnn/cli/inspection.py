@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn import models
-from numcnn.cli.arguments import positive_int
+from numcnn.cli.arguments import positive_int, seed_int
 
 __all__ = ["register"]
 
@@ -20,7 +20,7 @@ def register(subparsers) -> None:
     check.add_argument("model", help="registered model name")
     check.add_argument("--batch-size", type=positive_int, default=2)
     check.add_argument("--max-checks", type=positive_int, default=20, help="entries sampled per tensor")
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=seed_int, default=0)
     check.set_defaults(handler=run_gradcheck)
 
 
