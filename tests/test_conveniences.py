@@ -95,7 +95,7 @@ def early_stopping_config(**overrides) -> TrainConfig:
         "epochs": 8,
         "batch_size": 50,
         "lr": 0.05,
-        "seed": 1,
+        "seed": 2,
         "early_stopping": 2,
         "validation_size": 100,
     }

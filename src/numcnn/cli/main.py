@@ -26,9 +26,11 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = [
     "numcnn.cli.training",
     "numcnn.cli.inspection",
+    "numcnn.cli.show",
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
     "numcnn.cli.bench",
+    "numcnn.cli.explore",
 ]
 
 EXIT_ERROR = 1
@@ -98,7 +100,7 @@ def main(argv: list[str] | None = None) -> int:
         silence_stdout()
         return EXIT_BROKEN_PIPE
     except KeyboardInterrupt:
-        print("numcnn: interrupted (the last finished epoch's checkpoint is kept)", file=sys.stderr)
+        print("numcnn: interrupted", file=sys.stderr)  # 'numcnn train' says itself what it saved
         return EXIT_INTERRUPTED
     except Exception as error:
         if os.environ.get(DEBUG_VARIABLE):

@@ -118,6 +118,22 @@ class Subsample2d(Layer):
         # The activation is a child, so train()/eval() reach it (it has no parameters to name).
         return iter(() if self.activation is None else (("activation", self.activation),))
 
+    def config(self) -> dict:
+        """The activation, when there is one, as a nested layer description (``{"type", "config"}``)."""
+        from numcnn.layers.description import describe_layer
+
+        activation = None if self.activation is None else describe_layer(self.activation)
+        return {"channels": self.channels, "factor": list(self.factor), "mode": self.mode, "activation": activation}
+
+    @classmethod
+    def from_config(cls, config: dict, rng: np.random.Generator | None = None, dtype=np.float32) -> Subsample2d:
+        from numcnn.layers.description import layer_from_description
+
+        config = dict(config)
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = layer_from_description(config["activation"], rng, dtype)
+        return cls(**config, rng=rng, dtype=dtype)
+
     def extra_repr(self) -> str:
         text = f"{self.channels}, factor={self.factor}, mode={self.mode!r}"
         return text if self.activation is None else f"{text}, activation={self.activation!r}"
