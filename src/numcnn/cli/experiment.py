@@ -66,6 +66,8 @@ def _run(args) -> int:
 
     experiment = load_experiment(args.config, quick=args.quick)
     out = args.out or Path("runs") / "experiments" / (experiment.name + ("-quick" if args.quick else ""))
+    if out.exists() and not out.is_dir():
+        raise NumcnnError(f"--out {out}: is a file, not a folder for the experiment's runs")
     if args.dry_run:
         for run in experiment.runs():
             state = "finished" if load_result(out, run) is not None else "to run"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from numcnn import models
-from numcnn.cli.arguments import positive_float, positive_int
+from numcnn.cli.arguments import positive_float, positive_int, seed_int
 from numcnn.gradcheck import DEFAULT_RTOL
 
 __all__ = ["register"]
@@ -26,7 +26,7 @@ def register(subparsers) -> None:
         "--max-checks", type=positive_int, default=None,
         help="entries sampled per tensor (default 20; 1 for a large model such as vgg16)",
     )  # fmt: skip
-    check.add_argument("--seed", type=int, default=0)
+    check.add_argument("--seed", type=seed_int, default=0)
     check.add_argument("--eps", type=positive_float, default=1e-6, help="finite-difference step (default 1e-6)")
     check.add_argument(
         "--rtol", type=positive_float, default=DEFAULT_RTOL,
