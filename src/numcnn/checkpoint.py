@@ -27,6 +27,7 @@ import numpy as np
 from numcnn import models
 from numcnn.errors import CheckpointError, NumcnnError, one_line
 from numcnn.layers import Sequential
+from numcnn.layers.base import Layer
 
 __all__ = [
     "Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "previous_path", "FORMAT_NAME", "FORMAT_VERSION",
@@ -57,7 +58,7 @@ def previous_path(path: str | os.PathLike) -> Path:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: Sequential,
+    model: Layer,
     model_name: str,
     *,
     optimizer_state: dict[str, np.ndarray] | None = None,

@@ -42,7 +42,7 @@ from numcnn.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError
 from numcnn.interrupt import StopRequests, TrainingInterrupted
-from numcnn.layers import Dropout, Sequential
+from numcnn.layers import Dropout
 from numcnn.layers.base import Layer
 from numcnn.layers.flat import flat_buffers, walk_layers
 from numcnn.losses import LOSS_TYPES, Loss
@@ -204,7 +204,7 @@ class History(list):
     ``final``: the metrics that describe ``model`` as returned -- the last epoch's, or with early
     stopping those of the best epoch, whose weights were restored."""
 
-    model = None
+    model: Layer | None = None
     final: EpochMetrics | None = None
 
 
@@ -225,7 +225,7 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
-def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+def make_optimizer(config: TrainConfig, model: Layer) -> Optimizer:
     """The optimiser a configuration asks for, bound to ``model``'s parameters.
 
     ``"sgd"``: :class:`~numcnn.optim.SGD` with momentum and weight decay. ``"sdlm"``:
@@ -256,7 +256,7 @@ def make_augmenter(config: TrainConfig, spec: models.ModelSpec) -> Augmenter | N
 
 
 def evaluate(
-    model: Sequential, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
+    model: Layer, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
 ) -> tuple[float, float]:
     """Mean loss and accuracy of ``model`` on ``split``, in eval mode (restored afterwards)."""
     was_training = model.training
@@ -386,7 +386,7 @@ def train_epoch(
     model.train()
     position = position if position is not None else EpochPosition(epoch=0)
     if position.order_state is None:
-        position.order_state = rng.bit_generator.state
+        position.order_state = dict(rng.bit_generator.state)
     else:
         rng.bit_generator.state = position.order_state
     order = rng.permutation(len(split))
@@ -394,7 +394,7 @@ def train_epoch(
     buffers = flat_buffers(model)
     watched: np.ndarray | Layer = buffers.params if buffers is not None else model
     if progress is not None and position.seen:
-        progress.update(position.seen, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+        progress.update(position.seen, **_running_means(position))
     for step in range(position.step, math.ceil(len(split) / batch_size)):
         batch = order[step * batch_size : (step + 1) * batch_size]
         images, labels = split.images[batch], split.labels[batch]
@@ -411,10 +411,14 @@ def train_epoch(
         position.correct += result.correct or 0
         position.seen += result.count
         if progress is not None:
-            progress.update(result.count, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+            progress.update(result.count, **_running_means(position))
         if after_step is not None:
             after_step(position)
     return position.total_loss / position.seen, position.correct / position.seen
+
+
+def _running_means(position: EpochPosition) -> dict[str, float]:
+    return {"loss": position.total_loss / position.seen, "accuracy": position.correct / position.seen}
 
 
 def use_dropout_generator(model: Layer, rng: np.random.Generator) -> None:
@@ -576,6 +580,7 @@ def fit(
     best_state = None
     initial_lrs = [group["lr"] for group in optimizer.param_groups]  # what a schedule scales
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    started = time.perf_counter()  # when the training time of the current epoch (re)started counting
     with StopRequests(enabled=handle_signals) as stop:
 
         def stop_if_requested() -> None:
@@ -713,6 +718,8 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
         if run.stopper.should_stop:
             raise ConfigurationError(f"{out_path} stopped early at epoch {finished}; there is nothing to resume")
     next_epoch = resumed.epoch if resumed is not None else finished + 1
+    # Before any refusal below: a kill between a checkpoint and its metrics line is repaired even then.
+    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     if next_epoch > config.epochs:
         raise ConfigurationError(f"{out_path} already holds {finished} epochs; ask for more with --epochs")
     saved_epochs = saved.get("epochs", config.epochs)
@@ -722,7 +729,6 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
             f"re-planned over {config.epochs} epochs "
             f"(epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
-    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     run.saved_at = describe_position(checkpoint.meta)
     return next_epoch, resumed
 

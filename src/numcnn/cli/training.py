@@ -205,8 +205,8 @@ def run_train(args) -> int:
     finally:
         if args.out is None and out.is_dir():
             _point_latest(out)
-    if history:
-        final = history.final
+    final = history.final
+    if final is not None:
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
         print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
     _try_plot(out)
