@@ -207,3 +207,19 @@ def test_checkpoint_permissions_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "model.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_resume_repairs_a_metrics_file_out_of_step_with_the_checkpoint(tmp_path, synthetic_digits):
+    """A kill between a checkpoint and its metrics line, or between the line and the next checkpoint."""
+    with kernels.use_backend("numpy"):
+        fit(config(epochs=1), synthetic_digits, tmp_path, **QUIET)
+        metrics = tmp_path / "metrics.jsonl"
+        first_line = metrics.read_text()
+        metrics.write_text("")  # the checkpoint of epoch 1 was written, its line was not
+        with pytest.raises(ConfigurationError, match="already holds 1 epochs"):
+            fit(config(epochs=1), synthetic_digits, tmp_path, resume=True, **QUIET)
+        assert metrics.read_text() == first_line  # restored from the checkpoint's own record
+        metrics.write_text(first_line + '{"epoch": 2, "train_loss": 9.9}\n{"epoch": 3, "trai')  # ahead, cut short
+        fit(config(epochs=2), synthetic_digits, tmp_path, resume=True, **QUIET)
+    records = read_metrics(tmp_path)
+    assert [r["epoch"] for r in records] == [1, 2] and records[1]["train_loss"] != 9.9

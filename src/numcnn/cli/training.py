@@ -267,7 +267,8 @@ def run_evaluate(args) -> int:
     data = load_data(args)
     split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
-    epoch = checkpoint.meta.get("epoch", "?")
+    position = checkpoint.meta.get("position")  # a checkpoint written inside an epoch
+    epoch = f"{position['epoch']}, step {position['step']}" if position else checkpoint.meta.get("epoch", "?")
     print(
         f"{spec.name} (epoch {epoch}) on {len(split):,} test images: loss {test_loss:.4f}  "
         f"accuracy {accuracy:.2%}  error {1 - accuracy:.2%}"
