@@ -188,8 +188,8 @@ def run_train(args) -> int:
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = run_directory(args, config.model)
-    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # before waiting for the data
     configure_compute(args)  # so is a bad backend or thread count
+    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # and a run directory in use
     try:
         data = load_data(args)
         history = fit(
