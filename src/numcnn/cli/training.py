@@ -207,8 +207,8 @@ def run_train(args) -> int:
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = run_directory(args, config.model)
-    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # before waiting for the data
     configure_compute(args)  # so is a bad backend or thread count
+    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # and a run directory in use
     try:
         data = load_data(args)
         # Every line goes through tolerant_print: 'numcnn train | head' must not kill the run it reports on.
@@ -288,7 +288,8 @@ def run_evaluate(args) -> int:
     data = load_data(args)
     split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
-    epoch = checkpoint.meta.get("epoch", "?")
+    position = checkpoint.meta.get("position")  # a checkpoint written inside an epoch
+    epoch = f"{position['epoch']}, step {position['step']}" if position else checkpoint.meta.get("epoch", "?")
     print(
         f"{spec.name} (epoch {epoch}) on {len(split):,} test images: loss {test_loss:.4f}  "
         f"accuracy {accuracy:.2%}  error {1 - accuracy:.2%}"
