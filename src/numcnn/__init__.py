@@ -4,9 +4,11 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, kernels, models, optim, reference
+from numcnn import export, functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
+from numcnn.export import load_torch_state_dict
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
+from numcnn.inspect import LayerTrace, Trace, predict, trace
 from numcnn.kernels import set_backend
 from numcnn.layers import (
     LENET5_C3_CONNECTIONS,
@@ -35,6 +37,7 @@ from numcnn.layers import (
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
 from numcnn.sdlm import SDLM
+from numcnn.serialization import load, save
 
 __version__ = "0.1.0"
 
@@ -56,6 +59,7 @@ __all__ = [
     "Graph",
     "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LayerTrace",
     "LearnedCombination2d",
     "Linear",
     "Loss",
@@ -74,13 +78,20 @@ __all__ = [
     "Softmax",
     "Subsample2d",
     "Tanh",
+    "Trace",
     "__version__",
+    "export",
     "functional",
     "gradcheck",
     "kernels",
+    "load",
+    "load_torch_state_dict",
     "models",
     "numerical_gradient",
     "optim",
+    "predict",
     "reference",
+    "save",
     "set_backend",
+    "trace",
 ]

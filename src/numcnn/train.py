@@ -42,7 +42,7 @@ from numcnn.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError
 from numcnn.interrupt import StopRequests, TrainingInterrupted
-from numcnn.layers import Dropout, Sequential
+from numcnn.layers import Dropout
 from numcnn.layers.base import Layer
 from numcnn.layers.flat import flat_buffers, walk_layers
 from numcnn.losses import LOSS_TYPES, Loss
@@ -60,7 +60,7 @@ from numcnn.rundir import (
     remove_stale_temporaries,
 )
 from numcnn.schedules import Schedule
-from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM
+from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM, layers_without_curvature
 from numcnn.streams import PURPOSES, RandomStreams, streams
 
 __all__ = [
@@ -165,8 +165,6 @@ class TrainConfig:
             raise ConfigurationError("SDLM's damping must be > 0 and its curvature sample count >= 1")
         if any(lr <= 0 for lr in self.layer_lr.values()):
             raise ConfigurationError(f"per-layer learning rates must be > 0, got {self.layer_lr}")
-        if self.optimizer == "sdlm" and self.lr_schedule != "constant":
-            raise ConfigurationError("SDLM follows LeCun's own η schedule; leave the learning-rate schedule constant")
 
 
 @dataclass
@@ -205,18 +203,13 @@ class History(list):
     ``final``: the metrics that describe ``model`` as returned -- the last epoch's, or with early
     stopping those of the best epoch, whose weights were restored."""
 
-    model = None
+    model: Layer | None = None
     final: EpochMetrics | None = None
 
 
 def prepare_split(spec: models.ModelSpec, images: np.ndarray, labels: np.ndarray, dtype="float32") -> Split:
     """Normalise raw uint8 images ``(N, H, W)`` the way ``spec`` expects its inputs."""
-    from numcnn.data import prepare_images
-
-    prepared = prepare_images(
-        images, padding=spec.input_padding, dtype=np.dtype(dtype), mean=spec.input_mean, std=spec.input_std
-    )
-    return Split(prepared, labels.astype(np.int64))
+    return Split(spec.prepare(images, dtype), labels.astype(np.int64))
 
 
 def make_loss(spec: models.ModelSpec) -> Loss:
@@ -226,19 +219,27 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
-def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+def make_optimizer(config: TrainConfig, model: Layer) -> Optimizer:
     """The optimiser a configuration asks for, bound to ``model``'s parameters.
 
     ``"sgd"``: :class:`~numcnn.optim.SGD` with momentum and weight decay. ``"sdlm"``:
     :class:`~numcnn.sdlm.SDLM` with damping ``μ``, its curvature re-estimated before every epoch, and
-    the paper's decreasing η schedule (:data:`~numcnn.sdlm.LECUN_1998_SCHEDULE`) starting from ``lr``.
+    the paper's decreasing η schedule (:data:`~numcnn.sdlm.LECUN_1998_SCHEDULE`) starting from ``lr`` --
+    unless ``lr_schedule`` names another schedule, which then sets η per epoch instead. A model with a
+    layer that has no curvature pass is refused here, before any training.
     ``layer_lr`` gives layers their own learning rate (param groups) with either optimiser.
     """
     parameters = layer_groups(model, config.layer_lr) if config.layer_lr else model.parameters()
     if config.optimizer == "sdlm":
+        lacking = layers_without_curvature(model)
+        if lacking:
+            raise ConfigurationError(
+                f"SDLM needs a curvature pass in every layer; {', '.join(lacking)} has none (use --optimizer sgd)"
+            )
+        lecun = config.lr_schedule == "constant"  # the default: LeCun's own steps of η
         return SDLM(
             parameters, lr=config.lr, damping=config.damping,
-            schedule=LECUN_1998_SCHEDULE, curvature_samples=config.curvature_samples,
+            schedule=LECUN_1998_SCHEDULE if lecun else None, curvature_samples=config.curvature_samples,
         )  # fmt: skip
     return SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 

@@ -37,7 +37,7 @@ def test_unknown_backend_is_a_configuration_error():
 
 
 def test_auto_falls_back_to_numpy_without_numba(monkeypatch):
-    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    monkeypatch.setattr(kernels, "_installed", lambda package: package != "numba")
     assert kernels.get_backend("auto").name == "numpy"
     assert "numba" not in kernels.available_backends()
     with pytest.raises(numcnn.ConfigurationError, match="numba"):
@@ -99,7 +99,7 @@ def test_fused_sequential_gives_the_reference_outputs_and_gradients(backend, dty
             grad_x = model.backward(loss.backward())
             results[name] = (value, grad_x, [g.copy() for _, g in model.parameters()])
     # Both ReLU → MaxPool2d pairs ran fused; numba also fuses the convolution before each of them.
-    fused = {step for step in model._steps if step[1] > step[0]}
+    fused = {step for step in model.steps if step[1] > step[0]}
     assert fused == ({(0, 2), (3, 5)} if backend == "numba" else {(1, 2), (4, 5)})
     (ref_value, ref_grad, ref_grads), (value, grad, grads) = results["reference"], results[backend]
     close(value, ref_value, dtype)
@@ -124,7 +124,7 @@ def test_fusion_can_be_switched_off_per_model():
     model.allow_fusion = False
     with kernels.use_backend("numpy"):
         model.forward(np.ones((1, 1, 12, 12)))
-    assert all(first == last for first, last in model._steps)
+    assert all(first == last for first, last in model.steps)
 
 
 @pytest.mark.parametrize("backend", FAST)

@@ -44,6 +44,7 @@ __all__ = [
     "locate_mnist",
     "mnist_search_dirs",
     "prepare_images",
+    "prepare_images_backward",
     "read_idx",
     "user_cache_dir",
 ]
@@ -341,8 +342,9 @@ def load_mnist(
         if not download:
             raise
         directory = download_mnist(_default_download_dir(data_dir))
-    paths = [_find_file(directory, name) for name in MNIST_FILES]
-    if any(path is None for path in paths):  # deleted between locating and reading
+    found = [_find_file(directory, name) for name in MNIST_FILES]
+    paths = [path for path in found if path is not None]
+    if len(paths) != len(found):  # deleted between locating and reading
         raise DataError(f"{directory}: MNIST files disappeared while loading; {_FIX_HINT}")
     arrays = []
     for name, path in zip(MNIST_FILES, paths):
@@ -358,7 +360,8 @@ def load_mnist(
             )
         if labels.size and labels.max() > 9:
             raise DataError(f"{label_path}: label {int(labels.max())} is outside 0-9")
-    return MnistData(*arrays, directory=directory, verified=verify)
+    train_images, train_labels, test_images, test_labels = arrays
+    return MnistData(train_images, train_labels, test_images, test_labels, directory=directory, verified=verify)
 
 
 def prepare_images(
@@ -403,3 +406,22 @@ def prepare_images(
     np.multiply(images, scale / std, out=inner, dtype=dtype, casting="unsafe")
     inner -= dtype.type(mean / std)
     return out
+
+
+def prepare_images_backward(grad_inputs: np.ndarray, *, padding: int = 0, std: float = MNIST_STD) -> np.ndarray:
+    """The derivative of :func:`prepare_images` for floating images: ``∂E/∂pixels`` from ``∂E/∂input``.
+
+    The input is ``(pixel − mean) / std`` inside a constant border of width ``padding``, so
+    ``∂E/∂pixel = ∂E/∂input / std`` on the inner ``H × W`` window and the border gets no gradient.
+    The result is in pixel units of [0, 1] (for 0-255 grey levels divide it by 255).
+
+    Shape: ``(N, 1, H + 2p, W + 2p)`` → ``(N, H, W)``.
+    """
+    grad_inputs = np.asarray(grad_inputs)
+    if grad_inputs.ndim != 4 or grad_inputs.shape[1] != 1:
+        raise ShapeError(f"prepare_images_backward: expected (N, 1, H, W) gradients, got shape {grad_inputs.shape}")
+    p = int(padding)
+    h, w = grad_inputs.shape[2] - 2 * p, grad_inputs.shape[3] - 2 * p
+    if h < 1 or w < 1:
+        raise ShapeError(f"prepare_images_backward: padding {p} leaves no image in shape {grad_inputs.shape}")
+    return grad_inputs[:, 0, p : p + h, p : p + w] / std

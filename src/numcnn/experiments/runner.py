@@ -172,6 +172,8 @@ def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str
             resume = (folder / CHECKPOINT_NAME).is_file()
             # The folder is this run's own (run.json, train.log): without a checkpoint, start afresh.
             history = fit(config, data, folder, resume=resume, overwrite=not resume, log=log, show_progress=False)
+            if history.final is None:
+                raise NumcnnError(f"{folder}: the run ended without finishing an epoch")
             final = asdict(history.final)
     records = read_metrics(folder)
     result = {

@@ -15,7 +15,7 @@ from numcnn.functional.activation import (
     tanh_backward,
     tanh_forward,
 )
-from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, tanh_curvature
+from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, softmax_curvature, tanh_curvature
 from numcnn.layers.base import Layer
 
 __all__ = [
@@ -26,17 +26,12 @@ __all__ = [
     "Softmax",
     "LECUN_TANH_AMPLITUDE",
     "LECUN_TANH_SCALE",
-    "FUSED_INTO_NEXT",
 ]
 
 # LeCun's scaled tanh 1.7159·tanh(2x/3) (seed 000 §2.1): f(±1) = ±1 (to 3e-6) and the largest |f″|
 # lies near ±1, so targets ±1 sit where the curve bends and do not saturate it.
 LECUN_TANH_AMPLITUDE = 1.7159
 LECUN_TANH_SCALE = 2.0 / 3.0
-
-# Left in ReLU.cache by Sequential when the ReLU ran fused into the following MaxPool2d, whose
-# backward then already includes the ReLU's derivative.
-FUSED_INTO_NEXT = "fused into the next layer"
 
 
 class ReLU(Layer):
@@ -49,14 +44,16 @@ class ReLU(Layer):
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        cache = self.require_cache()
-        if cache is FUSED_INTO_NEXT:
-            raise NumcnnError(
-                "this ReLU ran fused with the MaxPool2d after it inside a Sequential; "
-                "call the Sequential's backward, which accounts for it"
-            )
-        backend, backend_cache = cache
+        backend, backend_cache = self.require_cache()
         return backend.relu_backward(grad_output, backend_cache) if need_input_grad else None
+
+    def require_cache(self):
+        if self.cache is None:
+            raise NumcnnError(
+                "ReLU.backward() was called before forward(); inside a Sequential a ReLU before a MaxPool2d "
+                "may run fused into the pooling, whose backward includes the ReLU: call the Sequential's backward"
+            )
+        return self.cache
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return relu_curvature(curvature_output, x), {}
@@ -84,6 +81,9 @@ class Sigmoid(Layer):
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return sigmoid_curvature(curvature_output, x, self.slope), {}
 
+    def config(self) -> dict:
+        return {"slope": self.slope}
+
     def extra_repr(self) -> str:
         return "" if self.slope == 1.0 else f"slope={self.slope}"
 
@@ -108,6 +108,9 @@ class Tanh(Layer):
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return tanh_curvature(curvature_output, x, self.amplitude, self.scale), {}
+
+    def config(self) -> dict:
+        return {"amplitude": self.amplitude, "scale": self.scale}
 
     def extra_repr(self) -> str:
         if self.amplitude == 1.0 and self.scale == 1.0:
@@ -148,6 +151,12 @@ class Softmax(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         y = self.require_cache()
         return softmax_backward(grad_output, y, self.axis) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return softmax_curvature(curvature_output, x, self.axis), {}
+
+    def config(self) -> dict:
+        return {"axis": self.axis}
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

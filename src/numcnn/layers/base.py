@@ -10,6 +10,10 @@ Contract (what users and tests write against):
 * ``params`` and ``grads`` are dicts with the same keys and shapes; ``buffers`` holds non-trained
   state that a checkpoint must keep (e.g. running statistics).
 * ``training`` is switched by :meth:`train` / :meth:`eval`.
+* Hooks (:meth:`register_forward_hook`, :meth:`register_backward_hook`) report a layer's output and
+  its δ = ∂E/∂output as they are computed, without touching the layer's cache; containers call their
+  children through :meth:`forward_with_hooks` / :meth:`backward_with_hooks`, and a hooked layer is
+  never fused with its neighbours (:mod:`numcnn.layers.fusion`), so every hooked output exists.
 * A layer made of other layers names them in :meth:`named_children`; parameters, buffers, gradients,
   parameter counts and the train/eval switch then recurse into them, each child's names prefixed
   with ``"<child name>."`` after the layer's own.
@@ -20,14 +24,38 @@ PyTorch; always go through ``params`` when *replacing* an array.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import inspect
+from collections.abc import Callable, Iterator
+from itertools import count
+from typing import Any
 
 import numpy as np
 
 from numcnn.errors import CheckpointError, ConfigurationError, NumcnnError
 from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
 
-__all__ = ["Layer", "VectorLayer", "WindowLayer", "make_generator", "fan_in_uniform"]
+__all__ = [
+    "Layer", "VectorLayer", "WindowLayer", "make_generator", "fan_in_uniform",
+    "ForwardHook", "BackwardHook", "HookHandle",
+]  # fmt: skip
+
+#: ``hook(layer, inputs, output)``: called after ``layer.forward(*inputs)`` returned ``output``.
+ForwardHook = Callable[["Layer", tuple, np.ndarray], None]
+#: ``hook(layer, grad_inputs, grad_output)``: called after ``layer.backward(grad_output)``; ``grad_inputs``
+#: is a tuple with ``∂E/∂input`` per input (``None`` where it was not asked for).
+BackwardHook = Callable[["Layer", tuple, np.ndarray], None]
+
+_hook_ids = count()
+
+
+class HookHandle:
+    """Returned by the ``register_*_hook`` methods; :meth:`remove` unregisters the hook (as in PyTorch)."""
+
+    def __init__(self, hooks: dict[int, Callable], key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
 
 
 def make_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -56,7 +84,9 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.training = True
-        self.cache = None
+        self.cache: Any = None  # what backward needs; its form is each layer's own
+        self.forward_hooks: dict[int, ForwardHook] = {}
+        self.backward_hooks: dict[int, BackwardHook] = {}
 
     # -- parameters -------------------------------------------------------------------------
     def add_parameter(self, name: str, value: np.ndarray) -> np.ndarray:
@@ -109,11 +139,12 @@ class Layer:
             raise CheckpointError(
                 f"state does not fit the model: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
             )
+        for name, target in targets.items():  # every shape first: a mismatch changes nothing
+            shape = np.shape(state[name])
+            if shape != target.shape:
+                raise CheckpointError(f"{name}: saved shape {shape} does not match the model's {target.shape}")
         for name, target in targets.items():
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise CheckpointError(f"{name}: saved shape {value.shape} does not match the model's {target.shape}")
-            np.copyto(target, value, casting="same_kind")
+            np.copyto(target, np.asarray(state[name]), casting="same_kind")
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
@@ -146,7 +177,44 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+        return self.forward_with_hooks(x)
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def register_forward_hook(self, hook: ForwardHook) -> HookHandle:
+        """Call ``hook(layer, inputs, output)`` after every forward pass this layer runs inside a container
+        (or through ``layer(x)``), like PyTorch's ``register_forward_hook``. The arrays are the layer's
+        own: copy them to keep them."""
+        key = next(_hook_ids)
+        self.forward_hooks[key] = hook
+        return HookHandle(self.forward_hooks, key)
+
+    def register_backward_hook(self, hook: BackwardHook) -> HookHandle:
+        """Call ``hook(layer, grad_inputs, grad_output)`` after every backward pass this layer runs inside
+        a container, like PyTorch's ``register_full_backward_hook``: ``grad_output`` is the layer's
+        sensitivity ``δ = ∂E/∂output``, ``grad_inputs`` holds ``∂E/∂input`` (one per input)."""
+        key = next(_hook_ids)
+        self.backward_hooks[key] = hook
+        return HookHandle(self.backward_hooks, key)
+
+    def has_hooks(self) -> bool:
+        """Whether a forward or backward hook is registered (then fusion leaves this layer alone)."""
+        return bool(self.forward_hooks or self.backward_hooks)
+
+    def forward_with_hooks(self, *inputs: np.ndarray) -> np.ndarray:
+        """``forward(*inputs)``, then the forward hooks; how containers run their children."""
+        output = self.forward(*inputs)
+        for hook in tuple(self.forward_hooks.values()):
+            hook(self, inputs, output)
+        return output
+
+    def backward_with_hooks(self, grad_output: np.ndarray, need_input_grad: bool = True):
+        """``backward(grad_output, need_input_grad)``, then the backward hooks; how containers run their children."""
+        grad_input = self.backward(grad_output, need_input_grad)
+        if self.backward_hooks:
+            grad_inputs = grad_input if isinstance(grad_input, tuple) else (grad_input,)
+            for hook in tuple(self.backward_hooks.values()):
+                hook(self, grad_inputs, grad_output)
+        return grad_input
 
     def penalty(self) -> float:
         """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default: the
@@ -180,6 +248,24 @@ class Layer:
             raise NumcnnError(f"{type(self).__name__}.backward() was called before forward()")
         return self.cache
 
+    # -- description ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer, as plain data (numbers, strings, lists,
+        nested descriptions): the inverse of :meth:`from_config`. Weights are not included -- they travel
+        in the state dict. The default, ``{}``, suits a layer without arguments."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Layer:
+        """A fresh layer from :meth:`config`'s data; ``rng`` and ``dtype`` go to constructors that take them."""
+        accepted = inspect.signature(cls.__init__).parameters
+        extra: dict[str, Any] = {}
+        if "rng" in accepted:
+            extra["rng"] = rng
+        if "dtype" in accepted:
+            extra["dtype"] = dtype
+        return cls(**config, **extra)
+
     # -- presentation ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
@@ -210,6 +296,9 @@ class VectorLayer(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_features,)
 
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
@@ -237,6 +326,12 @@ class WindowLayer(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         _, h, w = input_shape
         return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
+        }  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
