@@ -226,12 +226,17 @@ def run_train(args) -> int:
     finally:
         if args.out is None and out.is_dir():
             _point_latest(out)
+    report_final(history, config, out)
+    return 0
+
+
+def report_final(history, config, out: Path) -> None:
+    """The last lines of ``numcnn train``: the final error and checkpoint, then the learning curves."""
     final = history.final
     if final is not None:  # None when no epoch was run
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
         tolerant_print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
     _try_plot(out)
-    return 0
 
 
 def run_directory(args, model: str) -> Path:
