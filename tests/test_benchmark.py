@@ -11,7 +11,16 @@ from numcnn.cli.main import main
 
 
 def test_tiny_benchmark_without_torch_reports_every_measurement():
-    config = BenchConfig(batch_sizes=(4,), steps=2, repeats=3, warmup_steps=1, backend="numpy", torch=False, profile=True, profile_steps=1)
+    config = BenchConfig(
+        batch_sizes=(4,),
+        steps=2,
+        repeats=3,
+        warmup_steps=1,
+        backend="numpy",
+        torch=False,
+        profile=True,
+        profile_steps=1,
+    )
     result = run_benchmark(config, log=lambda line: None)
     assert [(m.task, m.batch_size, len(m.numcnn)) for m in result.measurements] == [("train", 4, 3), ("infer", 4, 3)]
     assert all(t > 0 for m in result.measurements for t in m.numcnn)
@@ -33,7 +42,9 @@ def test_summary_is_median_and_range():
 
 
 def test_bench_command_runs(capsys):
-    code = main(["bench", "--batch-size", "2", "--steps", "1", "--repeats", "3", "--backend", "reference", "--no-torch"])
+    code = main(
+        ["bench", "--batch-size", "2", "--steps", "1", "--repeats", "3", "--backend", "reference", "--no-torch"]
+    )
     assert code == 0
     assert "numcnn bench: model lenet5, backend reference" in capsys.readouterr().out
 

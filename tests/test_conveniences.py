@@ -90,7 +90,15 @@ def misleading_validation(data, validation_size: int):
 
 
 def early_stopping_config(**overrides) -> TrainConfig:
-    settings = dict(model="lenet5", epochs=8, batch_size=50, lr=0.05, seed=1, early_stopping=2, validation_size=100)
+    settings = {
+        "model": "lenet5",
+        "epochs": 8,
+        "batch_size": 50,
+        "lr": 0.05,
+        "seed": 2,
+        "early_stopping": 2,
+        "validation_size": 100,
+    }
     settings.update(overrides)
     return TrainConfig(**settings)
 

@@ -87,7 +87,13 @@ def test_packaged_exercise_config_expands_to_the_exercise_runs():
     assert sweep["g"].varying == ("sizes",) and sweep["b-d"].varying == ("models",)
     assert [r.model for r in sweep["b-d"].runs] == ["base", "bn", "base_dropout", "bn_dropout"]
     config = sweep["i"].runs[3].train_config()
-    assert (config.model, config.seed, config.train_limit, config.train_offset, config.lr) == ("sk_0.2", 123, 10_000, 0, 0.001)
+    assert (config.model, config.seed, config.train_limit, config.train_offset, config.lr) == (
+        "sk_0.2",
+        123,
+        10_000,
+        0,
+        0.001,
+    )
 
     quick = load_experiment("exercise_15_6", quick=True)
     assert all(dict(run.train)["epochs"] == 1 and run.test_limit == 300 for run in quick.runs())
@@ -99,8 +105,14 @@ def test_packaged_exercise_config_expands_to_the_exercise_runs():
     "text, message",
     [
         ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet7']\n", "unknown model 'lenet7'"),
-        ("name = 'x'\n[train]\nlearning_rate = 1\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n", "unknown training setting"),
-        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nseeds = [-1]\n", "seeds must be a list of integers >= 0"),
+        (
+            "name = 'x'\n[train]\nlearning_rate = 1\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n",
+            "unknown training setting",
+        ),
+        (
+            "name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nseeds = [-1]\n",
+            "seeds must be a list of integers >= 0",
+        ),
         ("name = 'x'\n", "at least one"),
         ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nepochs = 3\n", "unknown key"),
         ("name = 'x\n", "not valid TOML"),
@@ -111,7 +123,7 @@ def test_bad_experiment_files_give_one_line_errors(tmp_path, text, message):
     with pytest.raises(ConfigurationError, match=message) as caught:
         load_experiment(write_config(tmp_path, text))
     assert "\n" not in str(caught.value)
-    with pytest.raises(ConfigurationError, match="no experiment file 'nope'.*exercise_15_6"):
+    with pytest.raises(ConfigurationError, match=r"no experiment file 'nope'.*exercise_15_6"):
         load_experiment("nope")
 
 
@@ -127,7 +139,10 @@ SWEEP = "[[sweep]]\nname = 'a'\nmodels = ['lenet5']\n"
         ("name = 'x'\n[train]\nepochs = 2.5\n" + SWEEP, r"\[train\]: epochs must be an integer, got 2.5"),
         ("name = 'x'\n[train]\naugment_flip = 1\n" + SWEEP, r"augment_flip must be true or false, got 1"),
         ("name = 'x'\n[quick]\nepochs = 'one'\n" + SWEEP, r"\[quick\]: epochs must be an integer, got 'one'"),
-        ("name = 'x'\n[[sweep]]\nname = 'a'\nmodels = 'lenet5'\n", "models must be a list of model names, got 'lenet5'"),
+        (
+            "name = 'x'\n[[sweep]]\nname = 'a'\nmodels = 'lenet5'\n",
+            "models must be a list of model names, got 'lenet5'",
+        ),
         (
             "name = 'x'\n[[sweep]]\nname = 'a'\nmodels = ['lenet5']\nsizes = [10000]\nsubsets = [7]\n",
             "sweep 'a': subset 7 of size 10000 needs examples 70000-79999, but MNIST has 60,000 training examples",

@@ -121,9 +121,15 @@ def test_make_optimizer_follows_the_configuration():
 
 
 def sdlm_config(**overrides) -> TrainConfig:
-    settings = dict(
-        model="lenet5_1998", optimizer="sdlm", lr=0.001, batch_size=16, epochs=2, seed=1, curvature_samples=50
-    )
+    settings = {
+        "model": "lenet5_1998",
+        "optimizer": "sdlm",
+        "lr": 0.001,
+        "batch_size": 16,
+        "epochs": 2,
+        "seed": 1,
+        "curvature_samples": 50,
+    }
     settings.update(overrides)
     return TrainConfig(**settings)
 

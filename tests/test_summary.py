@@ -70,7 +70,14 @@ def test_receptive_field_in_a_graph_takes_the_widest_branch():
 
 def test_base_summary_and_a_chosen_reference():
     summary = summarize("base", reference="5")
-    assert [layer.receptive_field for layer in summary.layers][:6] == [(28, 28), (24, 24), (12, 12), (8, 8), (4, 4), (1, 1)]
+    assert [layer.receptive_field for layer in summary.layers][:6] == [
+        (28, 28),
+        (24, 24),
+        (12, 12),
+        (8, 8),
+        (4, 4),
+        (1, 1),
+    ]
     assert summarize("base").reference == "4"  # the last pooling layer by default
     with pytest.raises(ConfigurationError, match="reference '99'"):
         summarize("base", reference="99")

@@ -7,6 +7,8 @@ Importing ``numcnn`` needs NumPy only.
 from numcnn import export, functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
+from numcnn.inspect import LayerTrace, Trace, predict, trace
+from numcnn.kernels import set_backend
 from numcnn.layers import (
     LENET5_C3_CONNECTIONS,
     Add,
@@ -31,7 +33,6 @@ from numcnn.layers import (
     Subsample2d,
     Tanh,
 )
-from numcnn.kernels import set_backend
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
 from numcnn.export import load_torch_state_dict
@@ -58,6 +59,7 @@ __all__ = [
     "Graph",
     "LENET5_C3_CONNECTIONS",
     "Layer",
+    "LayerTrace",
     "LearnedCombination2d",
     "Linear",
     "Loss",
@@ -76,6 +78,7 @@ __all__ = [
     "Softmax",
     "Subsample2d",
     "Tanh",
+    "Trace",
     "__version__",
     "export",
     "functional",
@@ -86,7 +89,9 @@ __all__ = [
     "models",
     "numerical_gradient",
     "optim",
+    "predict",
     "reference",
     "save",
     "set_backend",
+    "trace",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
 import zipfile
 from dataclasses import dataclass, field
@@ -34,7 +35,9 @@ from numcnn.errors import CheckpointError, NumcnnError, one_line
 from numcnn.layers import Layer
 from numcnn.serialization import describe_model, rebuild_model
 
-__all__ = ["Checkpoint", "save_checkpoint", "load_checkpoint", "FORMAT_NAME", "FORMAT_VERSION"]
+__all__ = [
+    "Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "previous_path", "FORMAT_NAME", "FORMAT_VERSION",
+]
 
 FORMAT_NAME = "numcnn-checkpoint"
 FORMAT_VERSION = 2
@@ -58,18 +61,31 @@ class Checkpoint:
             self.spec = models.get_spec(self.meta["model"])
 
 
+def previous_path(path: str | os.PathLike) -> Path:
+    """Where :func:`save_checkpoint` keeps the checkpoint it replaced: ``model.npz`` -> ``model.prev.npz``."""
+    path = Path(path)
+    return path.with_name(f"{path.stem}.prev{path.suffix}")
+
+
 def save_checkpoint(
     path: str | os.PathLike,
-    model: Sequential,
+    model: Layer,
     model_name: str,
     *,
     optimizer_state: dict[str, np.ndarray] | None = None,
     meta: dict[str, Any] | None = None,
+    keep_previous: bool = False,
 ) -> Path:
-    """Write ``model`` (registered as ``model_name``) to ``path`` atomically.
+    """Write ``model`` (registered as ``model_name``) to ``path`` atomically and durably.
 
-    The file is first written next to its destination and then renamed, so an interrupted save
-    never leaves a truncated checkpoint behind -- the previous one survives.
+    The file is written next to its destination, flushed and ``fsync``-ed, then renamed over
+    ``path``, and the directory is ``fsync``-ed: a crash or a power cut at any moment leaves
+    either the previous complete checkpoint or the new complete one, never a truncated file. With
+    ``keep_previous`` the file being replaced stays available as ``model.prev.npz``
+    (:func:`previous_path`; a hard link, so no extra space is needed), also only once the new one
+    is complete. A failed write (e.g. a full disk) raises a one-line :class:`CheckpointError` and
+    leaves every existing file as it was. The file's permissions follow the umask, like any file
+    the process creates.
     """
     path = Path(path)
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **describe_model(model, model_name)}
@@ -78,16 +94,72 @@ def save_checkpoint(
     arrays.update({f"state/{name}": value for name, value in model.state_dict().items()})
     arrays.update({f"optimizer/{key}": value for key, value in (optimizer_state or {}).items()})
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor, temporary = tempfile.mkstemp(prefix=path.name, suffix=TEMPORARY_SUFFIX, dir=path.parent)
+    except OSError as error:
+        raise CheckpointError(f"{path}: cannot be written ({one_line(error)})") from None
     try:
         with os.fdopen(descriptor, "wb") as handle:
-            np.savez(handle, **arrays)
+            _write_archive(handle, arrays)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, 0o666 & ~_umask())  # mkstemp creates 0600
+        if keep_previous and path.is_file():
+            _link_previous(path)
         os.replace(temporary, path)
-    except BaseException:
+    except BaseException as error:
         Path(temporary).unlink(missing_ok=True)
+        if isinstance(error, OSError):
+            raise CheckpointError(
+                f"{path}: cannot be written ({one_line(error)}); the existing checkpoint files are unchanged"
+            ) from None
         raise
+    _fsync_directory(path.parent)  # makes the rename itself durable
     return path
+
+
+TEMPORARY_SUFFIX = ".tmp"
+
+
+def _write_archive(handle, arrays: dict[str, np.ndarray]) -> None:
+    """The .npz writer (one place, so that tests can simulate a full disk here)."""
+    np.savez(handle, **arrays)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _link_previous(path: Path) -> None:
+    """Make ``model.prev.npz`` the file now at ``path``, atomically (link, then rename over the old one)."""
+    previous = previous_path(path)
+    staging = previous.with_name(previous.name + TEMPORARY_SUFFIX)
+    staging.unlink(missing_ok=True)
+    try:
+        try:
+            os.link(path, staging)
+        except OSError:  # a file system without hard links: copy
+            shutil.copyfile(path, staging)
+        os.replace(staging, previous)
+    except BaseException:
+        staging.unlink(missing_ok=True)
+        raise
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:  # e.g. Windows cannot open directories; the rename is still atomic there
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # some file systems refuse fsync on directories
+    finally:
+        os.close(descriptor)
 
 
 def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
@@ -126,3 +198,19 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     except NumcnnError as error:
         raise CheckpointError(f"{path}: {error}") from None
     return Checkpoint(model=model, meta=meta, optimizer_state=optimizer_state, spec=spec)
+
+
+def read_meta(path: str | os.PathLike) -> dict[str, Any]:
+    """Only the metadata of the checkpoint at ``path`` (no model is built); a one-line
+    :class:`CheckpointError` if it is not a readable numcnn checkpoint."""
+    path = Path(path)
+    if not path.is_file() or not zipfile.is_zipfile(path):
+        raise CheckpointError(f"{path}: no readable checkpoint file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            meta = json.loads(str(archive["meta"]))
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile, EOFError) as error:
+        raise CheckpointError(f"{path}: not a readable .npz checkpoint ({one_line(error)})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
+        raise CheckpointError(f"{path}: not a numcnn checkpoint")
+    return meta

@@ -20,8 +20,8 @@ Usage::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -114,7 +114,7 @@ class GradcheckReport:
         lines = [f"gradient check, central differences with eps={self.eps:g}, tolerance {self.tolerance:g}", header]
         for e in self.entries:
             lines.append(
-                f"{e.name:<24} {str(e.shape):<20} {e.checked:>8} {e.max_abs_error:>11.3e} "
+                f"{e.name:<24} {e.shape!s:<20} {e.checked:>8} {e.max_abs_error:>11.3e} "
                 f"{e.relative_error:>11.3e}  {'ok' if e.passed else 'FAILED'}"
             )
         lines.append("passed" if self.passed else "FAILED")

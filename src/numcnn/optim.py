@@ -28,7 +28,7 @@ per parameter.
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 
@@ -112,7 +112,9 @@ class Optimizer:
                 raise CheckpointError(f"optimiser state entry {key!r} does not match this model")
             index = int(index_text)
             if value.shape != pairs[index][0].shape:
-                raise CheckpointError(f"optimiser state {key!r} has shape {value.shape}, expected {pairs[index][0].shape}")
+                raise CheckpointError(
+                    f"optimiser state {key!r} has shape {value.shape}, expected {pairs[index][0].shape}"
+                )
             self.state.setdefault(index, {})[slot] = np.array(value, dtype=pairs[index][0].dtype)
 
     def set_lr(self, lr: float) -> None:
@@ -136,9 +138,7 @@ class SGD(Optimizer):
         weight_decay: float = 0.0,
     ) -> None:
         if lr < 0 or momentum < 0 or weight_decay < 0:
-            raise ConfigurationError(
-                f"lr ({lr}), momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0"
-            )
+            raise ConfigurationError(f"lr ({lr}), momentum ({momentum}) and weight_decay ({weight_decay}) must be >= 0")
         super().__init__(parameters, lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay))
 
     def step(self) -> None:
@@ -227,7 +227,7 @@ def layer_groups(model, layer_lrs: dict[str | int, float]) -> list[dict]:
     default = []
     for name, param, grad in model.named_parameters():
         layer = name.split(".", 1)[0]
-        (grouped[layer] if layer in grouped else default).append((param, grad))
+        (grouped.get(layer, default)).append((param, grad))
     empty = sorted(layer for layer, pairs in grouped.items() if not pairs)
     if empty:
         raise ConfigurationError(f"per-layer learning rates name layer(s) {empty}, which have no parameters")

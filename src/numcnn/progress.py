@@ -29,7 +29,7 @@ class Progress:
         self.started = time.perf_counter()
         self.bar = None
 
-    def __enter__(self) -> "Progress":
+    def __enter__(self) -> Progress:
         self.started = time.perf_counter()
         if self.use_bar:
             from tqdm import tqdm

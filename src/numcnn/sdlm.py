@@ -19,7 +19,7 @@ mini-batches of ``B`` samples numcnn takes ``B`` times fewer steps, so ``η`` is
 
 from __future__ import annotations
 
-from typing import Iterable
+from collections.abc import Iterable
 
 import numpy as np
 

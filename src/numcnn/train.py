@@ -1,6 +1,6 @@
 """Training and evaluation loops for the registered models on MNIST.
 
-One training step is the whole story of back-propagation, in five calls::
+One training step is the whole story of back-propagation, in five calls (:func:`train_step`)::
 
     model.zero_grad()                          # gradients are accumulated with +=, so clear them
     outputs = model.forward(images)            # every layer caches what its backward needs
@@ -8,9 +8,20 @@ One training step is the whole story of back-propagation, in five calls::
     model.backward(loss.backward(), need_input_grad=False)   # δ from the output back to layer 1
     optimizer.step()                           # w ← w − η·v
 
-A single ``numpy.random.Generator`` seeded from ``TrainConfig.seed`` draws the initial weights and
-then every epoch's shuffle, so the same configuration reproduces the same run; its state is saved
-in each checkpoint, so a resumed run continues exactly where the interrupted one stopped.
+:func:`train_step` is the only copy of it: ``numcnn train`` (:func:`fit`, :func:`train_epoch`),
+``numcnn bench`` and a distributed trainer all call it; its ``hook`` runs between ``backward`` and
+the optimiser step, where a data-parallel trainer sums the flat gradient buffer over processes
+(:func:`numcnn.layers.flat.flat_gradient`).
+
+Randomness: every purpose (initialisation, shuffling, dropout, augmentation, SDLM's curvature
+samples) has its own generator derived from ``TrainConfig.seed`` (:func:`numcnn.streams.streams`),
+so the same configuration reproduces the same run. Checkpoints hold every stream's state and, inside
+an epoch, the step reached, so a resumed run continues exactly where the interrupted one stopped --
+its final weights equal an uninterrupted run's bit for bit.
+
+Safety: a run stops at the first non-finite loss or parameter (:class:`TrainingDiverged`), keeping
+the last good checkpoint; on SIGINT/SIGTERM (with ``handle_signals``) it finishes the current step,
+writes a checkpoint there and raises :class:`~numcnn.interrupt.TrainingInterrupted`.
 """
 
 from __future__ import annotations
@@ -18,37 +29,59 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
+from typing import Any
 
 import numpy as np
 
 from numcnn import models
 from numcnn.augment import Augmenter
-from numcnn.checkpoint import load_checkpoint, save_checkpoint
+from numcnn.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from numcnn.early_stopping import EarlyStopping
-from numcnn.errors import CheckpointError, ConfigurationError, DataError
-from numcnn.layers import Sequential
+from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError
+from numcnn.interrupt import StopRequests, TrainingInterrupted
+from numcnn.layers import Dropout, Sequential
+from numcnn.layers.base import Layer
+from numcnn.layers.flat import flat_buffers, walk_layers
 from numcnn.losses import LOSS_TYPES, Loss
 from numcnn.optim import SGD, Optimizer, layer_groups
 from numcnn.progress import Progress
+from numcnn.rundir import (
+    BEST_CHECKPOINT_NAME,
+    CHECKPOINT_NAME,
+    METRICS_NAME,
+    check_run_directory,
+    clear_run_files,
+    describe_position,
+    describe_run,
+    reconcile_metrics,
+    remove_stale_temporaries,
+)
 from numcnn.schedules import Schedule
 from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM
+from numcnn.streams import RandomStreams, streams
 
 __all__ = [
     "TrainConfig",
     "EpochMetrics",
+    "EpochPosition",
     "History",
     "Split",
+    "StepResult",
+    "TrainingDiverged",
     "prepare_split",
     "make_loss",
     "make_optimizer",
     "make_schedule",
     "make_augmenter",
     "evaluate",
+    "train_step",
+    "nonfinite",
     "train_epoch",
     "fit",
+    "use_dropout_generator",
     "configure_compute",
     "load_data",
     "read_metrics",
@@ -56,9 +89,6 @@ __all__ = [
     "METRICS_NAME",
 ]
 
-CHECKPOINT_NAME = "model.npz"
-BEST_CHECKPOINT_NAME = "best.npz"  # early stopping: the weights of the best validation epoch
-METRICS_NAME = "metrics.jsonl"
 OPTIMIZERS = ("sgd", "sdlm")
 
 
@@ -97,7 +127,7 @@ class TrainConfig:
     augment_flip: bool = False
 
     @classmethod
-    def for_model(cls, model: str, **settings) -> "TrainConfig":
+    def for_model(cls, model: str, **settings) -> TrainConfig:
         """The configuration for ``model``: the defaults here, then the model's recommended
         settings (:attr:`ModelSpec.training`), then every ``settings`` value that is not ``None``."""
         values = dict(models.get_spec(model).training)
@@ -115,6 +145,8 @@ class TrainConfig:
             raise ConfigurationError("the learning rate must be > 0, momentum and weight decay >= 0")
         if self.train_offset < 0 or (self.train_limit is not None and self.train_limit < 1):
             raise ConfigurationError("train offset must be >= 0 and train limit >= 1")
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or self.seed < 0:
+            raise ConfigurationError(f"the seed must be an integer >= 0, got {self.seed!r}")
         if self.dtype not in ("float32", "float64"):
             raise ConfigurationError(f"dtype must be float32 or float64, got {self.dtype!r}")
         make_schedule(self)  # each of these raises a one-line error on impossible settings
@@ -178,12 +210,7 @@ class History(list):
 
 def prepare_split(spec: models.ModelSpec, images: np.ndarray, labels: np.ndarray, dtype="float32") -> Split:
     """Normalise raw uint8 images ``(N, H, W)`` the way ``spec`` expects its inputs."""
-    from numcnn.data import prepare_images
-
-    prepared = prepare_images(
-        images, padding=spec.input_padding, dtype=np.dtype(dtype), mean=spec.input_mean, std=spec.input_std
-    )
-    return Split(prepared, labels.astype(np.int64))
+    return Split(spec.prepare(images, dtype), labels.astype(np.int64))
 
 
 def make_loss(spec: models.ModelSpec) -> Loss:
@@ -242,8 +269,91 @@ def evaluate(
     return total_loss / len(split), correct / len(split)
 
 
+class TrainingDiverged(NumcnnError):
+    """The training loss or a parameter became NaN or infinite (Keras's ``TerminateOnNaN``)."""
+
+
+@dataclass
+class StepResult:
+    """What one :func:`train_step` measured on its batch."""
+
+    loss: float  # Ẽ = E + Ω, the batch's mean loss plus the model's penalties
+    correct: int | None  # correctly classified examples (None without ``predict``)
+    count: int  # examples in the batch
+
+
+def train_step(
+    model: Layer,
+    loss: Loss,
+    optimizer: Optimizer,
+    batch: tuple[np.ndarray, np.ndarray],
+    *,
+    hook: Callable[[Layer], None] | None = None,
+    predict: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> StepResult:
+    """One step of gradient descent on ``batch = (images, labels)``: forward, loss, backward, ``hook``, update.
+
+    ``hook(model)`` runs after the gradients ∂Ẽ/∂w are complete and before ``optimizer.step()``; a
+    data-parallel trainer sums the flat gradient buffer over its processes there
+    (:func:`numcnn.layers.flat.flat_gradient`). ``predict`` maps the model's outputs to class
+    labels (e.g. ``spec.predict_classes``) to count the correct ones. The step checks nothing:
+    see :func:`nonfinite`.
+
+    Shape:
+        - images: model input, ``(N, C, H, W)``
+        - labels: ``(N,)`` integer classes
+    """
+    images, labels = batch
+    model.zero_grad()
+    outputs = model.forward(images)
+    value = float(loss.forward(outputs, labels) + model.penalty())  # Ẽ = E + Ω (e.g. seed 000 eq. 11)
+    # The input images need no gradient: skipping it saves the first layer's col2im.
+    model.backward(loss.backward(), need_input_grad=False)
+    if hook is not None:
+        hook(model)
+    optimizer.step()
+    correct = None if predict is None else int(np.count_nonzero(predict(outputs) == labels))
+    return StepResult(value, correct, len(labels))
+
+
+def nonfinite(value: float, params: np.ndarray | Layer) -> str | None:
+    """What is not finite after a step -- the loss ``value`` or a parameter -- or ``None``.
+
+    ``params`` is the flat parameter buffer (:func:`numcnn.layers.flat.flat_buffers`) or the model.
+    ``min`` and ``max`` propagate NaN and ±inf without allocating, so the check costs two passes
+    over the parameters (a few µs for LeNet-5's 61,706, against milliseconds per step)."""
+    if not math.isfinite(value):
+        return f"the training loss became {value}"
+    arrays = [params] if isinstance(params, np.ndarray) else [p for p, _ in params.parameters()]
+    for array in arrays:
+        if array.size and not (math.isfinite(array.min()) and math.isfinite(array.max())):
+            return "a parameter became NaN or infinite"
+    return None
+
+
+@dataclass
+class EpochPosition:
+    """How far an epoch has got: saved in checkpoints written inside an epoch, so that resuming
+    replays the same batch order from the next step with the same running totals."""
+
+    epoch: int
+    step: int = 0  # batches finished
+    order_state: dict[str, Any] | None = None  # the shuffle stream before this epoch's permutation
+    total_loss: float = 0.0  # Σ batch loss × batch size
+    correct: int = 0
+    seen: int = 0
+    seconds: float = 0.0  # training time spent in this epoch before the checkpoint
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> EpochPosition:
+        try:
+            return cls(**values)
+        except TypeError as error:
+            raise CheckpointError(f"the saved position inside the epoch is unusable ({error})") from None
+
+
 def train_epoch(
-    model: Sequential,
+    model: Layer,
     loss: Loss,
     optimizer: Optimizer,
     spec: models.ModelSpec,
@@ -252,35 +362,61 @@ def train_epoch(
     rng: np.random.Generator,
     progress: Progress | None = None,
     augment: Augmenter | None = None,
+    *,
+    augment_rng: np.random.Generator | None = None,
+    hook: Callable[[Layer], None] | None = None,
+    position: EpochPosition | None = None,
+    after_step: Callable[[EpochPosition], None] | None = None,
 ) -> tuple[float, float]:
-    """One pass over ``split`` in a random order; returns the mean training loss and accuracy.
+    """One pass over ``split`` in the order ``rng.permutation`` gives; returns the mean training loss and accuracy.
 
-    ``augment`` transforms each batch with ``rng`` (after the shuffle, so it is seeded too)."""
+    ``augment`` transforms each batch with ``augment_rng`` (default: ``rng``, after the shuffle).
+    ``position`` resumes an epoch a checkpoint stopped inside: the shuffle generator is put back to
+    its state before the permutation, so the same order is drawn, and the epoch continues at
+    ``position.step`` with its running totals. ``position`` is updated after every step and passed
+    to ``after_step`` (checkpoints, interruption). ``hook``: see :func:`train_step`.
+
+    Raises :class:`TrainingDiverged` naming the epoch and step at the first non-finite loss or parameter.
+    """
     model.train()
+    position = position if position is not None else EpochPosition(epoch=0)
+    if position.order_state is None:
+        position.order_state = rng.bit_generator.state
+    else:
+        rng.bit_generator.state = position.order_state
     order = rng.permutation(len(split))
-    total_loss, correct, seen = 0.0, 0, 0
-    for start in range(0, len(split), batch_size):
-        batch = order[start : start + batch_size]
+    augment_rng = rng if augment_rng is None else augment_rng
+    buffers = flat_buffers(model)
+    watched: np.ndarray | Layer = buffers.params if buffers is not None else model
+    if progress is not None and position.seen:
+        progress.update(position.seen, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+    for step in range(position.step, math.ceil(len(split) / batch_size)):
+        batch = order[step * batch_size : (step + 1) * batch_size]
         images, labels = split.images[batch], split.labels[batch]
         if augment is not None:
-            images = augment(images, rng)
-        model.zero_grad()
-        outputs = model.forward(images)
-        value = loss.forward(outputs, labels) + model.penalty()  # Ẽ = E + Ω (e.g. seed 000 eq. 11)
-        # The input images need no gradient: skipping it saves the first layer's col2im.
-        model.backward(loss.backward(), need_input_grad=False)
-        optimizer.step()
-
-        if not math.isfinite(value):
-            raise ConfigurationError(
-                f"the training loss became {value} at example {seen}; lower the learning rate (--lr)"
-            )
-        total_loss += value * len(batch)
-        correct += int(np.count_nonzero(spec.predict_classes(outputs) == labels))
-        seen += len(batch)
+            images = augment(images, augment_rng)
+        # Overflow on the way to divergence would print NumPy warnings; nonfinite() reports it in one line.
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+            result = train_step(model, loss, optimizer, (images, labels), hook=hook, predict=spec.predict_classes)
+        problem = nonfinite(result.loss, watched)
+        if problem is not None:
+            raise TrainingDiverged(f"training diverged at epoch {position.epoch}, step {step + 1}: {problem}")
+        position.step = step + 1
+        position.total_loss += result.loss * result.count
+        position.correct += result.correct or 0
+        position.seen += result.count
         if progress is not None:
-            progress.update(len(batch), loss=total_loss / seen, accuracy=correct / seen)
-    return total_loss / seen, correct / seen
+            progress.update(result.count, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+        if after_step is not None:
+            after_step(position)
+    return position.total_loss / position.seen, position.correct / position.seen
+
+
+def use_dropout_generator(model: Layer, rng: np.random.Generator) -> None:
+    """Make every :class:`~numcnn.layers.Dropout` layer of ``model`` draw its masks from ``rng``."""
+    for layer in walk_layers(model):
+        if isinstance(layer, Dropout):
+            layer.rng = rng
 
 
 def _select(images: np.ndarray, labels: np.ndarray, offset: int, limit: int | None):
@@ -294,27 +430,104 @@ def _select(images: np.ndarray, labels: np.ndarray, offset: int, limit: int | No
     return images[offset:stop], labels[offset:stop]
 
 
+def _check_given_model(model: Layer, config: TrainConfig) -> None:
+    spec = getattr(model, "spec", None)
+    if spec is not None and spec.name != config.model:
+        raise ConfigurationError(f"fit was given a {spec.name!r} model but the configuration names {config.model!r}")
+    dtypes = {str(param.dtype) for param, _ in model.parameters()}
+    if dtypes and dtypes != {config.dtype}:
+        raise ConfigurationError(f"the given model's parameters are {', '.join(sorted(dtypes))}, not {config.dtype}")
+
+
+@dataclass
+class _Run:
+    """What the epoch loop of :func:`fit` shares with its checkpoint writer."""
+
+    config: TrainConfig
+    model: Layer
+    optimizer: Optimizer
+    streams: RandomStreams
+    out_path: Path | None
+    stopper: EarlyStopping | None
+    log: Callable[[str], None]
+    saved_at: str | None = None  # the position of the checkpoint on disk (describe_position), for messages
+
+    def save(self, finished_epochs: int, position: EpochPosition | None = None, record: dict | None = None) -> None:
+        """Write ``model.npz`` (the previous one becomes ``model.prev.npz``): at the end of epoch
+        ``finished_epochs`` (with its metrics ``record``), or inside the next epoch at ``position``."""
+        if self.out_path is None:
+            return
+        meta: dict[str, Any] = {
+            "epoch": finished_epochs, "config": asdict(self.config), "rng_states": self.streams.state(),
+        }  # fmt: skip
+        if position is not None:
+            meta["position"] = asdict(position)
+        if record is not None:
+            meta["metrics"] = record
+        if self.stopper is not None:
+            meta["early_stopping"] = self.stopper.state()
+        path = self.out_path / CHECKPOINT_NAME
+        save_checkpoint(
+            path, self.model, self.config.model, optimizer_state=self.optimizer.state_dict(), meta=meta,
+            keep_previous=True,
+        )  # fmt: skip
+        self.saved_at = describe_position(meta)
+
+    def on_disk(self, written: str = "saved to") -> str:
+        """For messages: what the run directory holds now."""
+        if self.out_path is None:
+            return "nothing was saved (no run directory)"
+        if self.saved_at is None:
+            return f"no checkpoint yet in {self.out_path}"
+        return f"checkpoint at {self.saved_at} {written} {self.out_path / CHECKPOINT_NAME}"
+
+
 def fit(
     config: TrainConfig,
     data,
     out_dir: str | Path | None = None,
     *,
+    model: Layer | None = None,
     resume: bool = False,
+    overwrite: bool = False,
+    checkpoint_every: int = 0,
+    handle_signals: bool = False,
+    hook: Callable[[Layer], None] | None = None,
+    rank: int = 0,
     log: Callable[[str], None] = print,
     show_progress: bool | None = None,
 ) -> History:
     """Train ``config.model`` on ``data`` (an object with ``train_images/labels``, ``test_images/labels``).
 
-    With ``out_dir``, after every epoch a checkpoint ``model.npz`` is written and a line appended
-    to ``metrics.jsonl``; ``resume=True`` continues from the checkpoint there up to
-    ``config.epochs`` in total. Returns the metrics of the epochs run by this call as a
-    :class:`History`, which also carries the trained model. With early stopping the model is
-    returned with the weights of its best validation epoch (also saved as ``best.npz``).
+    ``model``: train this model (of the architecture ``config.model``, in ``config.dtype``) instead
+    of building one from ``config.seed``; its dropout layers are given the run's dropout stream.
+
+    With ``out_dir``, after every epoch -- and every ``checkpoint_every`` steps inside an epoch, if
+    > 0 -- a checkpoint ``model.npz`` is written (the one it replaces is kept as ``model.prev.npz``)
+    and after every epoch a line is appended to ``metrics.jsonl``. A directory that is not empty is
+    refused unless ``resume`` (continue from the checkpoint there up to ``config.epochs`` in total,
+    from the exact step it was written at) or ``overwrite`` (delete the previous run's files first).
+
+    ``handle_signals``: on SIGINT/SIGTERM finish the current step, write a checkpoint there and raise
+    :class:`~numcnn.interrupt.TrainingInterrupted` saying what is on disk. A non-finite loss or
+    parameter raises :class:`TrainingDiverged` (the last good checkpoint stays). ``hook``: run between
+    backward and the optimiser step (:func:`train_step`); ``rank``: which process's random streams
+    (:func:`numcnn.streams.streams`).
+
+    Returns the metrics of the epochs run by this call as a :class:`History`, which also carries the
+    trained model. With early stopping the model is returned with the weights of its best validation
+    epoch (also saved as ``best.npz``).
     """
     config.validate()
+    if checkpoint_every < 0:
+        raise ConfigurationError(f"the checkpoint interval must be >= 0 steps, got {checkpoint_every}")
     spec = models.get_spec(config.model)
-    rng = np.random.default_rng(config.seed)
-    model = models.build(config.model, rng=rng, dtype=np.dtype(config.dtype))
+    random = streams(config.seed, rank)
+    if model is None:
+        model = models.build(config.model, rng=random.init, dtype=np.dtype(config.dtype))
+    else:
+        _check_given_model(model, config)
+    use_dropout_generator(model, random.dropout)
     loss = make_loss(spec)
     optimizer = make_optimizer(config, model)
     schedule, augment = make_schedule(config), make_augmenter(config, spec)
@@ -334,13 +547,20 @@ def fit(
     test_split = prepare_split(spec, data.test_images, data.test_labels, config.dtype)
 
     out_path = Path(out_dir) if out_dir is not None else None
-    first_epoch = 1
+    if out_path is not None:
+        check_run_directory(out_path, resume=resume, overwrite=overwrite)
+    run = _Run(config, model, optimizer, random, out_path, stopper, log)
+    first_epoch, position = 1, None
     if resume:
-        first_epoch = _restore(out_path, config, model, optimizer, rng, stopper, log)
-        log(f"resuming {config.model} from epoch {first_epoch - 1} in {out_path}")
+        first_epoch, position = _restore(run)
+        log(f"resuming {config.model} from the {run.on_disk('in')}")
     elif out_path is not None:
         out_path.mkdir(parents=True, exist_ok=True)
+        if overwrite:
+            clear_run_files(out_path)
         (out_path / METRICS_NAME).write_text("")  # a fresh run starts a fresh log
+    if out_path is not None:
+        remove_stale_temporaries(out_path)
     log(
         f"training {config.model} ({model.num_parameters():,} parameters) on {len(train_split):,} images, "
         f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, "
@@ -350,48 +570,77 @@ def fit(
     history = History()
     best_state = None
     initial_lrs = [group["lr"] for group in optimizer.param_groups]  # what a schedule scales
-    for epoch in range(first_epoch, config.epochs + 1):
-        progress = Progress(len(train_split), f"epoch {epoch}/{config.epochs}", enabled=show_progress)
-        started = time.perf_counter()
-        optimizer.start_epoch(
-            epoch, model=model, loss=loss, images=train_split.images, labels=train_split.labels, rng=rng
-        )  # SDLM: η for this epoch and a fresh curvature estimate
-        if config.lr_schedule != "constant":
-            for group, initial_lr in zip(optimizer.param_groups, initial_lrs):
-                group["lr"] = initial_lr * schedule.factor(epoch)
-        with progress:
-            train_loss, train_accuracy = train_epoch(
-                model, loss, optimizer, spec, train_split, config.batch_size, rng, progress, augment
-            )
-        seconds = time.perf_counter() - started
-        started = time.perf_counter()
-        test_loss, test_accuracy = evaluate(model, loss, spec, test_split, config.eval_batch_size)
-        extra = {}
-        if validation_split is not None:
-            validation = evaluate(model, loss, spec, validation_split, config.eval_batch_size)
-            extra = {"val_loss": validation[0], "val_accuracy": validation[1]}
-        metrics = EpochMetrics(
-            epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds,
-            eval_seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"], extra=extra,
-        )  # fmt: skip
-        history.append(metrics)
-        log(
-            f"epoch {epoch:>3}/{config.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.2%}  "
-            f"test loss {test_loss:.4f} acc {test_accuracy:.2%} (error {1 - test_accuracy:.2%})  {seconds:.1f}s"
-            + (f"  val loss {extra['val_loss']:.4f}" if extra else "")
-        )
-        if stopper is not None and stopper.update(extra["val_loss"], epoch, asdict(metrics)):
-            best_state = model.state_dict()
-            if out_path is not None:
-                meta = {"epoch": epoch, "config": asdict(config)}
-                save_checkpoint(out_path / BEST_CHECKPOINT_NAME, model, config.model, meta=meta)
-        if out_path is not None:
-            _save(out_path, config, model, optimizer, rng, epoch, stopper)
-            with open(out_path / METRICS_NAME, "a", encoding="utf-8") as handle:
-                handle.write(metrics.to_json() + "\n")
-        if stopper is not None and stopper.should_stop:
-            log(f"early stopping: the validation loss has not improved for {stopper.patience} epochs")
-            break
+    steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    with StopRequests(enabled=handle_signals) as stop:
+
+        def stop_if_requested() -> None:
+            if stop.signal_number is not None:
+                raise TrainingInterrupted(f"interrupted: {run.on_disk()}", stop.signal_number)
+
+        def after_step(reached: EpochPosition) -> None:
+            nonlocal started
+            periodic = checkpoint_every and reached.step % checkpoint_every == 0 and reached.step < steps_per_epoch
+            if stop.requested or periodic:
+                reached.seconds += time.perf_counter() - started
+                started = time.perf_counter()
+                run.save(reached.epoch - 1, reached)
+                stop_if_requested()
+
+        try:
+            for epoch in range(first_epoch, config.epochs + 1):
+                if position is None or position.epoch != epoch:
+                    position = EpochPosition(epoch)
+                    # SDLM: η for this epoch and a fresh curvature estimate
+                    optimizer.start_epoch(
+                        epoch, model=model, loss=loss, images=train_split.images, labels=train_split.labels,
+                        rng=random.curvature,
+                    )  # fmt: skip
+                else:
+                    optimizer.start_epoch(epoch)  # inside an epoch: η only; the curvature estimate was saved
+                if config.lr_schedule != "constant":
+                    for group, initial_lr in zip(optimizer.param_groups, initial_lrs):
+                        group["lr"] = initial_lr * schedule.factor(epoch)
+                progress = Progress(len(train_split), f"epoch {epoch}/{config.epochs}", enabled=show_progress)
+                started = time.perf_counter()
+                with progress:
+                    train_loss, train_accuracy = train_epoch(
+                        model, loss, optimizer, spec, train_split, config.batch_size, random.shuffle, progress,
+                        augment, augment_rng=random.augment, hook=hook, position=position, after_step=after_step,
+                    )  # fmt: skip
+                seconds = position.seconds + time.perf_counter() - started
+                started = time.perf_counter()
+                test_loss, test_accuracy = evaluate(model, loss, spec, test_split, config.eval_batch_size)
+                extra = {}
+                if validation_split is not None:
+                    validation = evaluate(model, loss, spec, validation_split, config.eval_batch_size)
+                    extra = {"val_loss": validation[0], "val_accuracy": validation[1]}
+                metrics = EpochMetrics(
+                    epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds,
+                    eval_seconds=time.perf_counter() - started, lr=optimizer.param_groups[0]["lr"], extra=extra,
+                )  # fmt: skip
+                history.append(metrics)
+                log(
+                    f"epoch {epoch:>3}/{config.epochs}  train loss {train_loss:.4f} acc {train_accuracy:.2%}  "
+                    f"test loss {test_loss:.4f} acc {test_accuracy:.2%} (error {1 - test_accuracy:.2%})  "
+                    f"{seconds:.1f}s" + (f"  val loss {extra['val_loss']:.4f}" if extra else "")
+                )
+                if stopper is not None and stopper.update(extra["val_loss"], epoch, asdict(metrics)):
+                    best_state = model.state_dict()
+                    if out_path is not None:
+                        meta = {"epoch": epoch, "config": asdict(config)}
+                        save_checkpoint(out_path / BEST_CHECKPOINT_NAME, model, config.model, meta=meta)
+                record = json.loads(metrics.to_json())
+                run.save(epoch, record=record)
+                if out_path is not None:
+                    with open(out_path / METRICS_NAME, "a", encoding="utf-8") as handle:
+                        handle.write(metrics.to_json() + "\n")
+                stop_if_requested()
+                if stopper is not None and stopper.should_stop:
+                    log(f"early stopping: the validation loss has not improved for {stopper.patience} epochs")
+                    break
+        except TrainingDiverged as error:
+            kept = run.on_disk("kept in") if run.saved_at else run.on_disk()
+            raise TrainingDiverged(f"{error}; {kept}; lower the learning rate (--lr)") from None
 
     history.model = model
     history.final = history[-1] if history else None
@@ -411,51 +660,66 @@ def _restore_best(model, best_state: dict | None, out_path: Path | None) -> None
     model.load_state_dict(best_state)
 
 
-def _save(out_path: Path, config: TrainConfig, model, optimizer, rng, epoch: int, stopper=None) -> None:
-    meta = {"epoch": epoch, "config": asdict(config), "rng_state": rng.bit_generator.state}
-    if stopper is not None:
-        meta["early_stopping"] = stopper.state()
-    save_checkpoint(
-        out_path / CHECKPOINT_NAME, model, config.model, optimizer_state=optimizer.state_dict(), meta=meta
-    )
+def _load_resumable(out_path: Path, log: Callable[[str], None]):
+    """The checkpoint to resume from: ``model.npz``, or ``model.prev.npz`` if the newer one is unreadable."""
+    path = out_path / CHECKPOINT_NAME
+    try:
+        return load_checkpoint(path)
+    except CheckpointError as error:
+        previous = previous_path(path)
+        if not previous.is_file():
+            raise
+        log(f"note: {error}; resuming from the previous checkpoint {previous}")
+        return load_checkpoint(previous)
 
 
-def _restore(
-    out_path: Path | None, config: TrainConfig, model, optimizer, rng, stopper=None, log: Callable[[str], None] = print
-) -> int:
-    """Load weights, optimiser, generator and early-stopping state from ``out_path``; return the next epoch.
+def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
+    """Load weights, optimiser, random streams and early-stopping state from ``run.out_path``.
 
-    With the saved settings an interrupted run continues exactly. A schedule planned over the total
-    number of epochs (cosine) is planned anew when ``config.epochs`` differs from the saved run's,
-    so extending a finished run raises the rate again; that is logged."""
+    Returns the epoch to run next and, for a checkpoint written inside that epoch, the position to
+    continue from. With the saved settings an interrupted run continues exactly. A schedule planned
+    over the total number of epochs (cosine) is planned anew when ``config.epochs`` differs from the
+    saved run's, so extending a finished run raises the rate again; that is logged."""
+    out_path, config, log = run.out_path, run.config, run.log
     if out_path is None:
         raise ConfigurationError("resuming needs the run directory (--out) that holds model.npz")
-    checkpoint = load_checkpoint(out_path / CHECKPOINT_NAME)
+    if not (out_path / CHECKPOINT_NAME).is_file() and not previous_path(out_path / CHECKPOINT_NAME).is_file():
+        raise ConfigurationError(f"{out_path}: {describe_run(out_path).split(' in ')[0]} to resume from")
+    checkpoint = _load_resumable(out_path, log)
     saved = checkpoint.meta.get("config", {})
     for key in ("model", "dtype", "batch_size", "train_limit", "train_offset", "validation_size", "optimizer"):
         if key in saved and saved[key] != getattr(config, key):
             raise CheckpointError(
                 f"{out_path / CHECKPOINT_NAME}: saved run used {key}={saved[key]!r}, not {getattr(config, key)!r}"
             )
-    model.load_state_dict(checkpoint.model.state_dict())
-    optimizer.load_state_dict(checkpoint.optimizer_state)
-    rng.bit_generator.state = checkpoint.meta["rng_state"]
-    next_epoch = int(checkpoint.meta["epoch"]) + 1
-    if stopper is not None and "early_stopping" in checkpoint.meta:
-        stopper.load_state(checkpoint.meta["early_stopping"])
-        if stopper.should_stop:
-            raise ConfigurationError(f"{out_path} stopped early at epoch {next_epoch - 1}; there is nothing to resume")
+    run.model.load_state_dict(checkpoint.model.state_dict())
+    run.optimizer.load_state_dict(checkpoint.optimizer_state)
+    if "rng_states" in checkpoint.meta:
+        run.streams.load_state(checkpoint.meta["rng_states"])
+    elif "rng_state" in checkpoint.meta:  # numcnn before per-purpose streams: one generator did everything
+        run.streams.shuffle.bit_generator.state = checkpoint.meta["rng_state"]
+        log("note: the checkpoint predates per-purpose random streams: shuffling continues, dropout and "
+            "augmentation restart their streams")  # fmt: skip
+    finished = int(checkpoint.meta["epoch"])
+    position = checkpoint.meta.get("position")
+    resumed = EpochPosition.from_dict(position) if position else None
+    if run.stopper is not None and "early_stopping" in checkpoint.meta:
+        run.stopper.load_state(checkpoint.meta["early_stopping"])
+        if run.stopper.should_stop:
+            raise ConfigurationError(f"{out_path} stopped early at epoch {finished}; there is nothing to resume")
+    next_epoch = resumed.epoch if resumed is not None else finished + 1
     if next_epoch > config.epochs:
-        raise ConfigurationError(
-            f"{out_path} already holds {next_epoch - 1} epochs; ask for more with --epochs"
-        )
+        raise ConfigurationError(f"{out_path} already holds {finished} epochs; ask for more with --epochs")
     saved_epochs = saved.get("epochs", config.epochs)
     if config.lr_schedule == "cosine" and saved_epochs != config.epochs:
         log(
             f"note: the run was planned for {saved_epochs} epochs, now {config.epochs}: the cosine schedule is "
-            f"re-planned over {config.epochs} epochs (epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
+            f"re-planned over {config.epochs} epochs "
+            f"(epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
-    return next_epoch
+    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
+    run.saved_at = describe_position(checkpoint.meta)
+    return next_epoch, resumed
 
 
 def configure_compute(backend: str | None = None, threads: int | None = None) -> None:

@@ -83,14 +83,15 @@ def test_predict_reads_a_picture_of_any_size(trained_run, tmp_path, capsys):
 @pytest.mark.slow
 def test_resume_adds_an_epoch(trained_run, capsys):
     code, out, _ = run(capsys, "train", "--epochs", "3", "--train-limit", "3000", "--batch-size", "32",
-                       "--lr", "0.01", "--out", str(trained_run), "--resume", "--no-progress", "--no-download")  # fmt: skip
+                       "--lr", "0.01", "--out", str(trained_run), "--resume", "--no-progress",
+                       "--no-download")  # fmt: skip
     assert code == 0 and "resuming lenet5 from epoch 2" in out
     epochs = [json.loads(line)["epoch"] for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
 
 
 def test_unknown_model_is_a_one_line_error(capsys, isolated_home):
-    code, out, err = run(capsys, "train", "--model", "lenet7", "--out", str(isolated_home / "x"))
+    code, _out, err = run(capsys, "train", "--model", "lenet7", "--out", str(isolated_home / "x"))
     assert code == 1
     assert err.startswith("numcnn: error: unknown model 'lenet7'") and err.count("\n") == 1
 
@@ -134,7 +135,12 @@ def test_a_bad_backend_fails_before_data_is_loaded_or_the_run_dir_is_touched(cap
 def test_corrupt_mnist_file_is_reported_by_name(capsys, isolated_home):
     data_dir = isolated_home / "corrupt"
     data_dir.mkdir()
-    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"):
+    for name in (
+        "train-images-idx3-ubyte",
+        "train-labels-idx1-ubyte",
+        "t10k-images-idx3-ubyte",
+        "t10k-labels-idx1-ubyte",
+    ):
         (data_dir / f"{name}.gz").write_bytes(b"\x1f\x8b\x08\x00garbage")
     code, _, err = run(capsys, "train", "--data-dir", str(data_dir), "--no-download", "--out", str(isolated_home / "x"))
     assert code == 1

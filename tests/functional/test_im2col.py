@@ -70,7 +70,7 @@ def test_im2col_entries_follow_the_index_map(rng):
     x = rng.standard_normal((2, 3, 7, 6))
     columns = im2col(x, (3, 2), stride=(2, 1), padding=(1, 0))
     padded = np.pad(x, ((0, 0), (0, 0), (1, 1), (0, 0)))
-    n, c, kh, kw, oh, ow = columns.shape
+    _n, _c, _kh, _kw, oh, ow = columns.shape
     assert (oh, ow) == (conv_output_size(7, 3, 2, 1), conv_output_size(6, 2, 1, 0))
     for index in np.ndindex(columns.shape):
         b, ch, i, j, p, q = index

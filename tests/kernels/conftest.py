@@ -47,7 +47,7 @@ def layouts():
 
     def make(x: np.ndarray) -> dict[str, np.ndarray]:
         channel_major = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-        wide = np.zeros(x.shape[:3] + (x.shape[3] * 2,), dtype=x.dtype)
+        wide = np.zeros((*x.shape[:3], x.shape[3] * 2), dtype=x.dtype)
         wide[..., ::2] = x
         return {"nchw": np.ascontiguousarray(x), "channel_major": channel_major, "strided": wide[..., ::2]}
 

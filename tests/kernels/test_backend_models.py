@@ -99,7 +99,7 @@ def test_fused_sequential_gives_the_reference_outputs_and_gradients(backend, dty
             grad_x = model.backward(loss.backward())
             results[name] = (value, grad_x, [g.copy() for _, g in model.parameters()])
     # Both ReLU → MaxPool2d pairs ran fused; numba also fuses the convolution before each of them.
-    fused = {step for step in model._steps if step[1] > step[0]}
+    fused = {step for step in model.steps if step[1] > step[0]}
     assert fused == ({(0, 2), (3, 5)} if backend == "numba" else {(1, 2), (4, 5)})
     (ref_value, ref_grad, ref_grads), (value, grad, grads) = results["reference"], results[backend]
     close(value, ref_value, dtype)
@@ -124,7 +124,7 @@ def test_fusion_can_be_switched_off_per_model():
     model.allow_fusion = False
     with kernels.use_backend("numpy"):
         model.forward(np.ones((1, 1, 12, 12)))
-    assert all(first == last for first, last in model._steps)
+    assert all(first == last for first, last in model.steps)
 
 
 @pytest.mark.parametrize("backend", FAST)
@@ -245,7 +245,7 @@ def test_flat_optimiser_state_round_trips_through_state_dict():
 def test_flatten_parameters_keeps_shared_parameters_shared():
     shared = numcnn.Linear(3, 3, rng=0)
     model = numcnn.Sequential(shared, numcnn.ReLU(), shared)
-    params, grads = flatten_parameters(model)
+    params, _grads = flatten_parameters(model)
     assert params.size == 12 and model[0].params["weight"] is model[2].params["weight"]
     assert flatten_parameters(numcnn.Sequential(numcnn.ReLU())) is None
 

@@ -36,7 +36,9 @@ def unfold_reference(x, kernel, stride, padding):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
-def test_numba_im2col_and_col2im_equal_the_reference(close, layouts, n, c, h, w, f, kernel, stride, padding, dtype, rng):
+def test_numba_im2col_and_col2im_equal_the_reference(
+    close, layouts, n, c, h, w, f, kernel, stride, padding, dtype, rng
+):
     """The compiled unfolding of the numba backend's im2col + GEMM path (large convolutions)."""
     pytest.importorskip("numba")
     from numcnn import kernels
@@ -54,7 +56,9 @@ def test_numba_im2col_and_col2im_equal_the_reference(close, layouts, n, c, h, w,
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
-def test_conv2d_equals_the_reference(fast, reference, close, layouts, n, c, h, w, f, kernel, stride, padding, dtype, rng):
+def test_conv2d_equals_the_reference(
+    fast, reference, close, layouts, n, c, h, w, f, kernel, stride, padding, dtype, rng
+):
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     weight = rng.standard_normal((f, c, *kernel)).astype(dtype)
     bias = rng.standard_normal(f).astype(dtype)
@@ -71,7 +75,9 @@ def test_conv2d_equals_the_reference(fast, reference, close, layouts, n, c, h, w
             close(grad_w, grads_ref[1], dtype)
             close(grad_b, grads_ref[2], dtype)
     # Skipping the input gradient must not change the others.
-    grad_x, grad_w, grad_b = fast.conv2d_backward(delta, fast.conv2d_forward(x, weight, None, stride, padding)[1], False)
+    grad_x, grad_w, grad_b = fast.conv2d_backward(
+        delta, fast.conv2d_forward(x, weight, None, stride, padding)[1], False
+    )
     assert grad_x is None
     close(grad_w, grads_ref[1], dtype)
 
@@ -136,7 +142,9 @@ def test_max_pool_tie_goes_to_the_first_maximum_in_row_major_order(fast):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("n, c, h, w, kernel, stride, padding", POOL_CASES)
-def test_avg_pool2d_equals_the_reference(fast, reference, close, layouts, n, c, h, w, kernel, stride, padding, dtype, rng):
+def test_avg_pool2d_equals_the_reference(
+    fast, reference, close, layouts, n, c, h, w, kernel, stride, padding, dtype, rng
+):
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     y_ref, cache_ref = reference.avg_pool2d_forward(x, kernel, stride, padding)
     delta = rng.standard_normal(y_ref.shape).astype(dtype)
@@ -215,9 +223,13 @@ def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
     delta = rng.standard_normal(y.shape).astype(dtype)
     grad_conv = backend.max_pool2d_backward(delta, pool_cache)
     close(grad_conv, reference.max_pool2d_backward(delta, pool_ref), dtype)
-    for ours, theirs in zip(backend.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref)):
+    for ours, theirs in zip(
+        backend.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref)
+    ):
         close(ours, theirs, dtype)
     # Inference does not record the maxima; a backward that follows anyway recomputes them.
-    y_eval, _, pool_eval = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding, record=False)
+    y_eval, _, pool_eval = backend.conv2d_max_pool2d_forward(
+        x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding, record=False
+    )
     np.testing.assert_array_equal(y_eval, y_ref)
     close(backend.max_pool2d_backward(delta, pool_eval), grad_conv, dtype)

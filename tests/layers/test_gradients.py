@@ -188,7 +188,7 @@ def test_gradcheck_refuses_float32_layers_without_parameters(rng):
     assert rbf.num_parameters() == 0
     with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(prototypes is not\\)"):
         numcnn.gradcheck(rbf, rng.standard_normal((2, 4)))
-    with pytest.raises(numcnn.ConfigurationError, match="needs float64 \\(1.prototypes is not\\)"):
+    with pytest.raises(numcnn.ConfigurationError, match=r"needs float64 \(1\.prototypes is not\)"):
         numcnn.gradcheck(Sequential(Tanh(), rbf), rng.standard_normal((2, 4)))
     # A layer whose only float32 trace is its dtype (it casts the input): also refused.
     rbf64 = numcnn.EuclideanRBF(4, 3, rng=rng, dtype=np.float64)

@@ -34,7 +34,7 @@ def test_bn_and_dropout_variants_put_the_layers_where_the_exercise_says():
     ]  # fmt: skip
     assert all(args.get("bias") is False for t, args in models.get_spec("bn").layers[:7] if t == "Conv2d")
     assert types("base_dropout")[-3:] == ["Conv2d", "Dropout", "Flatten"]  # right after the classifier
-    assert types("bn_dropout") == types("bn")[:-1] + ["Dropout", "Flatten"]
+    assert types("bn_dropout") == [*types("bn")[:-1], "Dropout", "Flatten"]
 
 
 @pytest.mark.parametrize(

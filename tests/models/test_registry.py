@@ -45,7 +45,7 @@ def test_parameter_names_follow_torch_state_dict_keys():
 
 
 def test_unknown_model_lists_the_available_ones():
-    with pytest.raises(ConfigurationError, match="unknown model 'lenet7'.*lenet5"):
+    with pytest.raises(ConfigurationError, match=r"unknown model 'lenet7'.*lenet5"):
         models.build("lenet7")
 
 

@@ -31,12 +31,13 @@ def format_report(result: BenchResult) -> str:
     config = result.config
     (start, end) = result.load_average
     thread_text = ", ".join(f"{pool} {count}" for pool, count in result.threads.items())
+    steps_text = "/".join(str(s) for s in result.steps.values())
     lines = [
         f"numcnn bench: model {config.model}, backend {result.backend}, {config.dtype}, threads: {thread_text}",
         f"{result.torch_note}",
         f"load average at start {start[0]:.2f}, at end {end[0]:.2f} (1-minute; timings are noisy above ~0.5)",
-        "train: SGD momentum %.2g, lr %.2g; each run times %s consecutive steps, scaled to one epoch of %s images"
-        % (config.momentum, config.lr, "/".join(str(s) for s in result.steps.values()), f"{EPOCH_IMAGES:,}"),
+        f"train: SGD momentum {config.momentum:.2g}, lr {config.lr:.2g}; each run times {steps_text} consecutive "
+        f"steps, scaled to one epoch of {EPOCH_IMAGES:,} images",
         "infer: a full forward pass (eval mode) over 10,000 images; "
         f"{config.repeats} runs each, numcnn and PyTorch interleaved; median (min–max)",
         "",
@@ -50,11 +51,13 @@ def format_report(result: BenchResult) -> str:
             f"peak memory, batch {batch}: training step {peak['train_mib']:.1f} MiB, inference batch "
             f"{peak['infer_mib']:.1f} MiB (NumPy allocations traced by tracemalloc)"
         )
-    lines.append(f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss; includes Python, NumPy and PyTorch)")
+    lines.append(
+        f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss; includes Python, NumPy and PyTorch)"
+    )
     if result.compile_seconds is not None:
         lines.append(
-            "numba first run (not in the timings above): compile %.1f s with an empty cache, "
-            "%.2f s to load the cache" % (result.compile_seconds["compile_s"], result.compile_seconds["cache_load_s"])
+            f"numba first run (not in the timings above): compile {result.compile_seconds['compile_s']:.1f} s "
+            f"with an empty cache, {result.compile_seconds['cache_load_s']:.2f} s to load the cache"
         )
     for batch, rows in result.profile.items():
         lines += ["", f"per-layer profile, batch {batch} (mean µs per training step):"]

@@ -2,8 +2,8 @@
 
 What is measured, per batch size:
 
-* **training** -- SGD-with-momentum steps (``zero_grad``, forward, loss, backward without the input
-  gradient, ``step``), cycling over a pool of distinct synthetic batches. A run times ``steps``
+* **training** -- SGD-with-momentum steps (:func:`numcnn.train.train_step`: ``zero_grad``, forward,
+  loss, backward without the input gradient, ``step``), cycling over a pool of distinct synthetic batches. A run times ``steps``
   consecutive steps (or ``epochs_equivalent × 60,000`` images as a real pass); the epoch time is
   ``step time × ⌈60,000 / batch⌉``.
 * **inference** -- a real forward pass, in eval mode, over 10,000 synthetic images (the size of the
@@ -32,6 +32,7 @@ from numcnn.errors import ConfigurationError
 from numcnn.layers.fusion import plan_steps, step_backward, step_forward
 from numcnn.losses import LOSS_TYPES
 from numcnn.optim import SGD
+from numcnn.train import train_step
 
 __all__ = ["EPOCH_IMAGES", "TEST_IMAGES", "BenchConfig", "Measurement", "BenchResult", "run_benchmark"]
 
@@ -108,7 +109,9 @@ class BenchResult:
     steps: dict[int, int] = field(default_factory=dict)
 
 
-def synthetic_data(spec: models.ModelSpec, count: int, rng: np.random.Generator, dtype) -> tuple[np.ndarray, np.ndarray]:
+def synthetic_data(
+    spec: models.ModelSpec, count: int, rng: np.random.Generator, dtype
+) -> tuple[np.ndarray, np.ndarray]:
     """Images of the model's input shape, scaled like normalised MNIST (about −0.4 … 2.8), and labels."""
     pixels = rng.random((count, *spec.input_shape)) ** 4  # mostly dark, some bright, like digits
     images = ((pixels - spec.input_mean) / spec.input_std).astype(dtype)
@@ -132,13 +135,9 @@ class NumcnnRunner:
         self.optimizer = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum)
 
     def train_steps(self, batches) -> None:
-        model, loss = self.model, self.loss
-        model.train()
-        for x, y in batches:
-            model.zero_grad()
-            loss.forward(model.forward(x), y)
-            model.backward(loss.backward(), need_input_grad=False)
-            self.optimizer.step()
+        self.model.train()
+        for batch in batches:
+            train_step(self.model, self.loss, self.optimizer, batch)  # the step 'numcnn train' takes
 
     def infer(self, batches) -> None:
         self.model.eval()
@@ -250,9 +249,7 @@ def profile_layers(ours: NumcnnRunner, pool, steps: int) -> list[tuple[str, floa
     model, loss = ours.model, ours.loss
     layers = model.layers
     plan = plan_steps(layers, model.allow_fusion)
-    names = [
-        "+".join(type(layers[k]).__name__ for k in range(first, last + 1)) + f" [{first}]" for first, last in plan
-    ]
+    names = ["+".join(type(layers[k]).__name__ for k in range(first, last + 1)) + f" [{first}]" for first, last in plan]
     forward, backward = np.zeros(len(plan)), np.zeros(len(plan))
     other = {"loss": 0.0, "optimizer": 0.0}
     model.train()

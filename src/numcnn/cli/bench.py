@@ -44,11 +44,12 @@ def register(subparsers) -> None:
         "--threads", type=positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
     )
     parser.add_argument(
-        "--blas-threads", type=positive_int, default=None, help="OpenBLAS threads (default: 1 with numba, else --threads)"
+        "--blas-threads",
+        type=positive_int,
+        default=None,
+        help="OpenBLAS threads (default: 1 with numba, else --threads)",
     )
-    parser.add_argument(
-        "--backend", default="auto", choices=BACKEND_CHOICES, help="kernels (default: auto)"
-    )
+    parser.add_argument("--backend", default="auto", choices=BACKEND_CHOICES, help="kernels (default: auto)")
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")

@@ -23,7 +23,9 @@ def register(subparsers) -> None:
         ),
     )
     experiment.add_argument("config", help="experiment TOML file, or the name of a packaged one")
-    experiment.add_argument("--jobs", type=positive_int, default=1, help="worker processes (default 1: in this process)")
+    experiment.add_argument(
+        "--jobs", type=positive_int, default=1, help="worker processes (default 1: in this process)"
+    )
     experiment.add_argument(
         "--threads-per-job", type=positive_int, default=None, help="kernel threads per worker (default: cores / jobs)"
     )

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"numcnn: error: {error}", file=sys.stderr)
         return EXIT_ERROR
     except KeyboardInterrupt:
-        print("numcnn: interrupted (the last finished epoch's checkpoint is kept)", file=sys.stderr)
+        print("numcnn: interrupted", file=sys.stderr)  # 'numcnn train' says itself what it saved
         return EXIT_INTERRUPTED
 
 

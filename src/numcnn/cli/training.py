@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +16,8 @@ from numcnn.train import TrainConfig
 
 __all__ = ["register"]
 
-
+DEFAULT_RUNS = Path("runs")  # where runs without --out go
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, the shell's convention
 
 def layer_learning_rate(text: str) -> tuple[str, float]:
     """``INDEX=LR`` (e.g. ``0=0.01``) for ``--layer-lr``."""
@@ -113,9 +116,22 @@ def register(subparsers) -> None:
     train.add_argument("--dtype", choices=["float32", "float64"], help=f"default: {defaults.dtype}")
     add_convenience_arguments(train)
     train.add_argument(
-        "--out", type=Path, default=Path("runs/latest"), help="run directory for checkpoint and metrics (default: runs/latest)"
+        "--out", type=Path, default=None,
+        help="run directory for checkpoints and metrics; it must be new or empty unless --resume or --overwrite "
+        "(default: a new runs/MODEL-YYYYMMDD-HHMMSS, and runs/latest points to it)",
+    )  # fmt: skip
+    train.add_argument(
+        "--resume", action="store_true",
+        help="continue the run in --out (default: runs/latest) up to --epochs, from the exact step it stopped at",
+    )  # fmt: skip
+    train.add_argument(
+        "--overwrite", action="store_true", help="replace the run in --out (its checkpoints and metrics)"
     )
-    train.add_argument("--resume", action="store_true", help="continue the run in --out up to --epochs")
+    train.add_argument(
+        "--checkpoint-every", type=positive_int, default=None, metavar="STEPS",
+        help="also write a checkpoint every STEPS training steps inside an epoch (default: at the end of each "
+        "epoch and when interrupted)",
+    )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
     add_data_arguments(train)
     add_compute_arguments(train)
@@ -157,6 +173,8 @@ def load_data(args):
 
 
 def run_train(args) -> int:
+    from numcnn.interrupt import TrainingInterrupted
+    from numcnn.rundir import check_run_directory, describe_run
     from numcnn.train import fit
 
     config = TrainConfig.for_model(
@@ -167,15 +185,66 @@ def run_train(args) -> int:
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
+    if args.resume and args.overwrite:
+        raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
+    out = run_directory(args, config.model)
+    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # before waiting for the data
     configure_compute(args)  # so is a bad backend or thread count
-    data = load_data(args)
-    history = fit(config, data, args.out, resume=args.resume, show_progress=not args.no_progress)
+    try:
+        data = load_data(args)
+        history = fit(
+            config, data, out, resume=args.resume, overwrite=args.overwrite,
+            checkpoint_every=args.checkpoint_every or 0, handle_signals=True, show_progress=not args.no_progress,
+        )  # fmt: skip
+    except TrainingInterrupted as interruption:
+        print(f"numcnn: {interruption}; continue with --resume --out {out}", file=sys.stderr)
+        return interruption.exit_code
+    except KeyboardInterrupt:  # before training started, or a second Ctrl-C
+        print(f"numcnn: interrupted: {describe_run(out)}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    finally:
+        if args.out is None and out.is_dir():
+            _point_latest(out)
     if history:
         final = history.final
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
-        print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {args.out / kept}")
-    _try_plot(args.out)
+        print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
+    _try_plot(out)
     return 0
+
+
+def run_directory(args, model: str) -> Path:
+    """``--out``, or by default a new directory per run, ``runs/MODEL-YYYYMMDD-HHMMSS`` (UTC), with the
+    symbolic link ``runs/latest`` pointing to it; ``--resume`` without ``--out`` continues ``runs/latest``."""
+    if args.out is not None:
+        return args.out
+    latest = DEFAULT_RUNS / "latest"
+    if args.resume:
+        if not latest.exists():
+            raise ConfigurationError(f"--resume needs --out RUN_DIR (there is no {latest} to continue)")
+        return latest.resolve() if latest.is_symlink() else latest
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    out = DEFAULT_RUNS / f"{model}-{stamp}"
+    suffix = 1
+    while out.exists():
+        suffix += 1
+        out = DEFAULT_RUNS / f"{model}-{stamp}-{suffix}"
+    print(f"run directory {out}")
+    return out  # created by the trainer once the run starts: a run that cannot start leaves nothing behind
+
+
+def _point_latest(out: Path) -> None:
+    """Let ``runs/latest`` point to ``out`` (replaced atomically); an old real ``runs/latest`` directory stays."""
+    latest = out.parent / "latest"
+    if latest.exists() and not latest.is_symlink():
+        return
+    staging = out.parent / f".latest-{os.getpid()}"
+    try:
+        staging.unlink(missing_ok=True)
+        staging.symlink_to(out.name, target_is_directory=True)
+        os.replace(staging, latest)
+    except OSError:
+        staging.unlink(missing_ok=True)  # no symbolic links here: the run directory was printed anyway
 
 
 def _try_plot(run_dir: Path) -> None:
@@ -211,7 +280,10 @@ def run_evaluate(args) -> int:
 def _confusion_table(model, spec, split, batch_size: int) -> str:
     model.eval()
     predictions = np.concatenate(
-        [spec.predict_classes(model.forward(split.images[s : s + batch_size])) for s in range(0, len(split), batch_size)]
+        [
+            spec.predict_classes(model.forward(split.images[s : s + batch_size]))
+            for s in range(0, len(split), batch_size)
+        ]
     )
     k = spec.num_classes
     matrix = np.zeros((k, k), dtype=np.int64)

@@ -9,4 +9,4 @@ from numcnn.data.idx import clear_cache
 from numcnn.data.images import *  # noqa: F403  (the names in images.__all__)
 from numcnn.data.mnist import *  # noqa: F403  (the names in mnist.__all__, read_idx included)
 
-__all__ = [*images.__all__, *mnist.__all__, "clear_cache"]
+__all__ = [*images.__all__, *mnist.__all__, "clear_cache"]  # noqa: PLE0604  (both are lists of str)

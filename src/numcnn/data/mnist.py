@@ -44,6 +44,7 @@ __all__ = [
     "locate_mnist",
     "mnist_search_dirs",
     "prepare_images",
+    "prepare_images_backward",
     "read_idx",
     "user_cache_dir",
 ]
@@ -173,7 +174,7 @@ def _default_download_dir(data_dir: str | os.PathLike[str] | None) -> Path:
 def _urlopen(url: str, timeout: float) -> IO[bytes]:
     import urllib.request  # lazily: only downloads need it, and it pulls in http/email/ssl
 
-    return urllib.request.urlopen(url, timeout=timeout)  # noqa: S310 (mirrors are https/file)
+    return urllib.request.urlopen(url, timeout=timeout)
 
 
 class _FetchFailed(Exception):
@@ -403,3 +404,22 @@ def prepare_images(
     np.multiply(images, scale / std, out=inner, dtype=dtype, casting="unsafe")
     inner -= dtype.type(mean / std)
     return out
+
+
+def prepare_images_backward(grad_inputs: np.ndarray, *, padding: int = 0, std: float = MNIST_STD) -> np.ndarray:
+    """The derivative of :func:`prepare_images` for floating images: ``∂E/∂pixels`` from ``∂E/∂input``.
+
+    The input is ``(pixel − mean) / std`` inside a constant border of width ``padding``, so
+    ``∂E/∂pixel = ∂E/∂input / std`` on the inner ``H × W`` window and the border gets no gradient.
+    The result is in pixel units of [0, 1] (for 0-255 grey levels divide it by 255).
+
+    Shape: ``(N, 1, H + 2p, W + 2p)`` → ``(N, H, W)``.
+    """
+    grad_inputs = np.asarray(grad_inputs)
+    if grad_inputs.ndim != 4 or grad_inputs.shape[1] != 1:
+        raise ShapeError(f"prepare_images_backward: expected (N, 1, H, W) gradients, got shape {grad_inputs.shape}")
+    p = int(padding)
+    h, w = grad_inputs.shape[2] - 2 * p, grad_inputs.shape[3] - 2 * p
+    if h < 1 or w < 1:
+        raise ShapeError(f"prepare_images_backward: padding {p} leaves no image in shape {grad_inputs.shape}")
+    return grad_inputs[:, 0, p : p + h, p : p + w] / std

@@ -121,7 +121,9 @@ def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], c
         lines += [f"## {sweep.name}: {sweep.title}".rstrip(": "), ""]
         settings = {_settings_text(run) for run in sweep.runs}
         lines += [f"Training: {'; '.join(sorted(settings))}.", ""]
-        header = f"| model | train size | subset | seed | test error | last {RECENT_EPOCHS} epochs | train error | time |"
+        header = (
+            f"| model | train size | subset | seed | test error | last {RECENT_EPOCHS} epochs | train error | time |"
+        )
         lines += [header]
         lines += ["|---|---:|---:|---:|---:|---:|---:|---:|"]
         errors_by_model: dict[str, list[float]] = {}
@@ -139,7 +141,7 @@ def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], c
             )
         if set(sweep.varying) & {"seeds", "subsets"} and "sizes" not in sweep.varying:
             spread = _spread_lines(errors_by_model)
-            lines += [""] + spread if spread else []
+            lines += ["", *spread] if spread else []
         lines.append("")
     return "\n".join(lines)
 

@@ -20,12 +20,13 @@ import json
 import multiprocessing
 import os
 import time
+from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any
 
 from numcnn.errors import ConfigurationError, NumcnnError, one_line
 from numcnn.experiments.config import RESULT_NEUTRAL, ExperimentConfig, RunSpec
@@ -67,7 +68,7 @@ def load_result(out_dir: Path, run: RunSpec) -> dict[str, Any] | None:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _forward_flops(model: str) -> int:
     from numcnn.summary import summarize
 
@@ -161,7 +162,8 @@ def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str
         final = _final_metrics_if_complete(folder, config, data, log)
         if final is None:
             resume = (folder / CHECKPOINT_NAME).is_file()
-            history = fit(config, data, folder, resume=resume, log=log, show_progress=False)
+            # The folder is this run's own (run.json, train.log): without a checkpoint, start afresh.
+            history = fit(config, data, folder, resume=resume, overwrite=not resume, log=log, show_progress=False)
             final = asdict(history.final)
     records = read_metrics(folder)
     result = {

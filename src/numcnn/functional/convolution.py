@@ -61,7 +61,7 @@ def conv2d_forward(
         - returns y: ``(N, F, OH, OW)`` and the cache for :func:`conv2d_backward`
     """
     check_conv_input(x, weight)
-    filters, channels, kernel_h, kernel_w = weight.shape
+    filters, _channels, kernel_h, kernel_w = weight.shape
     stride, padding = pair(stride, "stride"), pair(padding, "padding")
 
     columns = im2col(x, (kernel_h, kernel_w), stride, padding)  # (N, C, KH, KW, OH, OW)

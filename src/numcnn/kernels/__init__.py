@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Iterator
 
 from numcnn.errors import ConfigurationError
 

@@ -54,7 +54,8 @@ def _band_rows(rows: int, out_w: int, n: int, itemsize: int, block_bytes: int) -
 
 
 def _unfold_band(windows: np.ndarray, start: int, stop: int, columns: np.ndarray, rows: int) -> np.ndarray:
-    """Copy output rows ``[start, stop)`` of the unfolding into ``columns``; return the filled ``(rows[+1], m)`` part."""
+    """Copy output rows ``[start, stop)`` of the unfolding into ``columns``; return the filled
+    ``(rows[+1], m)`` part."""
     channels, kernel_h, kernel_w, _, out_w, n = windows.shape
     part = columns[:, : (stop - start) * out_w * n]
     np.copyto(part[:rows].reshape(channels, kernel_h, kernel_w, stop - start, out_w, n), windows[:, :, :, start:stop])
@@ -93,7 +94,9 @@ def conv2d_forward(x, weight, bias, stride, padding, block_bytes: int, workspace
     return as_nchw(y), cache
 
 
-def conv2d_backward(grad_output, cache: BatchLastConvCache, need_input_grad: bool, block_bytes: int, workspace: Workspace):
+def conv2d_backward(
+    grad_output, cache: BatchLastConvCache, need_input_grad: bool, block_bytes: int, workspace: Workspace
+):
     """Gradients of :func:`conv2d_forward`: eq. 15.38, ``∂E/∂b = Σ δ`` and eq. 15.49.
 
     Shape:
@@ -112,7 +115,9 @@ def conv2d_backward(grad_output, cache: BatchLastConvCache, need_input_grad: boo
     return grad_input, grad_weight, grad_bias
 
 
-def _weight_gradient(cache: BatchLastConvCache, delta: np.ndarray, block_bytes: int, workspace: Workspace) -> np.ndarray:
+def _weight_gradient(
+    cache: BatchLastConvCache, delta: np.ndarray, block_bytes: int, workspace: Workspace
+) -> np.ndarray:
     """``δ · [φ(x)ᵀ; 1]ᵀ`` ``(F, C·KH·KW [+ 1])``, unfolding the input again a cached band at a time."""
     filters, out_h, out_w, n = delta.shape
     kernel = cache.weight.shape[2:]

@@ -76,7 +76,7 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
 
     ``weight`` is the ``(F, C·KH·KW)`` matrix ``W_mat``; ``bias`` has ``F`` entries (zeros for none).
     """
-    channels, batch, height, width = shape
+    _channels, batch, height, width = shape
     padded_w = width + 2 * padding[1]
     out_h, out_w = height + 2 * padding[0] - kernel[0] + 1, padded_w - kernel[1] + 1
     for n in prange(batch):
@@ -247,7 +247,7 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
     ``row·OW + col`` of each window's first maximum in the *convolution's* output plane, or −1
     where the ReLU cuts the gradient -- exactly what the separate pooling kernel records.
     """
-    channels, batch, height, width = shape
+    _channels, batch, height, width = shape
     filters = weight.shape[0]
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     conv_h, conv_w = padded_h - kernel[0] + 1, padded_w - kernel[1] + 1
@@ -263,10 +263,14 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
             dst = (f * batch + n) * out_h * out_w
             if no_padding and not record:  # inference: the maxima alone vectorise better
                 _window_maxima_values(acc[f], padded_w, (pool_kh, pool_kw), best)
-                _pick_pooled(best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst)
+                _pick_pooled(
+                    best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst
+                )
             elif no_padding:
                 _window_maxima(acc[f], padded_w, conv_w, (pool_kh, pool_kw), best, which)
-                _pick_pooled(best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst)
+                _pick_pooled(
+                    best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst
+                )
             else:
                 _pool_row_scalar(acc[f], padded_w, (conv_h, conv_w), pool, record, out, argmax, dst)
 

@@ -51,11 +51,10 @@ class NumpyBackend(ReferenceBackend):
         grad_weight = grad_output.T @ x  # (out, in)
         grad_bias = ones_vector(grad_output.shape[0], grad_output.dtype) @ grad_output  # Σ_n δ_n
         grad_input = None
-        if need_input_grad:
-            if x.strides[0] < x.strides[1]:  # x is (in, N) memory, e.g. flattened batch-last maps
-                grad_input = (weight.T @ grad_output.T).T
-            else:
-                grad_input = grad_output @ weight
+        if need_input_grad and x.strides[0] < x.strides[1]:  # x is (in, N) memory, e.g. flattened batch-last maps
+            grad_input = (weight.T @ grad_output.T).T
+        elif need_input_grad:
+            grad_input = grad_output @ weight
         return grad_input, grad_weight, grad_bias
 
     # -- convolution -------------------------------------------------------------------------

@@ -26,17 +26,12 @@ __all__ = [
     "Softmax",
     "LECUN_TANH_AMPLITUDE",
     "LECUN_TANH_SCALE",
-    "FUSED_INTO_NEXT",
 ]
 
 # LeCun's scaled tanh 1.7159·tanh(2x/3) (seed 000 §2.1): f(±1) = ±1 (to 3e-6) and the largest |f″|
 # lies near ±1, so targets ±1 sit where the curve bends and do not saturate it.
 LECUN_TANH_AMPLITUDE = 1.7159
 LECUN_TANH_SCALE = 2.0 / 3.0
-
-# Left in ReLU.cache by Sequential when the ReLU ran fused into the following MaxPool2d, whose
-# backward then already includes the ReLU's derivative.
-FUSED_INTO_NEXT = "fused into the next layer"
 
 
 class ReLU(Layer):
@@ -49,14 +44,16 @@ class ReLU(Layer):
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        cache = self.require_cache()
-        if cache is FUSED_INTO_NEXT:
-            raise NumcnnError(
-                "this ReLU ran fused with the MaxPool2d after it inside a Sequential; "
-                "call the Sequential's backward, which accounts for it"
-            )
-        backend, backend_cache = cache
+        backend, backend_cache = self.require_cache()
         return backend.relu_backward(grad_output, backend_cache) if need_input_grad else None
+
+    def require_cache(self):
+        if self.cache is None:
+            raise NumcnnError(
+                "ReLU.backward() was called before forward(); inside a Sequential a ReLU before a MaxPool2d "
+                "may run fused into the pooling, whose backward includes the ReLU: call the Sequential's backward"
+            )
+        return self.cache
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return relu_curvature(curvature_output, x), {}

@@ -10,6 +10,10 @@ Contract (what users and tests write against):
 * ``params`` and ``grads`` are dicts with the same keys and shapes; ``buffers`` holds non-trained
   state that a checkpoint must keep (e.g. running statistics).
 * ``training`` is switched by :meth:`train` / :meth:`eval`.
+* Hooks (:meth:`register_forward_hook`, :meth:`register_backward_hook`) report a layer's output and
+  its δ = ∂E/∂output as they are computed, without touching the layer's cache; containers call their
+  children through :meth:`forward_with_hooks` / :meth:`backward_with_hooks`, and a hooked layer is
+  never fused with its neighbours (:mod:`numcnn.layers.fusion`), so every hooked output exists.
 * A layer made of other layers names them in :meth:`named_children`; parameters, buffers, gradients,
   parameter counts and the train/eval switch then recurse into them, each child's names prefixed
   with ``"<child name>."`` after the layer's own.
@@ -21,14 +25,37 @@ PyTorch; always go through ``params`` when *replacing* an array.
 from __future__ import annotations
 
 import inspect
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from itertools import count
+from typing import Any
 
 import numpy as np
 
 from numcnn.errors import CheckpointError, ConfigurationError, NumcnnError
 from numcnn.functional.im2col import check_window, conv_output_size_2d, pair
 
-__all__ = ["Layer", "VectorLayer", "WindowLayer", "make_generator", "fan_in_uniform"]
+__all__ = [
+    "Layer", "VectorLayer", "WindowLayer", "make_generator", "fan_in_uniform",
+    "ForwardHook", "BackwardHook", "HookHandle",
+]  # fmt: skip
+
+#: ``hook(layer, inputs, output)``: called after ``layer.forward(*inputs)`` returned ``output``.
+ForwardHook = Callable[["Layer", tuple, np.ndarray], None]
+#: ``hook(layer, grad_inputs, grad_output)``: called after ``layer.backward(grad_output)``; ``grad_inputs``
+#: is a tuple with ``∂E/∂input`` per input (``None`` where it was not asked for).
+BackwardHook = Callable[["Layer", tuple, np.ndarray], None]
+
+_hook_ids = count()
+
+
+class HookHandle:
+    """Returned by the ``register_*_hook`` methods; :meth:`remove` unregisters the hook (as in PyTorch)."""
+
+    def __init__(self, hooks: dict[int, Callable], key: int) -> None:
+        self._hooks, self._key = hooks, key
+
+    def remove(self) -> None:
+        self._hooks.pop(self._key, None)
 
 
 def make_generator(rng: np.random.Generator | int | None) -> np.random.Generator:
@@ -57,7 +84,9 @@ class Layer:
         self.grads: dict[str, np.ndarray] = {}
         self.buffers: dict[str, np.ndarray] = {}
         self.training = True
-        self.cache = None
+        self.cache: Any = None  # what backward needs; its form is each layer's own
+        self.forward_hooks: dict[int, ForwardHook] = {}
+        self.backward_hooks: dict[int, BackwardHook] = {}
 
     # -- parameters -------------------------------------------------------------------------
     def add_parameter(self, name: str, value: np.ndarray) -> np.ndarray:
@@ -118,17 +147,17 @@ class Layer:
             np.copyto(target, np.asarray(state[name]), casting="same_kind")
 
     # -- modes --------------------------------------------------------------------------------
-    def train(self, mode: bool = True) -> "Layer":
+    def train(self, mode: bool = True) -> Layer:
         """Switch this layer and its children to training (``True``) or evaluation mode."""
         self.training = bool(mode)
         for child in self.children():
             child.train(mode)
         return self
 
-    def eval(self) -> "Layer":
+    def eval(self) -> Layer:
         return self.train(False)
 
-    def named_children(self) -> Iterator[tuple[str, "Layer"]]:
+    def named_children(self) -> Iterator[tuple[str, Layer]]:
         """``(name, layer)`` of the layers this one is made of; a plain layer has none.
 
         The names prefix the children's parameter and buffer names (a Sequential uses the index,
@@ -136,7 +165,7 @@ class Layer:
         """
         return iter(())
 
-    def children(self) -> Iterator["Layer"]:
+    def children(self) -> Iterator[Layer]:
         """The layers of :meth:`named_children`, in the same order."""
         return (child for _, child in self.named_children())
 
@@ -148,7 +177,44 @@ class Layer:
         raise NotImplementedError
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.forward(x)
+        return self.forward_with_hooks(x)
+
+    # -- hooks ------------------------------------------------------------------------------------
+    def register_forward_hook(self, hook: ForwardHook) -> HookHandle:
+        """Call ``hook(layer, inputs, output)`` after every forward pass this layer runs inside a container
+        (or through ``layer(x)``), like PyTorch's ``register_forward_hook``. The arrays are the layer's
+        own: copy them to keep them."""
+        key = next(_hook_ids)
+        self.forward_hooks[key] = hook
+        return HookHandle(self.forward_hooks, key)
+
+    def register_backward_hook(self, hook: BackwardHook) -> HookHandle:
+        """Call ``hook(layer, grad_inputs, grad_output)`` after every backward pass this layer runs inside
+        a container, like PyTorch's ``register_full_backward_hook``: ``grad_output`` is the layer's
+        sensitivity ``δ = ∂E/∂output``, ``grad_inputs`` holds ``∂E/∂input`` (one per input)."""
+        key = next(_hook_ids)
+        self.backward_hooks[key] = hook
+        return HookHandle(self.backward_hooks, key)
+
+    def has_hooks(self) -> bool:
+        """Whether a forward or backward hook is registered (then fusion leaves this layer alone)."""
+        return bool(self.forward_hooks or self.backward_hooks)
+
+    def forward_with_hooks(self, *inputs: np.ndarray) -> np.ndarray:
+        """``forward(*inputs)``, then the forward hooks; how containers run their children."""
+        output = self.forward(*inputs)
+        for hook in tuple(self.forward_hooks.values()):
+            hook(self, inputs, output)
+        return output
+
+    def backward_with_hooks(self, grad_output: np.ndarray, need_input_grad: bool = True):
+        """``backward(grad_output, need_input_grad)``, then the backward hooks; how containers run their children."""
+        grad_input = self.backward(grad_output, need_input_grad)
+        if self.backward_hooks:
+            grad_inputs = grad_input if isinstance(grad_input, tuple) else (grad_input,)
+            for hook in tuple(self.backward_hooks.values()):
+                hook(self, grad_inputs, grad_output)
+        return grad_input
 
     def penalty(self) -> float:
         """A regularisation term this layer adds to the objective, ``Ẽ = E + Σ penalty()`` (default: the

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -23,7 +24,8 @@ class Sequential(Layer):
 
     On a fast backend a ReLU directly followed by a MaxPool2d runs as one fused step
     (:mod:`numcnn.layers.fusion`) with identical outputs and gradients; set ``allow_fusion = False``
-    on an instance to run every layer separately.
+    on an instance to run every layer separately. Layers with hooks are never fused. The cache of a
+    Sequential is the plan of its last forward pass (:attr:`steps`).
     """
 
     allow_fusion = True
@@ -34,7 +36,6 @@ class Sequential(Layer):
             if not isinstance(layer, Layer):
                 raise ConfigurationError(f"Sequential item {index} is {type(layer).__name__}, not a Layer")
         self.layers: list[Layer] = list(layers)
-        self._steps: tuple = ()  # the (first, last) layer steps of the last forward, see fusion.plan_steps
 
     # -- container protocol ---------------------------------------------------------------------
     def __len__(self) -> int:
@@ -49,7 +50,7 @@ class Sequential(Layer):
     def named_children(self) -> Iterator[tuple[str, Layer]]:
         return ((str(index), layer) for index, layer in enumerate(self.layers))
 
-    def append(self, layer: Layer) -> "Sequential":
+    def append(self, layer: Layer) -> Sequential:
         if not isinstance(layer, Layer):
             raise ConfigurationError(f"cannot append {type(layer).__name__}: not a Layer")
         self.layers.append(layer)
@@ -69,13 +70,19 @@ class Sequential(Layer):
         return cls(*(layer_from_description(item, rng, dtype) for item in config["layers"]))
 
     # -- computation ----------------------------------------------------------------------------
+    @property
+    def steps(self) -> tuple[tuple[int, int], ...]:
+        """The ``(first, last)`` layer steps of the last forward pass (:func:`~numcnn.layers.fusion.plan_steps`),
+        ``()`` before any."""
+        return self.cache or ()
+
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x, self._steps = fused_forward(self.layers, x, self.allow_fusion)
+        x, self.cache = fused_forward(self.layers, x, self.allow_fusion)
         return x
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Back-propagate ``∂E/∂output``; with ``need_input_grad=False`` the first layer skips ``∂E/∂x``."""
-        return fused_backward(self.layers, grad_output, self._steps, need_input_grad)
+        return fused_backward(self.layers, grad_output, self.steps, need_input_grad)
 
     def backward_curvature(
         self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None

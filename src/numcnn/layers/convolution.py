@@ -4,6 +4,8 @@ backend (:mod:`numcnn.kernels`), whose reference is :mod:`numcnn.functional.conv
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from numcnn import kernels
@@ -74,9 +76,31 @@ class Conv2d(WindowLayer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=self.dtype)
         backend = kernels.active()
-        y, cache = backend.conv2d_forward(x, self.connected_weight(), self.params.get("bias"), self.stride, self.padding)
+        y, cache = backend.conv2d_forward(x, *self.backend_arguments())
         self.cache = (backend, cache)  # backward runs on the backend that made the cache
         return y
+
+    def backend_arguments(self) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], tuple[int, int]]:
+        """``(weight, bias, stride, padding)`` as a backend's convolution takes them (the kernels in use:
+        absent connections zeroed)."""
+        return self.connected_weight(), self.params.get("bias"), self.stride, self.padding
+
+    def forward_pooled(self, x: np.ndarray, pool_window: tuple, record: bool) -> tuple[np.ndarray, Any] | None:
+        """``max_pool(relu(conv(x)))`` in one backend pass, for :meth:`MaxPool2d.forward_after_conv`.
+
+        ``pool_window`` is the pooling's ``(kernel_size, stride, padding)``. This layer keeps the same
+        cache as :meth:`forward` would (so :meth:`backward` is unchanged) and returns the pooled output
+        with the pooling's cache, for the pooling layer to keep; ``None`` (nothing changed) when the
+        active backend does not fuse these shapes.
+        """
+        x = np.asarray(x, dtype=self.dtype)
+        backend = kernels.active()
+        fused = backend.conv2d_max_pool2d_forward(x, *self.backend_arguments(), *pool_window, record=record)
+        if fused is None:
+            return None
+        y, conv_cache, pool_cache = fused
+        self.cache = (backend, conv_cache)
+        return y, (backend, pool_cache)
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         backend, cache = self.require_cache()

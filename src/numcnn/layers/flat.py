@@ -10,17 +10,23 @@ them with one NumPy call per operation. :func:`numcnn.models.build` flattens eve
 
 Re-binding an entry later (``layer.params["weight"] = other_array``) is allowed; the optimiser then
 simply takes its per-array path.
+
+:func:`flat_buffers` finds the two buffers of a model again, and :func:`flat_gradient` returns the
+gradient buffer alone: the one array a data-parallel trainer sums over processes (one
+``Allreduce`` per step) between ``backward`` and the optimiser step.
 """
 
 from __future__ import annotations
 
-from typing import Iterator
+from collections.abc import Iterator
+from typing import NamedTuple
 
 import numpy as np
 
+from numcnn.errors import ConfigurationError
 from numcnn.layers.base import Layer
 
-__all__ = ["flatten_parameters", "contiguous_span", "walk_layers"]
+__all__ = ["flatten_parameters", "contiguous_span", "walk_layers", "FlatBuffers", "flat_buffers", "flat_gradient"]
 
 
 def walk_layers(layer: Layer) -> Iterator[Layer]:
@@ -28,6 +34,51 @@ def walk_layers(layer: Layer) -> Iterator[Layer]:
     yield layer
     for child in layer.children():
         yield from walk_layers(child)
+
+
+class FlatBuffers(NamedTuple):
+    """A model's parameters and gradients as two 1-D arrays of the same length and dtype; every
+    ``layer.params[name]`` / ``layer.grads[name]`` is a view into them, in ``named_parameters`` order."""
+
+    params: np.ndarray
+    grads: np.ndarray
+
+
+def _unique_entries(model: Layer) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Every distinct ``(param, grad)`` of ``model``, in the order :func:`flatten_parameters` lays them out."""
+    unique_layers = {id(layer): layer for layer in walk_layers(model)}.values()  # a layer may appear twice
+    pairs: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for layer in unique_layers:
+        for name, param in layer.params.items():
+            pairs.setdefault(id(param), (param, layer.grads[name]))  # a shared parameter counts once
+    return list(pairs.values())
+
+
+def flat_buffers(model: Layer) -> FlatBuffers | None:
+    """The flat parameter and gradient buffers of ``model`` (set up by :func:`flatten_parameters`,
+    which :func:`numcnn.models.build` calls), or ``None`` when its arrays do not lie in one buffer each
+    (a model assembled by hand, or an entry re-bound since).
+
+    Writing into ``grads`` changes every layer's gradients at once: this is where a data-parallel
+    trainer sums the gradients of its processes before the optimiser step.
+    """
+    pairs = _unique_entries(model)
+    params = contiguous_span([param for param, _ in pairs])
+    grads = contiguous_span([grad for _, grad in pairs])
+    if params is None or grads is None:
+        return None
+    return FlatBuffers(params, grads)
+
+
+def flat_gradient(model: Layer) -> np.ndarray:
+    """The 1-D gradient buffer of ``model`` (see :func:`flat_buffers`); a one-line error if there is none."""
+    buffers = flat_buffers(model)
+    if buffers is None:
+        raise ConfigurationError(
+            "the model's gradients are not in one flat buffer: build it with numcnn.models.build "
+            "or call numcnn.layers.flat.flatten_parameters(model) first"
+        )
+    return buffers.grads
 
 
 def flatten_parameters(model: Layer) -> tuple[np.ndarray, np.ndarray] | None:

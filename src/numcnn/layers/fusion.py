@@ -6,16 +6,22 @@ Two patterns run as one step when the active backend offers it (the reference ba
   step reads ``x`` once and never materialises the ReLU's output. Its backward routes each window's
   δ to the first maximum of the window *if that maximum is positive* -- exactly what MaxPool2d's
   backward followed by ReLU's mask produces (tested against the unfused pair). The pooling layer
-  keeps the fused cache and its ``backward`` returns ``∂E/∂x`` with respect to the ReLU's *input*,
-  so ``Sequential.backward`` steps over the ReLU.
+  runs it (:meth:`MaxPool2d.forward_fused`) and keeps the fused cache; its ``backward`` returns
+  ``∂E/∂x`` with respect to the ReLU's *input*, so ``Sequential.backward`` steps over the ReLU, which
+  does not run at all (its cache is left as it was).
 * **Conv2d → ReLU → MaxPool2d** (numba backend, small stride-1 convolutions): the convolution's
-  output is pooled while it is still in the cache and never stored. The convolution and the pooling
-  layer get the same caches as if they had run one after the other, so backward is unchanged:
-  pooling (with the ReLU), then the convolution. When the backend declines for a layer's shapes,
-  the step runs as Conv2d followed by the fused ReLU → MaxPool2d.
+  output is pooled while it is still in the cache and never stored. The pooling layer asks the
+  convolution for the pass (:meth:`MaxPool2d.forward_after_conv` → :meth:`Conv2d.forward_pooled`);
+  each keeps its own cache, the same as if they had run one after the other, so backward is
+  unchanged: pooling (with the ReLU), then the convolution. When the backend declines for a layer's
+  shapes, the step runs as Conv2d followed by the fused ReLU → MaxPool2d.
 
-Only exactly these classes are fused (a subclass may change the maths). Each layer stays usable on
-its own; outputs and gradients of the Sequential are unchanged.
+Every layer touches only its own state: this module only plans the steps and calls the layers.
+
+Only exactly these classes are fused (a subclass may change the maths), and never a layer with a
+hook (:meth:`Layer.register_forward_hook`): a hooked layer's output and δ must exist, so recording
+(:func:`numcnn.trace`) turns fusion off where it looks. Each layer stays usable on its own; outputs
+and gradients of the Sequential are unchanged.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn import kernels
-from numcnn.layers.activation import FUSED_INTO_NEXT, ReLU
+from numcnn.layers.activation import ReLU
 from numcnn.layers.base import Layer
 from numcnn.layers.convolution import Conv2d
 from numcnn.layers.pooling import MaxPool2d
@@ -31,8 +37,12 @@ from numcnn.layers.pooling import MaxPool2d
 __all__ = ["plan_steps", "step_forward", "step_backward", "fused_forward", "fused_backward"]
 
 
-def _is_relu_pool(layers: list[Layer], index: int) -> bool:
-    return index + 1 < len(layers) and type(layers[index]) is ReLU and type(layers[index + 1]) is MaxPool2d
+def _fusable(layers: list[Layer], first: int, kinds: tuple[type[Layer], ...]) -> bool:
+    """Whether ``layers[first:]`` starts with exactly these classes, none of them hooked."""
+    group = layers[first : first + len(kinds)]
+    return len(group) == len(kinds) and all(
+        type(layer) is kind and not layer.has_hooks() for layer, kind in zip(group, kinds)
+    )
 
 
 def plan_steps(layers: list[Layer], allow_fusion: bool = True) -> list[tuple[int, int]]:
@@ -43,9 +53,9 @@ def plan_steps(layers: list[Layer], allow_fusion: bool = True) -> list[tuple[int
     fuse_conv = fuse_pool and backend.fuses_conv_pool
     steps, index = [], 0
     while index < len(layers):
-        if fuse_conv and type(layers[index]) is Conv2d and _is_relu_pool(layers, index + 1):
+        if fuse_conv and _fusable(layers, index, (Conv2d, ReLU, MaxPool2d)):
             size = 3
-        elif fuse_pool and _is_relu_pool(layers, index):
+        elif fuse_pool and _fusable(layers, index, (ReLU, MaxPool2d)):
             size = 2
         else:
             size = 1
@@ -58,34 +68,28 @@ def step_forward(layers: list[Layer], step: tuple[int, int], x: np.ndarray) -> n
     """Run one planned step."""
     first, last = step
     if first == last:
-        return layers[first].forward(x)
+        return layers[first].forward_with_hooks(x)
     pool = layers[last]
+    assert isinstance(pool, MaxPool2d)  # what plan_steps fuses
     if last - first == 2:
         conv = layers[first]
-        x = np.asarray(x, dtype=conv.dtype)
-        backend = kernels.active()
-        fused = backend.conv2d_max_pool2d_forward(
-            x, conv.connected_weight(), conv.params.get("bias"), conv.stride, conv.padding,
-            pool.kernel_size, pool.stride, pool.padding, record=pool.training,
-        )  # fmt: skip
-        if fused is None:  # not for these shapes: the convolution on its own, then ReLU → MaxPool2d
-            x = conv.forward(x)
-        else:
-            y, conv_cache, pool_cache = fused
-            conv.cache, pool.cache = (backend, conv_cache), (backend, pool_cache)
-            layers[first + 1].cache = FUSED_INTO_NEXT
+        assert isinstance(conv, Conv2d)
+        y = pool.forward_after_conv(x, conv)
+        if y is not None:
             return y
-    y = pool.forward_fused(x, relu=True)
-    layers[last - 1].cache = FUSED_INTO_NEXT
-    return y
+        x = conv.forward(x)  # the backend declined these shapes: the convolution, then ReLU → MaxPool2d
+    return pool.forward_fused(x, relu=True)
 
 
 def step_backward(layers: list[Layer], step: tuple[int, int], grad: np.ndarray, need_input_grad: bool):
     """Back-propagate through one step; a fused pool's backward already includes its ReLU."""
     first, last = step
+    if first == last:
+        return layers[first].backward_with_hooks(grad, need_input_grad=need_input_grad or first > 0)
     if last - first == 2:  # pooling (with the ReLU), then the convolution
-        grad = layers[last].backward(grad, need_input_grad=True)
-        return layers[first].backward(grad, need_input_grad=need_input_grad or first > 0)
+        grad_conv_output = layers[last].backward(grad, need_input_grad=True)
+        assert grad_conv_output is not None
+        return layers[first].backward(grad_conv_output, need_input_grad=need_input_grad or first > 0)
     return layers[last].backward(grad, need_input_grad=need_input_grad or first > 0)
 
 

@@ -25,7 +25,8 @@ input and one output, so it is a ``Layer``: it can be a whole model or one block
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple, Sequence
+from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -178,7 +179,7 @@ class Graph(Layer):
         tensors = {self.input_name: x}
         for node in self._active:
             arguments = [tensors[name] for name in node.inputs]
-            tensors[node.name] = node.layer.forward(*arguments)
+            tensors[node.name] = node.layer.forward_with_hooks(*arguments)
         # Every layer cached what its backward needs; the graph itself needs only its structure.
         self.cache = True
         return tensors[self.output]
@@ -193,9 +194,9 @@ class Graph(Layer):
                 continue  # this node's output does not reach the graph's output by this route
             wants = need_input_grad or any(name != self.input_name for name in node.inputs)
             if isinstance(node.layer, Merge):
-                input_grads = node.layer.backward(grad)
+                input_grads = node.layer.backward_with_hooks(grad)
             else:
-                input_grads = (node.layer.backward(grad, need_input_grad=wants),)
+                input_grads = (node.layer.backward_with_hooks(grad, need_input_grad=wants),)
             for name, input_grad in zip(node.inputs, input_grads):
                 if input_grad is None:
                     continue

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 import numpy as np
 
 from numcnn import kernels
@@ -10,7 +12,14 @@ from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.functional.pooling import pool_window_settings
 from numcnn.layers.base import Layer
 
-__all__ = ["MaxPool2d", "AvgPool2d"]
+__all__ = ["MaxPool2d", "AvgPool2d", "PoolableConvolution"]
+
+
+class PoolableConvolution(Protocol):
+    """A convolution that can run with a following ReLU → max pooling in one backend pass
+    (:meth:`numcnn.layers.Conv2d.forward_pooled`)."""
+
+    def forward_pooled(self, x: np.ndarray, pool_window: tuple, record: bool) -> tuple[np.ndarray, Any] | None: ...
 
 
 class _Pool2d(Layer):
@@ -53,6 +62,22 @@ class MaxPool2d(_Pool2d):
         )
         self.cache = (backend, cache)
         return y
+
+    def forward_after_conv(self, x: np.ndarray, conv: PoolableConvolution) -> np.ndarray | None:
+        """``max_pool(relu(conv(x)))`` in one pass when the backend fuses it (used by
+        :class:`~numcnn.layers.Sequential` for Conv2d → ReLU → MaxPool2d), else ``None`` and nothing ran.
+
+        The convolution keeps its own cache; this layer keeps the pooling's, and :meth:`backward` then
+        returns ``∂E/∂(convolution output)``, the ReLU's derivative included."""
+        fused = conv.forward_pooled(x, self.window(), record=self.training)
+        if fused is None:
+            return None
+        y, self.cache = fused
+        return y
+
+    def window(self) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+        """``(kernel_size, stride, padding)``."""
+        return self.kernel_size, self.stride, self.padding
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         backend, cache = self.require_cache()

@@ -13,8 +13,9 @@ model's input); :func:`build` turns them into a :class:`~numcnn.layers.Graph`.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -31,7 +32,7 @@ LayerSpec = tuple[str, dict[str, Any]]
 # (name, type_name, kwargs) reads the previous node; (name, type_name, kwargs, inputs) names its inputs.
 NodeSpec = tuple
 
-_REGISTRY: dict[str, "ModelSpec"] = {}
+_REGISTRY: dict[str, ModelSpec] = {}
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,23 @@ class ModelSpec:
             nodes.append((node[0], node[1], dict(node[2]), inputs))
             previous = node[0]
         return nodes
+
+    def prepare(self, images: np.ndarray, dtype="float32") -> np.ndarray:
+        """Raw images ``(N, H, W)`` (0-255 integers, or floats in [0, 1]) as this model's normalised,
+        padded input ``(N, 1, H + 2p, W + 2p)``: the one preprocessing training, prediction and
+        :func:`numcnn.trace` share (:func:`numcnn.data.prepare_images` with this model's settings)."""
+        from numcnn.data.mnist import prepare_images
+
+        return prepare_images(
+            images, padding=self.input_padding, dtype=np.dtype(dtype), mean=self.input_mean, std=self.input_std
+        )
+
+    def pixel_gradient(self, input_gradient: np.ndarray) -> np.ndarray:
+        """``∂E/∂pixels`` ``(N, H, W)`` (pixels in [0, 1]) from ``∂E/∂input`` of :meth:`prepare`'s output:
+        the chain rule through the normalisation and the padding."""
+        from numcnn.data.mnist import prepare_images_backward
+
+        return prepare_images_backward(input_gradient, padding=self.input_padding, std=self.input_std)
 
     def class_scores(self, outputs: np.ndarray) -> np.ndarray:
         """Outputs turned into scores where larger means more likely (penalties are negated)."""
