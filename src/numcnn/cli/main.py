@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
     "numcnn.cli.bench",
+    "numcnn.cli.export",
 ]
 
 EXIT_ERROR = 1

@@ -9,15 +9,15 @@ Dropout as the identity), with a dynamic batch dimension ``N``, float32 weights,
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 from numcnn.errors import ConfigurationError
 from numcnn.layers import Layer
 
-__all__ = ["to_onnx", "build_onnx_model", "DEFAULT_OPSET", "MIN_OPSET"]
+__all__ = ["to_onnx", "build_onnx_model", "DEFAULT_OPSET", "MIN_OPSET", "MAX_OPSET"]
 
 MIN_OPSET = 13
+MAX_OPSET = 21  # the newest opset tested with onnxruntime (tests/test_export_onnx.py)
 DEFAULT_OPSET = 17
 
 
@@ -29,10 +29,8 @@ def build_onnx_model(model: Layer, input_shape: tuple[int, ...], opset: int = DE
     from numcnn.export.onnx_nodes import OnnxGraph
     from numcnn.layer_types import layer_type_of
 
-    if not MIN_OPSET <= opset <= onnx.defs.onnx_opset_version():
-        raise ConfigurationError(
-            f"ONNX opset {opset} is not supported: use {MIN_OPSET} to {onnx.defs.onnx_opset_version()}"
-        )
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise ConfigurationError(f"ONNX opset {opset} is not supported: use {MIN_OPSET} to {MAX_OPSET}")
     graph = OnnxGraph(opset)
     graph.unique("input")
 
@@ -43,7 +41,7 @@ def build_onnx_model(model: Layer, input_shape: tuple[int, ...], opset: int = DE
     output_shape = model.output_shape(tuple(input_shape))
     nodes = graph.nodes
     if output != "output":  # a stable name for the result
-        nodes = nodes + [helper.make_node("Identity", [output], ["output"], name="output")]
+        nodes = [*nodes, helper.make_node("Identity", [output], ["output"], name="output")]
     inputs = [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", *input_shape])]
     outputs = [helper.make_tensor_value_info("output", TensorProto.FLOAT, ["N", *output_shape])]
     onnx_graph = helper.make_graph(nodes, name, inputs, outputs, graph.initializers)
@@ -66,14 +64,6 @@ def to_onnx(model: Layer, path: str | os.PathLike, opset: int | None = None, inp
             raise ConfigurationError("to_onnx needs input_shape=(C, H, W) for a model without a spec")
         input_shape = spec.input_shape
     proto = build_onnx_model(model, tuple(input_shape), DEFAULT_OPSET if opset is None else int(opset))
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(descriptor, "wb") as handle:
-            handle.write(proto.SerializeToString())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    from numcnn.serialization import write_atomically
+
+    return write_atomically(path, lambda temporary: Path(temporary).write_bytes(proto.SerializeToString()))

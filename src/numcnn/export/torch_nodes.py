@@ -9,7 +9,8 @@ layer into its twin (containers, Subsample2d's activation). torch is imported on
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from numcnn.layers import (
     AvgPool2d,
@@ -52,7 +53,7 @@ def _modules():
 
 
 def conv2d(layer: Conv2d, convert: Convert):
-    arguments = dict(stride=layer.stride, padding=layer.padding, bias="bias" in layer.params)
+    arguments = {"stride": layer.stride, "padding": layer.padding, "bias": "bias" in layer.params}
     shape = (layer.in_channels, layer.out_channels, layer.kernel_size)
     if layer.connection_mask is None:
         return _nn().Conv2d(*shape, **arguments)

@@ -8,8 +8,9 @@ weights map one to one in both directions.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,6 @@ def to_torch(model: Layer, dtype: Any = None):
     The twin starts in ``model``'s mode (train/eval). ``dtype`` defaults to the model's (float64 for a
     float64 model). A layer type without a twin raises a one-line :class:`ConfigurationError`.
     """
-    import torch
 
     twin = _convert(model).to(torch_dtype(model, dtype))
     _copy_into_twin(twin, model)

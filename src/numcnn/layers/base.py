@@ -256,7 +256,7 @@ class Layer:
         return {}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> "Layer":
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Layer:
         """A fresh layer from :meth:`config`'s data; ``rng`` and ``dtype`` go to constructors that take them."""
         accepted = inspect.signature(cls.__init__).parameters
         extra: dict[str, Any] = {}

@@ -165,7 +165,7 @@ class Graph(Layer):
         return {"nodes": nodes, "input_name": self.input_name, "output": self.output}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> "Graph":
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Graph:
         from numcnn.layers.description import layer_from_description
 
         nodes = [

@@ -124,7 +124,7 @@ class Subsample2d(Layer):
         return {"channels": self.channels, "factor": list(self.factor), "mode": self.mode, "activation": activation}
 
     @classmethod
-    def from_config(cls, config: dict, rng: np.random.Generator | None = None, dtype=np.float32) -> "Subsample2d":
+    def from_config(cls, config: dict, rng: np.random.Generator | None = None, dtype=np.float32) -> Subsample2d:
         from numcnn.layers.description import layer_from_description
 
         config = dict(config)
