@@ -136,7 +136,7 @@ def rebuild_model(meta: dict[str, Any]) -> tuple[Layer, models.ModelSpec]:
         return models.build(meta["model"], rng=0, dtype=dtype), models.get_spec(meta["model"])
     model = layer_from_description(meta["architecture"], np.random.default_rng(0), dtype)
     spec = spec_from_meta(meta)
-    model.spec = spec
+    model.spec = spec  # type: ignore[attr-defined]  # as models.build attaches it
     flatten_parameters(model)  # as models.build does: one buffer for the optimiser
     return model, spec
 
@@ -167,7 +167,7 @@ def save(model: Layer, path: str | os.PathLike, *, name: str | None = None, **in
     return _write_safetensors(path, model.state_dict(), header)
 
 
-def write_atomically(path: str | os.PathLike, write: Callable[[str], None]) -> Path:
+def write_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
     """Call ``write(temporary_path)`` next to ``path``, then rename it over ``path``: a failure leaves any
     existing file untouched. The file gets the usual permissions (the umask's), not mkstemp's 0600."""
     path = Path(path)
