@@ -136,7 +136,7 @@ def rebuild_model(meta: dict[str, Any]) -> tuple[Layer, models.ModelSpec]:
         return models.build(meta["model"], rng=0, dtype=dtype), models.get_spec(meta["model"])
     model = layer_from_description(meta["architecture"], np.random.default_rng(0), dtype)
     spec = spec_from_meta(meta)
-    model.spec = spec  # type: ignore[attr-defined]  # as models.build attaches it
+    model.spec = spec  # as models.build attaches it
     flatten_parameters(model)  # as models.build does: one buffer for the optimiser
     return model, spec
 
@@ -226,7 +226,7 @@ def load(path: str | os.PathLike) -> Layer:
     path = Path(path)
     if _suffix(path) == ".npz":
         checkpoint = load_checkpoint(path)
-        checkpoint.model.spec = checkpoint.spec
+        checkpoint.model.spec = checkpoint.spec  # type: ignore[attr-defined]  # as models.build attaches it
         return checkpoint.model
     arrays, meta = read_safetensors(path)
     try:
