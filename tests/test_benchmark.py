@@ -60,3 +60,61 @@ def test_torch_translation_computes_the_same_function(rng):
     with torch.no_grad():
         theirs = twin(torch.from_numpy(x)).numpy()
     np.testing.assert_allclose(model.forward(x), theirs, rtol=1e-4, atol=1e-5)
+
+
+def test_several_models_make_one_table(capsys):
+    code = main([
+        "bench", "--models", "lenet5,resnet_mnist", "--batch-size", "2", "--steps", "1", "--repeats", "3",
+        "--infer-images", "4", "--backend", "numpy", "--no-torch", "--no-onnxruntime", "--no-compile-time",
+    ])  # fmt: skip
+    assert code == 0
+    out = capsys.readouterr().out
+    table = out[out.index("model          batch"):]
+    rows = [line.split()[:3] for line in table.splitlines()[2:6]]
+    expected = [[model, "2", task] for model in ("lenet5", "resnet_mnist") for task in ("train", "infer")]
+    assert rows == expected
+    assert "--no-onnxruntime" in table
+
+
+def test_an_unknown_model_in_the_list_fails_before_any_measurement(capsys):
+    assert main(["bench", "--models", "lenet5,nope", "--no-torch"]) != 0
+    captured = capsys.readouterr()
+    assert "lenet5: batch" not in captured.out and "nope" in captured.err
+
+
+def test_a_graph_model_is_benchmarked_without_a_torch_twin():
+    config = BenchConfig(
+        model="resnet_mnist", batch_sizes=(2,), steps=1, repeats=3, infer_images=4, warmup_steps=1, backend="numpy",
+        compile_time=False,
+    )
+    result = run_benchmark(config, log=lambda line: None)
+    assert all(len(m.numcnn) == 3 and not m.torch for m in result.measurements)
+    assert "graph model" in result.torch_note or result.measurements[0].torch
+
+
+@pytest.mark.torch
+def test_onnxruntime_runs_the_same_function(rng):
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    from numcnn.benchmark.onnx_baseline import OnnxRunner
+    from numcnn.benchmark.torch_baseline import build_torch_model
+
+    model = numcnn.models.build("lenet5", rng=0)
+    runner = OnnxRunner(model, build_torch_model(model.spec, model), model.spec.input_shape, threads=1)
+    x = rng.standard_normal((3, 1, 28, 28)).astype(np.float32)
+    model.eval()
+    np.testing.assert_allclose(runner.run(x), model.forward(x), rtol=1e-4, atol=1e-5)
+    assert "ONNX Runtime" in runner.note()
+
+
+@pytest.mark.torch
+def test_bench_times_onnxruntime_for_inference_only():
+    pytest.importorskip("torch")
+    pytest.importorskip("onnxruntime")
+    config = BenchConfig(
+        batch_sizes=(4,), steps=1, repeats=3, infer_images=8, warmup_steps=1, backend="numpy", compile_time=False
+    )
+    result = run_benchmark(config, log=lambda line: None)
+    train, infer = result.measurements
+    assert not train.onnxruntime and len(infer.onnxruntime) == 3 and len(infer.onnxruntime_ratios) == 3
+    assert "numcnn/ORT" in format_report(result)

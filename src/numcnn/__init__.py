@@ -6,6 +6,7 @@ Importing ``numcnn`` needs NumPy only.
 
 from numcnn import export, functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
+from numcnn.export import load_torch_state_dict
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.inspect import LayerTrace, Trace, predict, trace
 from numcnn.kernels import set_backend
@@ -35,7 +36,6 @@ from numcnn.layers import (
 )
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
-from numcnn.export import load_torch_state_dict
 from numcnn.sdlm import SDLM
 from numcnn.serialization import load, save
 

@@ -53,12 +53,8 @@ class Checkpoint:
 
     model: Layer
     meta: dict[str, Any]
+    spec: models.ModelSpec
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
-    spec: models.ModelSpec | None = None
-
-    def __post_init__(self) -> None:
-        if self.spec is None:
-            self.spec = models.get_spec(self.meta["model"])
 
 
 def previous_path(path: str | os.PathLike) -> Path:
@@ -90,7 +86,8 @@ def save_checkpoint(
     path = Path(path)
     header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **describe_model(model, model_name)}
     header.update(meta or {})
-    arrays = {"meta": np.array(json.dumps(header))}
+    # Any: np.savez's stub types **kwds as its own keyword arguments (allow_pickle: bool).
+    arrays: dict[str, Any] = {"meta": np.array(json.dumps(header))}
     arrays.update({f"state/{name}": value for name, value in model.state_dict().items()})
     arrays.update({f"optimizer/{key}": value for key, value in (optimizer_state or {}).items()})
 

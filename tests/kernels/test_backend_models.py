@@ -37,7 +37,7 @@ def test_unknown_backend_is_a_configuration_error():
 
 
 def test_auto_falls_back_to_numpy_without_numba(monkeypatch):
-    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    monkeypatch.setattr(kernels, "_installed", lambda package: package != "numba")
     assert kernels.get_backend("auto").name == "numpy"
     assert "numba" not in kernels.available_backends()
     with pytest.raises(numcnn.ConfigurationError, match="numba"):

@@ -6,7 +6,7 @@
 See :mod:`numcnn.benchmark.runner` for what is timed and how.
 """
 
-from numcnn.benchmark.report import format_report, summary
+from numcnn.benchmark.report import format_report, format_table, summary
 from numcnn.benchmark.runner import EPOCH_IMAGES, TEST_IMAGES, BenchConfig, BenchResult, Measurement, run_benchmark
 
 __all__ = [
@@ -16,6 +16,7 @@ __all__ = [
     "BenchResult",
     "Measurement",
     "format_report",
+    "format_table",
     "run_benchmark",
     "summary",
 ]

@@ -6,7 +6,7 @@ import statistics
 
 from numcnn.benchmark.runner import EPOCH_IMAGES, BenchResult, Measurement
 
-__all__ = ["format_report", "summary"]
+__all__ = ["format_report", "format_table", "summary"]
 
 
 def summary(values: list[float], digits: int = 2) -> str:
@@ -24,6 +24,8 @@ def _row(m: Measurement) -> str:
     if m.torch:
         torch_rate = m.images / statistics.median(m.torch)
         text += f"  {summary(m.torch):>22} {torch_rate:>10,.0f}  {summary(m.ratios):>18}"
+    if m.onnxruntime:
+        text += f"  {summary(m.onnxruntime):>22}  {summary(m.onnxruntime_ratios):>18}"
     return text
 
 
@@ -35,6 +37,7 @@ def format_report(result: BenchResult) -> str:
     lines = [
         f"numcnn bench: model {config.model}, backend {result.backend}, {config.dtype}, threads: {thread_text}",
         f"{result.torch_note}",
+        f"{result.onnxruntime_note}",
         f"load average at start {start[0]:.2f}, at end {end[0]:.2f} (1-minute; timings are noisy above ~0.5)",
         f"train: SGD momentum {config.momentum:.2g}, lr {config.lr:.2g}; each run times {steps_text} consecutive "
         f"steps, scaled to one epoch of {EPOCH_IMAGES:,} images",
@@ -42,7 +45,8 @@ def format_report(result: BenchResult) -> str:
         f"{config.repeats} runs each, numcnn and PyTorch interleaved; median (min–max)",
         "",
         f"{'batch':>6}  {'task':<14} {'numcnn s':>22} {'images/s':>10}"
-        + (f"  {'PyTorch s':>22} {'images/s':>10}  {'numcnn/PyTorch':>18}" if result.measurements[0].torch else ""),
+        + (f"  {'PyTorch s':>22} {'images/s':>10}  {'numcnn/PyTorch':>18}" if result.measurements[0].torch else "")
+        + (f"  {'ONNX Runtime s':>22}  {'numcnn/ORT':>18}" if any(m.onnxruntime for m in result.measurements) else ""),
     ]
     lines += [_row(m) for m in result.measurements]
     lines.append("")
@@ -66,4 +70,33 @@ def format_report(result: BenchResult) -> str:
         for name, forward, backward in rows:
             lines.append(f"  {name:<28} {forward:>9.0f} {backward:>9.0f} {(forward + backward) / total:>7.1%}")
         lines.append(f"  {'total':<28} {total:>19.0f}")
+    return "\n".join(lines)
+
+
+def format_table(results: list[BenchResult]) -> str:
+    """One table of several models' results (``numcnn bench --models a,b,...``): a row per model, batch and task.
+
+    Every cell is median (min–max) over the repeated runs; the ratios are taken per pair of
+    neighbouring (interleaved) runs. ``-`` where a baseline was not timed.
+    """
+    header = (
+        f"{'model':<14} {'batch':>5}  {'task':<14} {'numcnn s':>20} {'PyTorch s':>20} {'numcnn/PyTorch':>18} "
+        f"{'ONNX Runtime s':>20} {'numcnn/ORT':>18}"
+    )
+    lines = [header, "-" * len(header)]
+    for result in results:
+        for m in result.measurements:
+            unit = "train s/epoch" if m.task == "train" else "infer s/10k"
+            lines.append(
+                f"{result.config.model:<14} {m.batch_size:>5}  {unit:<14} {summary(m.numcnn):>20} "
+                f"{summary(m.torch):>20} {summary(m.ratios):>18} {summary(m.onnxruntime):>20} "
+                f"{summary(m.onnxruntime_ratios):>18}"
+            )
+    notes = {line for result in results for line in (result.torch_note, result.onnxruntime_note)}
+    loads = [load for result in results for load in result.load_average]
+    lines += ["", *sorted(notes)]
+    lines.append(
+        f"load average (1-minute) from {min(load[0] for load in loads):.2f} to {max(load[0] for load in loads):.2f} "
+        "during the runs; timings are noisy above ~0.5"
+    )
     return "\n".join(lines)

@@ -7,7 +7,8 @@ What is measured, per batch size:
   consecutive steps (or ``epochs_equivalent × 60,000`` images as a real pass); the epoch time is
   ``step time × ⌈60,000 / batch⌉``.
 * **inference** -- a real forward pass, in eval mode, over 10,000 synthetic images (the size of the
-  MNIST test set) in batches of the same size.
+  MNIST test set) in batches of the same size; also timed in ONNX Runtime when ``onnxruntime`` is
+  installed (:mod:`numcnn.benchmark.onnx_baseline`).
 
 Every measurement is repeated (``repeats`` ≥ 3) after a warm-up; numcnn and PyTorch runs are
 *interleaved* (numcnn, PyTorch, numcnn, PyTorch, ...) so that both see the same machine load, and
@@ -29,6 +30,7 @@ import numpy as np
 
 from numcnn import kernels, models
 from numcnn.errors import ConfigurationError
+from numcnn.layers.container import Sequential
 from numcnn.layers.fusion import plan_steps, step_backward, step_forward
 from numcnn.losses import LOSS_TYPES
 from numcnn.optim import SGD
@@ -49,12 +51,14 @@ class BenchConfig:
     steps: int | None = None  # timed training steps per run; default: 6,400 images' worth
     epochs_equivalent: float | None = None  # instead of steps: time a real pass over this many epochs
     repeats: int = 5
+    infer_images: int = TEST_IMAGES  # images per inference run; the time is scaled to 10,000
     warmup_steps: int = 10
     threads: int | None = None  # default: every CPU
     blas_threads: int | None = None  # default: 1 with the numba backend, else `threads`
     backend: str = "auto"
     dtype: str = "float32"
     torch: bool = True
+    onnxruntime: bool = True  # time inference in ONNX Runtime too, when installed
     profile: bool = False
     profile_steps: int = 20
     compile_time: bool = True
@@ -67,6 +71,8 @@ class BenchConfig:
             raise ConfigurationError(f"--repeats must be at least 3 (a median needs several runs), got {self.repeats}")
         if not self.batch_sizes or min(self.batch_sizes) < 1:
             raise ConfigurationError(f"batch sizes must be >= 1, got {self.batch_sizes}")
+        if self.infer_images < 1:
+            raise ConfigurationError(f"--infer-images must be >= 1, got {self.infer_images}")
         if self.steps is not None and self.steps < 1:
             raise ConfigurationError(f"--steps must be >= 1, got {self.steps}")
         if self.epochs_equivalent is not None and self.epochs_equivalent <= 0:
@@ -88,10 +94,17 @@ class Measurement:
     images: int  # images the reported unit stands for
     numcnn: list[float] = field(default_factory=list)
     torch: list[float] = field(default_factory=list)
+    onnxruntime: list[float] = field(default_factory=list)  # inference only
 
     @property
     def ratios(self) -> list[float]:
+        """numcnn / PyTorch, per pair of neighbouring runs."""
         return [ours / theirs for ours, theirs in zip(self.numcnn, self.torch)]
+
+    @property
+    def onnxruntime_ratios(self) -> list[float]:
+        """numcnn / ONNX Runtime, per pair of neighbouring runs."""
+        return [ours / theirs for ours, theirs in zip(self.numcnn, self.onnxruntime)]
 
 
 @dataclass
@@ -107,6 +120,7 @@ class BenchResult:
     profile: dict[int, list[tuple[str, float, float]]] = field(default_factory=dict)  # batch -> rows
     compile_seconds: dict[str, float] | None = None
     steps: dict[int, int] = field(default_factory=dict)
+    onnxruntime_note: str = ""  # why ONNX Runtime was not timed, or its version, threads and exporter
 
 
 def synthetic_data(
@@ -164,13 +178,19 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     config.validate()
     load_start = os.getloadavg()
     backend = kernels.set_backend(config.backend)
-    threads = configure_threads(config, backend)
+    threads: dict = configure_threads(config, backend)
+    # numcnn may have chosen libgomp's waiting policy (numcnn.kernels.threads); PyTorch, imported
+    # later in this process, then uses it too: say so next to the thread counts.
+    threads["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "default")
     spec = models.get_spec(config.model)
     rng = np.random.default_rng(config.seed)
     ours = NumcnnRunner(config, spec)
     theirs, torch_note = _torch_runner(config, spec, ours, threads)
-    images, labels = synthetic_data(spec, max(TEST_IMAGES, 16 * max(config.batch_sizes)), rng, config.dtype)
-    test_images, test_labels = images[:TEST_IMAGES], labels[:TEST_IMAGES]
+    onnx, onnx_note = _onnx_runner(config, spec, ours, theirs)
+    count = config.infer_images
+    images, labels = synthetic_data(spec, max(count, 16 * max(config.batch_sizes)), rng, config.dtype)
+    test_images, test_labels = images[:count], labels[:count]
+    per_test_set = TEST_IMAGES / count
 
     measurements, steps_used, memory, profile = [], {}, {}, {}
     for batch_size in config.batch_sizes:
@@ -178,14 +198,16 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
         steps_used[batch_size] = steps
         pool = _batches(images[: 16 * batch_size], labels[: 16 * batch_size], batch_size)
         train_batches, test_batches = _cycle(pool, steps), _batches(test_images, test_labels, batch_size)
-        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else None
-        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else None
+        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else []
+        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else []
         log(f"batch {batch_size}: warming up ...")
         ours.train_steps(_cycle(pool, config.warmup_steps))
         ours.infer(test_batches[:3])
         if theirs:
             theirs.train_steps(torch_train[: config.warmup_steps])
             theirs.infer(torch_test[:3])
+        if onnx:
+            onnx.infer(test_batches[:3])
         per_epoch = math.ceil(EPOCH_IMAGES / batch_size) / steps
         train = Measurement("train", batch_size, EPOCH_IMAGES)
         infer = Measurement("infer", batch_size, TEST_IMAGES)
@@ -194,12 +216,14 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
             train.numcnn.append(_timed(ours.train_steps, train_batches) * per_epoch)
             if theirs:
                 train.torch.append(_timed(theirs.train_steps, torch_train) * per_epoch)
-            infer.numcnn.append(_timed(ours.infer, test_batches))
+            infer.numcnn.append(_timed(ours.infer, test_batches) * per_test_set)
             if theirs:
-                infer.torch.append(_timed(theirs.infer, torch_test))
+                infer.torch.append(_timed(theirs.infer, torch_test) * per_test_set)
+            if onnx:
+                infer.onnxruntime.append(_timed(onnx.infer, test_batches) * per_test_set)
         measurements += [train, infer]
         memory[batch_size] = _peak_memory(ours, pool[0], test_batches[0])
-        if config.profile:
+        if config.profile and isinstance(ours.model, Sequential):  # Graph models are not profiled yet
             profile[batch_size] = profile_layers(ours, pool, config.profile_steps)
     compile_seconds = None
     if config.compile_time and backend == "numba":
@@ -210,7 +234,7 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     return BenchResult(
         config, backend, threads, measurements, torch_note, memory,
         resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, (load_start, os.getloadavg()),
-        profile, compile_seconds, steps_used,
+        profile, compile_seconds, steps_used, onnx_note,
     )  # fmt: skip
 
 
@@ -229,6 +253,23 @@ def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner, threads: dict):
     except ConfigurationError as error:  # a layer without a torch.nn twin: time numcnn alone
         return None, f"PyTorch not timed: {error}"
     return runner, f"PyTorch {runner.torch.__version__}, {runner.threads()} threads"
+
+
+def _onnx_runner(config: BenchConfig, spec, ours: NumcnnRunner, theirs):
+    from numcnn.benchmark.onnx_baseline import OnnxRunner, onnxruntime_available
+
+    if not config.onnxruntime:
+        return None, "ONNX Runtime not timed (--no-onnxruntime)"
+    if not onnxruntime_available():
+        return None, "ONNX Runtime not installed (pip install onnxruntime to compare inference)"
+    if config.dtype != "float32":
+        return None, "ONNX Runtime timed in float32 only"
+    count = config.threads or os.cpu_count() or 1
+    try:
+        runner = OnnxRunner(ours.model, theirs.model if theirs else None, spec.input_shape, count)
+    except ConfigurationError as error:
+        return None, f"ONNX Runtime not timed: {error}"
+    return runner, runner.note()
 
 
 def _peak_memory(ours: NumcnnRunner, train_batch, test_batch) -> dict[str, float]:
@@ -272,6 +313,6 @@ def profile_layers(ours: NumcnnRunner, pool, steps: int) -> list[tuple[str, floa
         ours.optimizer.step()
         other["optimizer"] += time.perf_counter() - started
     scale = 1e6 / steps
-    rows = [(name, f * scale, b * scale) for name, f, b in zip(names, forward, backward)]
+    rows = [(name, float(f * scale), float(b * scale)) for name, f, b in zip(names, forward, backward)]
     rows += [(name, seconds * scale, 0.0) for name, seconds in other.items()]
     return rows

@@ -6,7 +6,7 @@ import argparse
 
 from numcnn.kernels import BACKEND_NAMES
 
-__all__ = ["BACKEND_CHOICES", "positive_int"]
+__all__ = ["BACKEND_CHOICES", "positive_float", "positive_int"]
 
 #: What ``--backend`` accepts: every kernel backend, or "auto" (numba when installed, else numpy).
 BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
@@ -20,4 +20,15 @@ def positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    return value
+
+
+def positive_float(text: str) -> float:
+    """A finite number > 0, e.g. ``gradcheck --eps``."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a finite number > 0, got {text}")
     return value

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import functools
 import json
 from dataclasses import asdict
 from pathlib import Path
@@ -22,9 +24,14 @@ def register(subparsers) -> None:
             "numcnn/PyTorch is printed as median (min-max)."
         ),
     )
-    parser.add_argument(
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument(
         "--model", default="lenet5", help="registered model name (see 'numcnn models'; default: lenet5)"
     )
+    which.add_argument(
+        "--models", type=_model_list, default=None, metavar="A,B,...",
+        help="several registered models, comma-separated: each is benchmarked, then one table compares them",
+    )  # fmt: skip
     parser.add_argument(
         "--batch-size", type=positive_int, action="append", dest="batch_sizes", default=None,
         help="batch size; repeat the option for several (default: 64 and 256)",
@@ -41,6 +48,10 @@ def register(subparsers) -> None:
         "--repeats", type=int, default=5, help="runs per measurement (>= 3); the median is reported (default: 5)"
     )
     parser.add_argument(
+        "--infer-images", type=positive_int, default=10_000,
+        help="images per inference run, the time scaled to 10,000 (default: 10,000, the MNIST test set)",
+    )  # fmt: skip
+    parser.add_argument(
         "--threads", type=positive_int, default=None, help="threads for numba/BLAS and PyTorch (default: all CPUs)"
     )
     parser.add_argument(
@@ -53,24 +64,50 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", default="float32", choices=["float32", "float64"], help="default: float32")
     parser.add_argument("--profile", action="store_true", help="also print a per-layer forward/backward time breakdown")
     parser.add_argument("--no-torch", action="store_true", help="do not time PyTorch")
+    parser.add_argument(
+        "--no-onnxruntime", action="store_true", help="do not time inference in ONNX Runtime (timed when installed)"
+    )
     parser.add_argument("--no-compile-time", action="store_true", help="skip measuring numba's first-run compile time")
     parser.add_argument("--json", type=Path, default=None, help="also write all timings to this JSON file")
     parser.set_defaults(handler=run_bench)
 
 
-def run_bench(args) -> int:
-    from numcnn.benchmark import BenchConfig, format_report, run_benchmark
+def _model_list(text: str) -> list[str]:
+    names = [name.strip() for name in text.split(",") if name.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("expected comma-separated model names, e.g. base,sk,lenet5")
+    return names
 
-    config = BenchConfig(
-        model=args.model, batch_sizes=tuple(args.batch_sizes or (64, 256)), steps=args.steps,
-        epochs_equivalent=args.epochs_equivalent, repeats=args.repeats, threads=args.threads,
-        blas_threads=args.blas_threads, backend=args.backend, dtype=args.dtype, torch=not args.no_torch,
-        profile=args.profile, compile_time=not args.no_compile_time,
-    )  # fmt: skip
-    result = run_benchmark(config, log=lambda line: print(line, flush=True))
-    print()
-    print(format_report(result))
+
+def _log(model: str, line: str) -> None:
+    print(f"{model}: {line}", flush=True)
+
+
+def run_bench(args) -> int:
+    from numcnn.benchmark import BenchConfig, format_report, format_table, run_benchmark
+    from numcnn.models import get_spec
+
+    names = args.models or [args.model]
+    for name in names:  # every name checked before the first (long) measurement
+        get_spec(name)
+    results = []
+    for name in names:
+        config = BenchConfig(
+            model=name, batch_sizes=tuple(args.batch_sizes or (64, 256)), steps=args.steps,
+            epochs_equivalent=args.epochs_equivalent, repeats=args.repeats, infer_images=args.infer_images,
+            threads=args.threads,
+            blas_threads=args.blas_threads, backend=args.backend, dtype=args.dtype, torch=not args.no_torch,
+            onnxruntime=not args.no_onnxruntime, profile=args.profile, compile_time=not args.no_compile_time,
+        )  # fmt: skip
+        result = run_benchmark(config, log=functools.partial(_log, name))
+        print()
+        print(format_report(result))
+        print()
+        results.append(result)
+    if len(results) > 1:
+        print(format_table(results))
     if args.json is not None:
-        args.json.write_text(json.dumps(asdict(result), indent=2, default=str))
+        payload = asdict(results[0]) if len(results) == 1 else [asdict(result) for result in results]
+        args.json.write_text(json.dumps(payload, indent=2, default=str))
         print(f"timings written to {args.json}")
     return 0

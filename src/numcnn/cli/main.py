@@ -19,10 +19,12 @@ __all__ = ["main", "build_parser", "COMMAND_MODULES"]
 COMMAND_MODULES = [
     "numcnn.cli.training",
     "numcnn.cli.inspection",
+    "numcnn.cli.show",
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
     "numcnn.cli.bench",
     "numcnn.cli.export",
+    "numcnn.cli.explore",
 ]
 
 EXIT_ERROR = 1

@@ -133,6 +133,15 @@ def register(subparsers) -> None:
         "epoch and when interrupted)",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    train.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training on MPI processes: mpiexec -n N numcnn train --distributed ... "
+        "(--batch-size is the global batch; needs numcnn[mpi]; docs/distributed.md)",
+    )  # fmt: skip
+    train.add_argument(
+        "--sync-bn", action="store_true",
+        help="with --distributed: batch-norm statistics over the whole global batch, as one process computes them",
+    )  # fmt: skip
     add_data_arguments(train)
     add_compute_arguments(train)
     train.set_defaults(handler=run_train)
@@ -185,6 +194,10 @@ def run_train(args) -> int:
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
+    if args.distributed or args.sync_bn:
+        from numcnn.cli.distributed import run_distributed_train
+
+        return run_distributed_train(args, config)
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = run_directory(args, config.model)
@@ -205,8 +218,8 @@ def run_train(args) -> int:
     finally:
         if args.out is None and out.is_dir():
             _point_latest(out)
-    if history:
-        final = history.final
+    final = history.final
+    if final is not None:  # None when no epoch was run
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
         print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
     _try_plot(out)
@@ -295,18 +308,13 @@ def _confusion_table(model, spec, split, batch_size: int) -> str:
 
 def run_predict(args) -> int:
     from numcnn.checkpoint import load_checkpoint
-    from numcnn.data import load_digit_image, prepare_images
-    from numcnn.functional import softmax_forward
+    from numcnn.data import load_digit_image
+    from numcnn.inspect import predict
 
     checkpoint = load_checkpoint(args.checkpoint)
     spec = checkpoint.spec
-    model = checkpoint.model.eval()
     digits = np.stack([load_digit_image(path) for path in args.images])  # (N, 28, 28) in [0, 1]
-    images = prepare_images(
-        digits, padding=spec.input_padding,
-        dtype=np.dtype(checkpoint.meta.get("dtype", "float32")), mean=spec.input_mean, std=spec.input_std,
-    )  # fmt: skip
-    probabilities = softmax_forward(spec.class_scores(model.forward(images)), axis=1)
+    probabilities = predict(checkpoint.model, digits, spec=spec)
     top = min(args.top, spec.num_classes)
     for path, row in zip(args.images, probabilities):
         ranked = np.argsort(-row)[:top]

@@ -1,7 +1,8 @@
 """Swappable compute kernels: the one dispatch point between the layers and the arithmetic.
 
 A *backend* is an object with the same functions as :mod:`numcnn.functional` for the layers that
-need speed (convolution, pooling, ReLU, linear). Layers never import a backend directly; they ask
+need speed (convolution, pooling, ReLU, linear); what it must implement is declared once, by the
+Protocol :class:`numcnn.kernels.interface.Backend`. Layers never import a backend directly; they ask
 :func:`active` for the current one, call it, and keep the backend together with its cache so that
 ``backward`` always runs on the backend that produced the forward cache. Three backends exist:
 
@@ -24,6 +25,10 @@ backend comes from the environment variable ``NUMCNN_BACKEND`` (default ``"auto"
     with numcnn.kernels.use_backend("numpy"):
         model.forward(x)
 
+A new backend is a new module with a class satisfying the Protocol, made selectable with
+:func:`register_backend` (``register_backend("cupy", "mypackage.cupy_backend:CupyBackend",
+requires="cupy")``); no layer changes.
+
 Importing this package is cheap: numba is imported only when the numba backend is first used.
 Thread counts of the fast backends (numba's threads, the numpy backend's split, OpenBLAS) are
 set in :mod:`numcnn.kernels.threads`. Measured speed: ``numcnn bench`` and ``docs/performance.md``.
@@ -35,8 +40,12 @@ import importlib.util
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING, NamedTuple
 
 from numcnn.errors import ConfigurationError
+
+if TYPE_CHECKING:
+    from numcnn.kernels.interface import Backend
 
 __all__ = [
     "BACKEND_NAMES",
@@ -46,60 +55,97 @@ __all__ = [
     "backend_name",
     "get_backend",
     "numba_available",
+    "register_backend",
     "set_backend",
     "use_backend",
 ]
 
-BACKEND_NAMES = ("reference", "numpy", "numba")
+class _Registration(NamedTuple):
+    location: str  # "module:Class", imported on first use so that `import numcnn` stays light
+    requires: str | None  # a package the backend needs, checked without importing it
+
+
+_REGISTRY: dict[str, _Registration] = {
+    "reference": _Registration("numcnn.kernels.reference:ReferenceBackend", None),
+    "numpy": _Registration("numcnn.kernels.numpy_backend:NumpyBackend", None),
+    "numba": _Registration("numcnn.kernels.numba_backend:NumbaBackend", "numba"),
+}
+BACKEND_NAMES = tuple(_REGISTRY)  # the built-in backends, from the most readable to the fastest
 ENVIRONMENT_VARIABLE = "NUMCNN_BACKEND"
 
-_instances: dict = {}  # name -> backend object, created on first use
-_active = None  # the backend object layers use now; resolved lazily from the environment
+_instances: dict[str, Backend] = {}  # name -> backend object, created on first use
+_active: Backend | None = None  # the backend layers use now; resolved lazily from the environment
+
+
+def register_backend(name: str, location: str, requires: str | None = None) -> None:
+    """Make the backend class at ``location`` (``"package.module:Class"``) selectable as ``name``.
+
+    ``requires`` names a package the backend needs (checked without importing it). The class must
+    satisfy :class:`numcnn.kernels.interface.Backend`; that is checked when it is first created.
+    """
+    if ":" not in location:
+        raise ConfigurationError(f"a backend location is 'module:Class', got {location!r}")
+    _REGISTRY[name.strip().lower()] = _Registration(location, requires)
+    _instances.pop(name, None)
+
+
+def _installed(package: str) -> bool:
+    """Whether ``package`` is installed (checked without importing it)."""
+    try:
+        return importlib.util.find_spec(package) is not None
+    except (ImportError, ValueError):  # e.g. a placeholder module without a spec
+        return False
 
 
 def numba_available() -> bool:
     """Whether the numba package is installed (checked without importing it)."""
-    try:
-        return importlib.util.find_spec("numba") is not None
-    except (ImportError, ValueError):  # e.g. a placeholder numba module without a spec
-        return False
+    return _installed("numba")
+
+
+def _usable(name: str) -> bool:
+    requires = _REGISTRY[name].requires
+    return requires is None or _installed(requires)
 
 
 def available_backends() -> list[str]:
     """Backend names that can be selected on this machine."""
-    return [name for name in BACKEND_NAMES if name != "numba" or numba_available()]
+    return [name for name in _REGISTRY if _usable(name)]
 
 
 def _resolve(name: str) -> str:
     name = name.strip().lower()
     if name == "auto":
-        return "numba" if numba_available() else "numpy"
-    if name not in BACKEND_NAMES:
-        raise ConfigurationError(f"unknown backend {name!r}; choose one of {', '.join(BACKEND_NAMES)} or 'auto'")
-    if name == "numba" and not numba_available():
-        raise ConfigurationError("the numba backend needs the numba package: pip install 'numcnn[fast]'")
+        return "numba" if _usable("numba") else "numpy"
+    if name not in _REGISTRY:
+        raise ConfigurationError(f"unknown backend {name!r}; choose one of {', '.join(_REGISTRY)} or 'auto'")
+    if not _usable(name):
+        requires = _REGISTRY[name].requires
+        extra = " 'numcnn[fast]'" if name == "numba" else f" {requires}"
+        raise ConfigurationError(f"the {name} backend needs the {requires} package: pip install{extra}")
     return name
 
 
-def get_backend(name: str):
+def get_backend(name: str) -> Backend:
     """The backend object called ``name`` (``"auto"`` allowed), created on first request."""
     name = _resolve(name)
     if name not in _instances:
-        # Imported here, not at the top, so that `import numcnn` never pulls in numba.
-        if name == "reference":
-            from numcnn.kernels.reference import ReferenceBackend as backend_class
-        elif name == "numpy":
-            from numcnn.kernels.numpy_backend import NumpyBackend as backend_class
-        else:
-            try:
-                from numcnn.kernels.numba_backend import NumbaBackend as backend_class
-            except ImportError as error:  # installed but broken (e.g. NumPy too new for this numba)
-                raise ConfigurationError(f"the numba backend could not be loaded: {error}") from error
-        _instances[name] = backend_class()
+        from numcnn.kernels.interface import Backend
+
+        module_name, class_name = _REGISTRY[name].location.split(":")
+        try:
+            # Imported here, not at the top, so that `import numcnn` never pulls in numba.
+            backend_class = getattr(importlib.import_module(module_name), class_name)
+        except ImportError as error:  # installed but broken (e.g. NumPy too new for this numba)
+            raise ConfigurationError(f"the {name} backend could not be loaded: {error}") from error
+        backend = backend_class()
+        if not isinstance(backend, Backend):
+            name_of_class = backend_class.__qualname__
+            raise ConfigurationError(f"{name_of_class} does not implement numcnn.kernels.interface.Backend")
+        _instances[name] = backend
     return _instances[name]
 
 
-def active():
+def active() -> Backend:
     """The backend the layers use now (the dispatch point every layer calls)."""
     global _active
     if _active is None:
@@ -124,7 +170,7 @@ def set_backend(name: str) -> str:
 
 
 @contextmanager
-def use_backend(name: str) -> Iterator[object]:
+def use_backend(name: str) -> Iterator[Backend]:
     """Run a block of code on backend ``name`` and restore the previous backend afterwards."""
     global _active
     previous = active()

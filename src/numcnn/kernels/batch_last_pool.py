@@ -11,18 +11,37 @@ passes no gradient: its offset is recorded as ``-1``.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels.batch_last import as_nchw, batch_last, pad_batch_last, window_view
-from numcnn.kernels.common import PoolCache, running_maximum, tiles_exactly, window_index_dtype
+from numcnn.kernels.common import PoolWindow, running_maximum, tiles_exactly, window_offset_dtype
 
 __all__ = [
+    "BatchLastMaxPoolCache",
     "avg_pool2d_backward",
     "avg_pool2d_forward",
     "max_pool2d_backward",
     "max_pool2d_forward",
 ]
+
+
+class BatchLastMaxPoolCache(NamedTuple):
+    """What max pooling's backward needs in the numpy backend.
+
+    Exactly one of ``window_offset`` (training) and ``pool_input`` (inference) is set.
+    """
+
+    window: PoolWindow
+    # (C, OH, OW, N), int8 or int32: offset i·KW + j of each window's first maximum, -1 where the
+    # fused ReLU cuts the gradient.
+    window_offset: np.ndarray | None
+    # The input x (before the fused ReLU), kept by inference instead of the offsets: should a
+    # backward pass follow after all, the offsets are found again from it.
+    pool_input: np.ndarray | None
+    relu: bool
 
 
 def max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True):
@@ -35,15 +54,15 @@ def max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True):
     windows = window_view(padded, kernel, stride, out_size)
     c, n = x.shape[1], x.shape[0]
     best = np.empty((c, *out_size, n), dtype=x.dtype)
-    window_index = np.empty(best.shape, dtype=window_index_dtype(kernel)) if record else None
-    running_maximum(windows, best, window_index, relu)
-    input_size = tuple(x.shape[2:])
+    window_offset = np.empty(best.shape, dtype=window_offset_dtype(kernel)) if record else None
+    running_maximum(windows, best, window_offset, relu)
+    window = PoolWindow((x.shape[2], x.shape[3]), kernel, stride, padding)
     if not record:
-        return as_nchw(best), PoolCache(None, input_size, kernel, stride, padding, x, relu)
-    return as_nchw(best), PoolCache(window_index, input_size, kernel, stride, padding)
+        return as_nchw(best), BatchLastMaxPoolCache(window, None, x, relu)
+    return as_nchw(best), BatchLastMaxPoolCache(window, window_offset, None, relu)
 
 
-def _gradient_canvas(delta: np.ndarray, cache: PoolCache):
+def _gradient_canvas(delta: np.ndarray, cache: PoolWindow):
     """A padded batch-last ``(C, Hp, Wp, N)`` gradient; zeroed unless the windows tile it exactly."""
     c, _, _, n = delta.shape
     (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
@@ -52,33 +71,37 @@ def _gradient_canvas(delta: np.ndarray, cache: PoolCache):
     return allocate((c, h + 2 * pad_h, w + 2 * pad_w, n), dtype=delta.dtype), exact
 
 
-def _offset_view(canvas: np.ndarray, offset: int, cache: PoolCache, out_size) -> np.ndarray:
+def _offset_view(canvas: np.ndarray, offset: int, cache: PoolWindow, out_size) -> np.ndarray:
     """The pixels that window offset ``offset`` reads, as a writable view of ``canvas`` ``(C, OH, OW, N)``."""
     i, j = divmod(offset, cache.kernel[1])
     (out_h, out_w), (stride_h, stride_w) = out_size, cache.stride
     return canvas[:, i : i + stride_h * (out_h - 1) + 1 : stride_h, j : j + stride_w * (out_w - 1) + 1 : stride_w]
 
 
-def _crop(canvas: np.ndarray, cache: PoolCache) -> np.ndarray:
+def _crop(canvas: np.ndarray, cache: PoolWindow) -> np.ndarray:
     (h, w), (pad_h, pad_w) = cache.input_size, cache.padding
     return as_nchw(canvas[:, pad_h : pad_h + h, pad_w : pad_w + w])
 
 
-def max_pool2d_backward(grad_output, cache: PoolCache):
+def max_pool2d_backward(grad_output, cache: BatchLastMaxPoolCache):
     """Each window's δ goes to its recorded offset; overlapping windows add (eq. 15.59)."""
-    if cache.window_index is None:  # inference skipped recording: find the maxima again
-        cache = max_pool2d_forward(cache.source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
+    window = cache.window
+    if cache.window_offset is None:  # inference skipped recording: find the maxima again
+        assert cache.pool_input is not None
+        cache = max_pool2d_forward(cache.pool_input, window.kernel, window.stride, window.padding, cache.relu)[1]
+    window_offset = cache.window_offset
+    assert window_offset is not None
     delta = batch_last(grad_output)
-    canvas, exact = _gradient_canvas(delta, cache)
+    canvas, exact = _gradient_canvas(delta, window)
     hit = np.empty(delta.shape, dtype=bool)
-    for offset in range(cache.kernel[0] * cache.kernel[1]):
-        target = _offset_view(canvas, offset, cache, delta.shape[1:3])
-        np.equal(cache.window_index, offset, out=hit)
+    for offset in range(window.kernel[0] * window.kernel[1]):
+        target = _offset_view(canvas, offset, window, delta.shape[1:3])
+        np.equal(window_offset, offset, out=hit)
         if exact:  # windows tile the input: every pixel belongs to exactly one window, write it
             np.multiply(delta, hit, out=target)
         else:
             target += delta * hit
-    return _crop(canvas, cache)
+    return _crop(canvas, window)
 
 
 def avg_pool2d_forward(x, kernel, stride, padding):
@@ -90,10 +113,11 @@ def avg_pool2d_forward(x, kernel, stride, padding):
     for offset in range(1, kernel[0] * kernel[1]):
         total += windows[:, offset // kernel[1], offset % kernel[1]]
     total *= total.dtype.type(1.0 / (kernel[0] * kernel[1]))
-    return as_nchw(total), PoolCache(None, tuple(x.shape[2:]), kernel, stride, padding)
+    # The windows' geometry is all that backward needs.
+    return as_nchw(total), PoolWindow((x.shape[2], x.shape[3]), kernel, stride, padding)
 
 
-def avg_pool2d_backward(grad_output, cache: PoolCache):
+def avg_pool2d_backward(grad_output, cache: PoolWindow):
     """Every pixel of a window receives ``δ / (KH·KW)``, summed over the windows containing it."""
     delta = batch_last(grad_output)
     share = delta * delta.dtype.type(1.0 / (cache.kernel[0] * cache.kernel[1]))

@@ -1,4 +1,4 @@
-"""Pieces both fast backends use: the pooling cache, the running maximum over window offsets, shape
+"""Pieces both fast backends use: the pooling windows' geometry, the running maximum over window offsets, shape
 checks and a cached vector of ones.
 
 Nothing here depends on the memory layout: the window views handed to :func:`running_maximum`
@@ -14,25 +14,19 @@ import numpy as np
 
 from numcnn.functional.convolution import check_conv_input
 
-__all__ = ["PoolCache", "check_conv_input", "ones_vector", "running_maximum", "tiles_exactly", "window_index_dtype"]
+__all__ = ["PoolWindow", "check_conv_input", "ones_vector", "running_maximum", "tiles_exactly", "window_offset_dtype"]
 
 
-class PoolCache(NamedTuple):
-    # Where each window's maximum is, -1 where a fused ReLU passes no gradient. The numpy backend
-    # stores the window offset i·KW + j (batch-last, (C, OH, OW, N)); the numba backend the flat
-    # index row·W + col of the maximum in its input plane (channel-major, (C, N, OH, OW), int32).
-    window_index: np.ndarray | None
-    input_size: tuple[int, int]
+class PoolWindow(NamedTuple):
+    """Where a pooling layer's windows lie: what every pooling cache holds, whatever the backend."""
+
+    input_size: tuple[int, int]  # (H, W) of the input, before padding
     kernel: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
-    # Inference does not record where the maxima are (backward rarely follows); if it does
-    # follow, the positions are found again from the input kept here.
-    source: np.ndarray | None = None
-    relu: bool = False
 
 
-def window_index_dtype(kernel: tuple[int, int]) -> np.dtype:
+def window_offset_dtype(kernel: tuple[int, int]) -> np.dtype:
     """The smallest signed integer type that holds every window offset and -1 (less memory traffic)."""
     return np.dtype(np.int8 if kernel[0] * kernel[1] <= 127 else np.int32)
 
@@ -57,21 +51,21 @@ def tiles_exactly(
     return all(s == k and (n + 2 * p - k) % s == 0 for n, k, s, p in zip(size, kernel, stride, padding))
 
 
-def running_maximum(windows, best, window_index, relu: bool) -> None:
+def running_maximum(windows, best, window_offset, relu: bool) -> None:
     """Max over the window offsets of ``windows`` ``(C, KH, KW, ...)`` into ``best`` ``(C, ...)``.
 
-    With ``window_index``, also record the offset ``i·KW + j`` of each window's first maximum
+    With ``window_offset``, also record the offset ``i·KW + j`` of each window's first maximum
     (-1 where a fused ReLU cuts the gradient).
     """
     kernel_h, kernel_w = windows.shape[1:3]
     np.copyto(best, windows[:, 0, 0])
-    if window_index is None:
+    if window_offset is None:
         for offset in range(1, kernel_h * kernel_w):
             np.maximum(best, windows[:, offset // kernel_w, offset % kernel_w], out=best)
         if relu:
             np.maximum(best, 0, out=best)
         return
-    window_index.fill(0)
+    window_offset.fill(0)
     better = np.empty(best.shape, dtype=bool)
     as_integer = better.view(np.int8)  # 1 where better: arithmetic on it is much faster than where=
     for offset in range(1, kernel_h * kernel_w):
@@ -80,12 +74,12 @@ def running_maximum(windows, best, window_index, relu: bool) -> None:
         np.greater(candidate, best, out=better)
         np.maximum(best, candidate, out=best)
         # Offsets only grow, so the offset of the maximum is the largest offset that improved it.
-        np.maximum(window_index, as_integer * window_index.dtype.type(offset), out=window_index)
+        np.maximum(window_offset, as_integer * window_offset.dtype.type(offset), out=window_offset)
     if relu:
         # relu'(max) = 0 where the window maximum is <= 0: mark offset -1 (no gradient), i.e.
-        # index ← index·alive + alive − 1 with alive ∈ {0, 1}.
+        # offset ← offset·alive + alive − 1 with alive ∈ {0, 1}.
         np.greater(best, 0, out=better)
-        window_index *= as_integer
-        window_index += as_integer
-        window_index -= 1
+        window_offset *= as_integer
+        window_offset += as_integer
+        window_offset -= 1
         np.maximum(best, 0, out=best)

@@ -23,16 +23,17 @@ When first used it gives OpenBLAS one thread unless the user chose a count
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
 
 from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels import numba_conv, numba_kernels, threads
-from numcnn.kernels.common import PoolCache, check_conv_input, ones_vector
+from numcnn.kernels.common import PoolWindow, check_conv_input, ones_vector
 from numcnn.kernels.numpy_backend import NumpyBackend
 
-__all__ = ["NumbaBackend", "ColumnsConvCache", "DirectConvCache", "plane_layout"]
+__all__ = ["NumbaBackend", "ColumnsConvCache", "DirectConvCache", "PlaneMaxPoolCache", "plane_layout"]
 
 
 def as_nchw(cm: np.ndarray) -> np.ndarray:
@@ -76,11 +77,21 @@ def plane_layout(x: np.ndarray) -> tuple[np.ndarray, int, int]:
     return np.ascontiguousarray(cm).reshape(-1), n * h * w, h * w
 
 
-class _Deferred:
-    """An array computed only if it is asked for (see ``PoolCache.source``)."""
+class PlaneMaxPoolCache(NamedTuple):
+    """What max pooling's backward needs in the numba backend.
 
-    def __init__(self, compute) -> None:
-        self.compute = compute
+    Exactly one of ``plane_index`` (training) and ``pool_input`` (inference) is set.
+    """
+
+    window: PoolWindow
+    # (C, N, OH, OW), int32: flat index row·W + col of each window's first maximum in its input
+    # plane, -1 where the fused ReLU cuts the gradient.
+    plane_index: np.ndarray | None
+    # Inference does not record the maxima; should a backward pass follow after all, this returns
+    # the pooling's input (before the fused ReLU) -- the kept input, or a fused convolution's
+    # output computed again -- and the maxima are found again from it.
+    pool_input: Callable[[], np.ndarray] | None
+    relu: bool
 
 
 def _window(kernel, stride, padding, out_size) -> tuple[int, ...]:
@@ -165,11 +176,15 @@ class NumbaBackend(NumpyBackend):
             _window(pool_kernel, pool_stride, pool_padding, pooled), bool(record), y.reshape(-1), argmax.reshape(-1),
         )  # fmt: skip
         conv_cache = DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
+        window = PoolWindow(conv_size, pool_kernel, pool_stride, pool_padding)
         if record:
-            pool_cache = PoolCache(argmax, conv_size, pool_kernel, pool_stride, pool_padding)
+            pool_cache = PlaneMaxPoolCache(window, argmax, None, True)
         else:  # should backward follow after all, the convolution's output is computed then
-            source = _Deferred(lambda: self.conv2d_forward(x, weight, bias, stride, padding)[0])
-            pool_cache = PoolCache(None, conv_size, pool_kernel, pool_stride, pool_padding, source, True)
+
+            def conv_output() -> np.ndarray:
+                return self.conv2d_forward(x, weight, bias, stride, padding)[0]
+
+            pool_cache = PlaneMaxPoolCache(window, None, conv_output, True)
         return as_nchw(y), conv_cache, pool_cache
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
@@ -256,26 +271,29 @@ class NumbaBackend(NumpyBackend):
             flat, plane_c, plane_n, (c, n, h, w), _window(kernel, stride, padding, out_size),
             bool(relu), bool(record), y.reshape(-1), argmax.reshape(-1),
         )
+        window = PoolWindow((h, w), kernel, stride, padding)
         if not record:
-            return as_nchw(y), PoolCache(None, (h, w), kernel, stride, padding, x, bool(relu))
-        return as_nchw(y), PoolCache(argmax, (h, w), kernel, stride, padding)
+            return as_nchw(y), PlaneMaxPoolCache(window, None, lambda: x, bool(relu))
+        return as_nchw(y), PlaneMaxPoolCache(window, argmax, None, bool(relu))
 
-    def max_pool2d_backward(self, grad_output, cache):
-        cache = self._recorded(cache)
+    def max_pool2d_backward(self, grad_output, cache: PlaneMaxPoolCache):
+        plane_index = self._plane_index(cache)
         n, c, out_h, out_w = grad_output.shape
         flat, plane_c, plane_n = plane_layout(grad_output)
-        out = np.empty((c, n, *cache.input_size), dtype=grad_output.dtype)
+        input_size = cache.window.input_size
+        out = np.empty((c, n, *input_size), dtype=grad_output.dtype)
         numba_kernels.max_pool_backward_kernel(
-            flat, plane_c, plane_n, cache.window_index.reshape(-1), (c, n, *cache.input_size), (out_h, out_w),
-            out.reshape(-1),
-        )
+            flat, plane_c, plane_n, plane_index.reshape(-1), (c, n, *input_size), (out_h, out_w), out.reshape(-1),
+        )  # fmt: skip
         return as_nchw(out)
 
-    def _recorded(self, cache):
-        """The cache with the maxima's positions, found again from the input if inference skipped them."""
-        if cache.window_index is not None:
-            return cache
-        source = cache.source
-        if isinstance(source, _Deferred):  # a fused convolution did not keep its output: compute it now
-            source = source.compute()
-        return self.max_pool2d_forward(source, cache.kernel, cache.stride, cache.padding, cache.relu)[1]
+    def _plane_index(self, cache: PlaneMaxPoolCache) -> np.ndarray:
+        """The maxima's positions, found again from the pooling's input if inference skipped them."""
+        if cache.plane_index is not None:
+            return cache.plane_index
+        assert cache.pool_input is not None
+        window = cache.window
+        recorded = self.max_pool2d_forward(cache.pool_input(), window.kernel, window.stride, window.padding, cache.relu)
+        plane_index = recorded[1].plane_index
+        assert plane_index is not None
+        return plane_index

@@ -4,17 +4,7 @@ Every fast backend implements the same methods and is tested against this one. T
 thin adapters: the mathematics stays in :mod:`numcnn.functional` so that a student reading a layer
 finds each formula in exactly one place.
 
-The interface (shapes in the public NCHW convention; caches are opaque to the layers):
-
-* ``conv2d_forward(x, weight, bias, stride, padding) -> (y, cache)``
-* ``conv2d_backward(grad_output, cache, need_input_grad) -> (grad_x or None, grad_weight, grad_bias)``
-* ``max_pool2d_forward(x, kernel, stride, padding, relu=False, record=True) -> (y, cache)``; ``relu=True``
-  computes ``max_pool(relu(x))`` (the fusion :class:`numcnn.layers.Sequential` uses for ReLU → MaxPool2d);
-  ``record=False`` (eval mode) tells a backend that backward is unlikely, so it may defer work
-* ``max_pool2d_backward(grad_output, cache) -> grad_x``
-* ``avg_pool2d_forward(x, kernel, stride, padding) -> (y, cache)``, ``avg_pool2d_backward(grad_output, cache)``
-* ``relu_forward(x) -> (y, cache)``, ``relu_backward(grad_output, cache) -> grad_x``
-* ``linear_forward(x, weight, bias) -> y``, ``linear_backward(grad_output, x, weight, need_input_grad)``
+The interface it implements is declared in :class:`numcnn.kernels.interface.Backend`.
 
 ``fuses_relu_pool`` tells :class:`~numcnn.layers.Sequential` whether to run ReLU → MaxPool2d as one
 step, ``fuses_conv_pool`` whether Conv2d → ReLU → MaxPool2d may run through

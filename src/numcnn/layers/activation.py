@@ -15,7 +15,7 @@ from numcnn.functional.activation import (
     tanh_backward,
     tanh_forward,
 )
-from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, tanh_curvature
+from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, softmax_curvature, tanh_curvature
 from numcnn.layers.base import Layer
 
 __all__ = [
@@ -151,6 +151,9 @@ class Softmax(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         y = self.require_cache()
         return softmax_backward(grad_output, y, self.axis) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return softmax_curvature(curvature_output, x, self.axis), {}
 
     def config(self) -> dict:
         return {"axis": self.axis}

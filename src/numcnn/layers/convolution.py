@@ -118,7 +118,7 @@ class Conv2d(WindowLayer):
         return weight if self.connection_mask is None else weight * self.connection_mask
 
     def num_parameters(self) -> int:
-        if self.connection_mask is None:
+        if self.connections is None:
             return super().num_parameters()
         kernels = int(self.connections.sum()) * self.kernel_size[0] * self.kernel_size[1]
         return kernels + (self.out_channels if "bias" in self.params else 0)

@@ -88,9 +88,11 @@ class Subsample2d(Layer):
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         cache = self.require_cache()
+        delta: np.ndarray | None = grad_output
         if self.activation is not None:
-            grad_output = self.activation.backward(grad_output)  # δ = ∂E/∂u = f′(u) ∘ ∂E/∂x_j
-        grad_input, grad_beta, grad_bias = subsample_backward(grad_output, cache, need_input_grad)
+            delta = self.activation.backward(grad_output)  # δ = ∂E/∂u = f′(u) ∘ ∂E/∂x_j
+        assert delta is not None  # an activation always returns its input gradient when asked
+        grad_input, grad_beta, grad_bias = subsample_backward(delta, cache, need_input_grad)
         self.grads["beta"] += grad_beta
         self.grads["bias"] += grad_bias
         return grad_input
