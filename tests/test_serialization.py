@@ -82,13 +82,13 @@ def test_version_1_checkpoint_written_by_the_previous_code_still_loads():
 def test_loading_never_unpickles(tmp_path):
     path = tmp_path / "m.npz"
     np.savez(path, meta=np.array([{"format": "numcnn-checkpoint"}], dtype=object))
-    with pytest.raises(CheckpointError, match="not a readable .npz checkpoint"):
+    with pytest.raises(CheckpointError, match=r"not a readable \.npz checkpoint"):
         load_checkpoint(path)
 
 
 def test_bad_descriptions_and_suffixes_are_one_line_errors(tmp_path, user_models):
     model = user_models["graph"][0](np.random.default_rng(0))
-    with pytest.raises(ConfigurationError, match="unknown model file suffix '.pt'"):
+    with pytest.raises(ConfigurationError, match=r"unknown model file suffix '\.pt'"):
         numcnn.save(model, tmp_path / "m.pt")
     path = numcnn.save(model, tmp_path / "m.npz", input_shape=(1, 8, 8))
     with np.load(path) as archive:
