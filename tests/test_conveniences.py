@@ -203,12 +203,11 @@ def test_fit_with_augmentation_is_reproducible_and_changes_training(synthetic_di
     assert first.test_accuracy > 0.5  # small shifts and rotations keep the classes learnable
 
 
-def test_schedule_scales_per_layer_learning_rates_and_refuses_sdlm(synthetic_digits):
+def test_schedule_scales_per_layer_learning_rates(synthetic_digits):
     config = TrainConfig(
         model="lenet5", epochs=2, batch_size=200, lr=0.02, layer_lr={"0": 0.1},
         lr_schedule="exponential", lr_gamma=0.5,
     )  # fmt: skip
     history = fit(config, synthetic_digits, **QUIET)
     assert [m.lr for m in history] == pytest.approx([0.1, 0.05])  # group 0 is the layer with its own rate
-    with pytest.raises(ConfigurationError, match="SDLM follows LeCun's own"):
-        TrainConfig(optimizer="sdlm", lr_schedule="cosine").validate()
+    # SDLM with a schedule is allowed since issue 8 item 7 (the schedule then sets η): tests/test_sdlm.py
