@@ -34,6 +34,14 @@ from numcnn.sdlm import gauss_newton_diagonal
 EPS = 1e-6
 
 
+@pytest.fixture(autouse=True)
+def single_threaded_kernels():
+    """Finite-difference Jacobians run thousands of tiny forward passes, where numba's thread pool
+    costs more than it computes on a loaded machine."""
+    with numcnn.kernels.use_backend("numpy"):
+        yield
+
+
 def jacobian(function, array: np.ndarray) -> np.ndarray:
     """``∂ function() / ∂ array`` by central differences, shape ``(outputs, array.size)``."""
     flat = array.reshape(-1)
@@ -80,7 +88,25 @@ LAYERS = [
     lambda rng: (Sigmoid(slope=2.0), (3, 4)),
     lambda rng: (ReLU(), (3, 4)),
     lambda rng: (Flatten(), (2, 2, 2, 3)),
+    # issue 8: every layer type of the registered models has a pass
+    lambda rng: (numcnn.MaxPool2d(2), (2, 2, 4, 6)),
+    lambda rng: (numcnn.MaxPool2d(3, stride=2, padding=1), (2, 2, 5, 5)),  # overlapping windows
+    lambda rng: (numcnn.AvgPool2d(2), (2, 2, 4, 4)),
+    lambda rng: (numcnn.AvgPool2d(3, stride=2, padding=1), (2, 2, 5, 5)),
+    lambda rng: (numcnn.GlobalAvgPool2d(), (2, 3, 3, 4)),
+    lambda rng: (frozen_dropout(0.5, (3, 8), rng), (3, 8)),
+    lambda rng: (numcnn.Dropout(0.5, rng=rng).eval(), (3, 4)),
+    lambda rng: (numcnn.BatchNorm2d(3, dtype=np.float64).eval(), (2, 3, 4, 4)),  # fixed statistics: exact
+    lambda rng: (numcnn.BatchNorm1d(3, dtype=np.float64).eval(), (4, 3)),
+    lambda rng: (numcnn.Softmax(), (3, 5)),
 ]
+
+
+def frozen_dropout(p: float, shape: tuple[int, ...], rng) -> numcnn.Dropout:
+    layer = numcnn.Dropout(p, rng=rng)
+    layer.forward(np.ones(shape))
+    layer.freeze_mask()
+    return layer
 
 
 @pytest.mark.parametrize("make", LAYERS, ids=lambda make: repr(make(np.random.default_rng(0))[0]))
@@ -89,6 +115,12 @@ def test_layer_curvature_is_diag_of_jacobian_t_d_jacobian(make, rng):
     x = rng.standard_normal(shape)
     if isinstance(layer, ReLU):
         x = np.where(np.abs(x) < 1e-3, 0.5, x)
+    if isinstance(layer, numcnn.MaxPool2d):  # distinct values: no window maximum within a step of another
+        x = rng.permutation(x.size).reshape(shape) * 0.01
+    if isinstance(layer, numcnn.BatchNorm1d | numcnn.BatchNorm2d):  # non-trivial fixed statistics
+        layer.params["weight"][...] = rng.uniform(0.5, 2.0, size=layer.num_features)
+        layer.buffers["running_mean"][...] = rng.standard_normal(layer.num_features)
+        layer.buffers["running_var"][...] = rng.uniform(0.5, 2.0, size=layer.num_features)
     curvature_input, expected_input, _ = check_layer(layer, x, rng)
     np.testing.assert_allclose(curvature_input, expected_input, rtol=1e-7, atol=1e-9)
     assert (curvature_input >= 0).all()
@@ -185,7 +217,7 @@ def test_lenet5_1998_curvature_is_complete_and_non_negative(rng):
         assert not estimate["4.weight"][c3_absent].any() and estimate["4.weight"][~c3_absent].all()
 
 
-WITHOUT_CURVATURE = [numcnn.MaxPool2d(2), numcnn.Softmax(), numcnn.LearnedCombination2d(1, 1, 1)]
+WITHOUT_CURVATURE = [numcnn.LearnedCombination2d(1, 1, 1)]
 
 
 @pytest.mark.parametrize("layer", WITHOUT_CURVATURE, ids=repr)
@@ -232,3 +264,69 @@ def test_losses_share_one_reduction_scale_and_rbf_map_reuses_the_cross_entropy_c
             probabilities * (1 - probabilities) * reduction_scale(4, reduction),
         )
     np.testing.assert_array_equal(mse_curvature(np.zeros((4, 3))), np.full((4, 3), 0.25))
+
+
+# -- issue 8: the approximations of the modern layers ------------------------------------------------------
+
+
+def test_batch_norm_in_training_mode_is_the_fixed_statistics_approximation(rng):
+    """With batch statistics the exact diag(Jᵀ D J) has O(1/m) terms from μ and σ depending on x; the pass
+    drops them. At m = 2·16·16 = 512 values per channel they are a few percent; γ and β are exact."""
+    layer = numcnn.BatchNorm2d(2, dtype=np.float64)
+    layer.params["weight"][...] = [0.7, 1.6]
+    x = rng.standard_normal((2, 2, 16, 16)) * 3.0 + 1.0
+    y = layer.forward(x)
+    curvature_output = rng.uniform(0.1, 2.0, size=y.shape)
+    curvature_input, curvatures = layer.backward_curvature(x, curvature_output)
+    for name in ("weight", "bias"):
+        expected = gauss_newton_diagonal_by_jacobian(lambda: layer.forward(x), layer.params[name], curvature_output)
+        np.testing.assert_allclose(curvatures[name], expected, rtol=1e-6, err_msg=name)
+    sample = (0, slice(None), slice(0, 3), slice(0, 3))  # 18 input entries: the full Jacobian would be slow
+    x_sample = x[sample].copy()
+
+    def output_of_sample():
+        perturbed = x.copy()
+        perturbed[sample] = x_sample
+        return layer.forward(perturbed)
+
+    expected_input = gauss_newton_diagonal_by_jacobian(output_of_sample, x_sample, curvature_output)
+    np.testing.assert_allclose(curvature_input[sample], expected_input, rtol=0.05)
+    assert not np.allclose(curvature_input[sample], expected_input, rtol=1e-6)  # an approximation indeed
+
+
+def test_graph_curvature_sums_its_branches(rng):
+    """x → conv_a, x → conv_b, Add: each parameter lies in one branch (exact); the input's curvature is
+    diag(J_aᵀ D J_a) + diag(J_bᵀ D J_b), the Gauss–Newton diagonal without the cross term 2 J_aᵀ D J_b."""
+    conv_a = Conv2d(2, 3, 3, padding=1, rng=rng, dtype=np.float64)
+    conv_b = Conv2d(2, 3, 1, rng=rng, dtype=np.float64)
+    graph = numcnn.Graph(
+        [("a", conv_a, "input"), ("b", conv_b, "input"), ("sum", numcnn.Add(), ("a", "b")), ("out", ReLU(), "sum")]
+    )
+    x = rng.standard_normal((2, 2, 4, 4))
+    y = graph.forward(x)
+    curvature_output = rng.uniform(0.1, 2.0, size=y.shape)
+    mask = (graph.forward(x) > 0).astype(np.float64)  # the ReLU's f′² = f′
+    inner = curvature_output * mask
+    curvature_input, curvatures = graph.backward_curvature(x, curvature_output)
+    assert set(curvatures) == {"a.weight", "a.bias", "b.weight", "b.bias"}
+    for layer, node in ((conv_a, "a"), (conv_b, "b")):
+        for name, param in layer.params.items():
+            expected = gauss_newton_diagonal_by_jacobian(lambda: graph.forward(x), param, curvature_output)
+            np.testing.assert_allclose(curvatures[f"{node}.{name}"], expected, rtol=1e-6, atol=1e-9)
+    branches = sum(gauss_newton_diagonal_by_jacobian(lambda c=c: c.forward(x), x, inner) for c in (conv_a, conv_b))
+    np.testing.assert_allclose(curvature_input, branches, rtol=1e-6, atol=1e-9)
+
+
+@pytest.mark.parametrize("name", [name for name in models.available_models() if name != "vgg16"])
+def test_every_registered_model_has_a_complete_non_negative_curvature_estimate(name, rng):
+    from numcnn.sdlm import layers_without_curvature
+    from numcnn.train import make_loss
+
+    spec = models.get_spec(name)
+    model = models.build(name, rng=rng, dtype=np.float64)
+    assert layers_without_curvature(model) == []
+    images = rng.standard_normal((4, *spec.input_shape))
+    estimate = gauss_newton_diagonal(model, make_loss(spec), images, rng.integers(0, 10, size=4), batch_size=2)
+    for param_name, param, _ in model.named_parameters():
+        assert estimate[param_name].shape == param.shape
+        assert (estimate[param_name] >= 0).all() and estimate[param_name].any(), param_name

@@ -4,8 +4,9 @@ gradients -- is explicit NumPy code following the classic derivations, checked b
 Importing ``numcnn`` needs NumPy only.
 """
 
-from numcnn import functional, kernels, models, optim, reference
+from numcnn import export, functional, kernels, models, optim, reference
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError, ShapeError
+from numcnn.export import load_torch_state_dict
 from numcnn.gradcheck import GradcheckReport, gradcheck, numerical_gradient
 from numcnn.inspect import LayerTrace, Trace, predict, trace
 from numcnn.kernels import set_backend
@@ -36,6 +37,7 @@ from numcnn.layers import (
 from numcnn.losses import CrossEntropyLoss, Loss, MSELoss, RBFLoss, RBFMAPLoss
 from numcnn.optim import SGD
 from numcnn.sdlm import SDLM
+from numcnn.serialization import load, save
 
 __version__ = "0.1.0"
 
@@ -78,14 +80,18 @@ __all__ = [
     "Tanh",
     "Trace",
     "__version__",
+    "export",
     "functional",
     "gradcheck",
     "kernels",
+    "load",
+    "load_torch_state_dict",
     "models",
     "numerical_gradient",
     "optim",
     "predict",
     "reference",
+    "save",
     "set_backend",
     "trace",
 ]

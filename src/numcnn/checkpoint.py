@@ -7,8 +7,14 @@ Layout (all plain arrays, so ``np.load(path, allow_pickle=False)`` reads it)::
     state/<name>            every parameter and buffer, PyTorch ``state_dict`` names ("0.weight")
     optimizer/<slot>.<i>    optimiser state (momentum velocities) for resuming training
 
-The model itself is rebuilt from the registry by name (:func:`numcnn.models.build`), so a checkpoint
-stays readable as long as the architecture is registered.
+Format version 2 adds two entries to ``meta`` (:mod:`numcnn.serialization`):
+
+    architecture            the model as data, ``{"type", "config"}`` nested (layers, Graph nodes and edges)
+    model_info              input shape, classes, normalisation mean/std, padding, loss, prediction rule
+    registered              whether ``model`` names the registered architecture the model was built from
+
+A registered model is rebuilt from the registry by name (:func:`numcnn.models.build`), any other one
+from ``architecture``; version-1 checkpoints (no architecture) still load by name.
 """
 
 from __future__ import annotations
@@ -26,27 +32,29 @@ import numpy as np
 
 from numcnn import models
 from numcnn.errors import CheckpointError, NumcnnError, one_line
-from numcnn.layers import Sequential
+from numcnn.layers import Layer
+from numcnn.serialization import describe_model, rebuild_model
 
 __all__ = [
     "Checkpoint", "save_checkpoint", "load_checkpoint", "read_meta", "previous_path", "FORMAT_NAME", "FORMAT_VERSION",
 ]
 
 FORMAT_NAME = "numcnn-checkpoint"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 
 
 @dataclass
 class Checkpoint:
-    """A loaded checkpoint: the rebuilt model plus its metadata and optimiser state."""
+    """A loaded checkpoint: the rebuilt model plus its metadata and optimiser state.
 
-    model: Sequential
+    ``spec`` is the registered specification, or for a user-built model the one reconstructed from the
+    stored description (:func:`numcnn.serialization.spec_from_meta`).
+    """
+
+    model: Layer
     meta: dict[str, Any]
+    spec: models.ModelSpec
     optimizer_state: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def spec(self) -> models.ModelSpec:
-        return models.get_spec(self.meta["model"])
 
 
 def previous_path(path: str | os.PathLike) -> Path:
@@ -57,7 +65,7 @@ def previous_path(path: str | os.PathLike) -> Path:
 
 def save_checkpoint(
     path: str | os.PathLike,
-    model: Sequential,
+    model: Layer,
     model_name: str,
     *,
     optimizer_state: dict[str, np.ndarray] | None = None,
@@ -76,10 +84,10 @@ def save_checkpoint(
     the process creates.
     """
     path = Path(path)
-    dtype = str(next(iter(model.parameters()))[0].dtype) if model.parameters() else "float32"
-    header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": model_name, "dtype": dtype}
+    header = {"format": FORMAT_NAME, "version": FORMAT_VERSION, **describe_model(model, model_name)}
     header.update(meta or {})
-    arrays = {"meta": np.array(json.dumps(header))}
+    # Any: np.savez's stub types **kwds as its own keyword arguments (allow_pickle: bool).
+    arrays: dict[str, Any] = {"meta": np.array(json.dumps(header))}
     arrays.update({f"state/{name}": value for name, value in model.state_dict().items()})
     arrays.update({f"optimizer/{key}": value for key, value in (optimizer_state or {}).items()})
 
@@ -111,7 +119,7 @@ def save_checkpoint(
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def _write_archive(handle, arrays: dict[str, np.ndarray]) -> None:
+def _write_archive(handle, arrays: dict[str, Any]) -> None:
     """The .npz writer (one place, so that tests can simulate a full disk here)."""
     np.savez(handle, **arrays)
 
@@ -182,11 +190,11 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         key.removeprefix("optimizer/"): value for key, value in arrays.items() if key.startswith("optimizer/")
     }
     try:
-        model = models.build(meta["model"], rng=0, dtype=np.dtype(meta.get("dtype", "float32")))
+        model, spec = rebuild_model(meta)
         model.load_state_dict(state)
     except NumcnnError as error:
         raise CheckpointError(f"{path}: {error}") from None
-    return Checkpoint(model=model, meta=meta, optimizer_state=optimizer_state)
+    return Checkpoint(model=model, meta=meta, optimizer_state=optimizer_state, spec=spec)
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:

@@ -48,6 +48,7 @@ class LayerTrace:
         input_grad: ``∂E/∂input`` of the layer, shaped like its input (for a layer with several
             inputs, such as ``Add``: the first input's; they are all equal for ``Add``).
         param_grads: ``∂E/∂parameter`` of each of the layer's own parameters, keyed like ``params``.
+        params: copies of the layer's own parameters (the kernels these gradients belong to).
     """
 
     name: str
@@ -57,6 +58,7 @@ class LayerTrace:
     delta: np.ndarray
     input_grad: np.ndarray
     param_grads: dict[str, np.ndarray] = field(default_factory=dict)
+    params: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 @dataclass
@@ -277,10 +279,15 @@ def _layer_traces(recorder: _Recorder) -> list[LayerTrace]:
         input_grad = recorder.input_grads.get(name, np.zeros_like(recorder.inputs[name]))
         traces.append(
             LayerTrace(
-                name=name, kind=type(layer).__name__, output_shape=tuple(activation.shape), activation=activation,
-                delta=delta, input_grad=input_grad,
+                name=name,
+                kind=type(layer).__name__,
+                output_shape=tuple(activation.shape),
+                activation=activation,
+                delta=delta,
+                input_grad=input_grad,
                 param_grads={key: grad.copy() for key, grad in layer.grads.items()},
-            )  # fmt: skip
+                params={key: param.copy() for key, param in layer.params.items()},
+            )
         )
     return traces
 

@@ -6,6 +6,8 @@ two calls, like layers do.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 from numcnn.errors import NumcnnError
@@ -34,7 +36,7 @@ class Loss:
         if reduction not in REDUCTIONS:
             raise ValueError(f"reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
-        self.cache = None
+        self.cache: Any = None  # each loss documents what its forward keeps here
 
     def forward(self, outputs: np.ndarray, targets: np.ndarray) -> float:
         raise NotImplementedError

@@ -28,7 +28,8 @@ per parameter.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -44,10 +45,10 @@ class Optimizer:
     """Holds parameter groups; each group is a dict with ``"params"`` (pairs) and its hyper-parameters."""
 
     def __init__(self, parameters: ParameterPairs | Iterable[dict], **defaults: float) -> None:
-        items = list(parameters)
+        items: list[Any] = list(parameters)
         if not items:
             raise ConfigurationError("the optimiser got an empty parameter list")
-        groups = items if isinstance(items[0], dict) else [{"params": items}]
+        groups: list[dict] = items if isinstance(items[0], dict) else [{"params": items}]
         self.param_groups: list[dict] = []
         for group in groups:
             unknown = set(group) - {"params"} - set(defaults)
@@ -191,12 +192,13 @@ class SGD(Optimizer):
             return bound[0]  # the usual case: the state still holds the views bound last time
         if all(v is None for v in slots):
             return None
-        if any(v is None for v in slots):
+        arrays = [v for v in slots if v is not None]
+        if len(arrays) != len(slots):
             return False
-        span = contiguous_span(slots)
+        span = contiguous_span(arrays)
         if span is None or span.size != size:
             # State loaded from a checkpoint arrives as separate arrays: gather them into one buffer.
-            span = np.concatenate([v.reshape(-1) for v in slots])
+            span = np.concatenate([v.reshape(-1) for v in arrays])
             self._bind_velocity(group, first, span)
         return span
 
@@ -211,7 +213,7 @@ class SGD(Optimizer):
         self._bound_velocity[first] = (velocity, views)
 
 
-def layer_groups(model, layer_lrs: dict[str | int, float]) -> list[dict]:
+def layer_groups(model, layer_lrs: Mapping[str, float] | Mapping[int, float]) -> list[dict]:
     """Parameter groups with a learning rate per layer (seed 002): ``{layer index: lr}`` for a ``Sequential``.
 
     Parameters are named ``"<index>.<name>"`` (``model.named_parameters()``); those of a listed layer
@@ -224,10 +226,10 @@ def layer_groups(model, layer_lrs: dict[str | int, float]) -> list[dict]:
     """
     rates = {str(layer): float(lr) for layer, lr in layer_lrs.items()}
     grouped: dict[str, list] = {layer: [] for layer in rates}
-    default = []
+    default: list[tuple[np.ndarray, np.ndarray]] = []
     for name, param, grad in model.named_parameters():
         layer = name.split(".", 1)[0]
-        (grouped.get(layer, default)).append((param, grad))
+        grouped.get(layer, default).append((param, grad))
     empty = sorted(layer for layer, pairs in grouped.items() if not pairs)
     if empty:
         raise ConfigurationError(f"per-layer learning rates name layer(s) {empty}, which have no parameters")

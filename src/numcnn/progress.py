@@ -48,12 +48,15 @@ class Progress:
         elif self.enabled and self.done >= self.next_report * self.total:
             elapsed = max(time.perf_counter() - self.started, 1e-9)
             details = "  ".join(f"{key} {value:.4f}" for key, value in values.items())
-            print(
-                f"{self.description}  {self.done / self.total:4.0%} {self.done}/{self.total}  {details}  "
-                f"{self.done / elapsed:,.0f} img/s",
-                file=self.stream,
-                flush=True,
-            )
+            try:
+                print(
+                    f"{self.description}  {self.done / self.total:4.0%} {self.done}/{self.total}  {details}  "
+                    f"{self.done / elapsed:,.0f} img/s",
+                    file=self.stream,
+                    flush=True,
+                )
+            except OSError:  # the reader went away (a closed pipe): progress is a courtesy, training goes on
+                self.enabled = False
             while self.next_report * self.total <= self.done:
                 self.next_report += 0.1
 

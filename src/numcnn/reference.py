@@ -30,6 +30,8 @@ in numcnn.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from numcnn.errors import ConfigurationError, ShapeError
@@ -115,7 +117,8 @@ def conv_forward(
     for sample in range(n):
         outputs = []
         for j in range(filters):
-            u_j = sum(conv2(x_padded[sample, i], kernels[j, i], "valid") for i in range(channels))
+            terms = (conv2(x_padded[sample, i], kernels[j, i], "valid") for i in range(channels))
+            u_j = functools.reduce(np.add, terms)  # Σ_i x_i * k_ij
             if bias is not None:
                 u_j = u_j + bias[j]
             outputs.append(u_j[:: stride[0], :: stride[1]])  # a stride keeps every s-th position

@@ -24,9 +24,11 @@ from collections.abc import Iterable
 import numpy as np
 
 from numcnn.errors import ConfigurationError, NumcnnError
+from numcnn.layers.base import Layer
+from numcnn.layers.flat import walk_layers
 from numcnn.optim import Optimizer, ParameterPairs
 
-__all__ = ["SDLM", "LECUN_1998_SCHEDULE", "gauss_newton_diagonal", "schedule_factor"]
+__all__ = ["SDLM", "LECUN_1998_SCHEDULE", "gauss_newton_diagonal", "layers_without_curvature", "schedule_factor"]
 
 # (first epoch, factor of the initial η): the paper's 0.0005, 0.0002, 0.0001, 0.00005, 0.00001.
 LECUN_1998_SCHEDULE: tuple[tuple[int, float], ...] = ((1, 1.0), (3, 0.4), (6, 0.2), (9, 0.1), (13, 0.02))
@@ -39,6 +41,18 @@ def schedule_factor(schedule: Iterable[tuple[int, float]] | None, epoch: int) ->
         if epoch >= first_epoch:
             factor = step_factor
     return factor
+
+
+def layers_without_curvature(model: Layer) -> list[str]:
+    """Type names of the layers in ``model`` that have no curvature pass (``backward_curvature``): SDLM
+    cannot train such a model. Every layer type of numcnn has one except ``LearnedCombination2d``."""
+    return sorted(
+        {
+            type(layer).__name__
+            for layer in walk_layers(model)
+            if type(layer).backward_curvature is Layer.backward_curvature
+        }
+    )
 
 
 def gauss_newton_diagonal(

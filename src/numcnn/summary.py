@@ -1,9 +1,9 @@
 """Per-layer analysis of a registered model: output shapes, parameter counts, FLOPs, receptive fields.
 
 Everything is computed from the model's *specification*, without allocating weights, so that
-``numcnn summary vgg16`` (138 million parameters) answers instantly. Layer types without a rule
-here (e.g. ones added later) are instantiated on their own and asked for ``output_shape`` and
-``num_parameters``.
+``numcnn summary vgg16`` (138 million parameters) answers instantly: each layer type's ``analyze``
+rule in :mod:`numcnn.layer_types` (:mod:`numcnn.layer_analysis`). A container nested in a chain is
+instantiated on its own and asked for ``output_shape`` and ``num_parameters``.
 
 **FLOPs** are those of one forward pass of one input in inference mode. A multiply-add counts as
 **2** FLOPs (one multiplication, one addition), so a convolution costs ``2·F·OH·OW·C·KH·KW`` plus one
@@ -27,7 +27,6 @@ later layers have no entry.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,17 +34,13 @@ import numpy as np
 
 from numcnn import models
 from numcnn.errors import ConfigurationError, ShapeError
-from numcnn.functional.im2col import conv_output_size_2d, pair
-from numcnn.functional.pooling import pool_window_settings
-from numcnn.functional.subsampling import subsample_factor, subsample_output_size
-from numcnn.layers import Merge
-from numcnn.layers.connections import check_connections
+from numcnn.layer_analysis import Geometry, by_instance
+from numcnn.layer_types import LAYER_TYPE_TABLE, layer_type
 
 __all__ = ["LayerInfo", "ModelSummary", "summarize", "POOLING_TYPES"]
 
 # Layer types that count as pooling when choosing the default receptive-field reference.
-POOLING_TYPES = ("MaxPool2d", "AvgPool2d", "GlobalAvgPool2d", "Subsample2d")
-ELEMENTWISE_FLOPS = {"ReLU": 1, "Sigmoid": 1, "Tanh": 1, "ScaledTanh": 1, "BatchNorm1d": 2, "BatchNorm2d": 2}
+POOLING_TYPES = tuple(name for name, entry in LAYER_TYPE_TABLE.items() if entry.pooling)
 
 
 @dataclass
@@ -140,110 +135,15 @@ def _extent_text(extent: tuple[int, int] | None) -> str:
     return str(extent[0]) if extent[0] == extent[1] else f"{extent[0]}×{extent[1]}"
 
 
-# -- per-type rules ------------------------------------------------------------------------------
-
-ONE_BY_ONE = ((1, 1), (1, 1))
+# -- per-type rules: numcnn.layer_types --------------------------------------------------------
 
 
-def _spatial(shape: tuple[int, ...], type_name: str) -> tuple[int, int, int]:
-    if len(shape) != 3:
-        raise ShapeError(f"{type_name} expects (C, H, W) samples, got shape {shape}")
-    return shape
-
-
-def _conv2d(args: dict[str, Any], shape: tuple[int, ...]):
-    channels, height, width = _spatial(shape, "Conv2d")
-    if channels != args["in_channels"]:
-        raise ShapeError(f"Conv2d({args['in_channels']}, ...) receives {channels} channels")
-    kernel, stride = pair(args["kernel_size"], "kernel_size"), pair(args.get("stride", 1), "stride")
-    padding = pair(args.get("padding", 0), "padding")
-    filters, bias = args["out_channels"], args.get("bias", True)
-    out_h, out_w = conv_output_size_2d((height, width), kernel, stride, padding)
-    description = f"{filters}; {kernel[0]}x{kernel[1]}; p={padding[0]}, st={stride[0]}"
-    kernels = filters * channels  # one KH×KW kernel per (output, input) map pair ...
-    if args.get("connections") is not None:  # ... or only the connected pairs (LeNet-5's C3)
-        table = check_connections(args["connections"], channels, filters)
-        kernels = int(table.sum())
-        description += f"; {kernels} of {table.size} connections"
-    weights = kernels * kernel[0] * kernel[1]
-    outputs = filters * out_h * out_w
-    parameters = weights + (filters if bias else 0)
-    flops = 2 * weights * out_h * out_w + (outputs if bias else 0)  # a multiply-add per weight and position
-    return (filters, out_h, out_w), parameters, flops, (kernel, stride), description
-
-
-def _pool(args: dict[str, Any], shape: tuple[int, ...], type_name: str):
-    channels, height, width = _spatial(shape, type_name)
-    # The layer's own defaults and validation (padding at most half the kernel): a spec it rejects fails here too.
-    kernel, stride, padding = pool_window_settings(
-        args["kernel_size"], args.get("stride"), args.get("padding", 0), type_name
-    )
-    out_h, out_w = conv_output_size_2d((height, width), kernel, stride, padding)
-    window_size = kernel[0] * kernel[1]
-    per_output = window_size - 1 if type_name == "MaxPool2d" else window_size
-    description = f"{kernel[0]}x{kernel[1]}; st={stride[0]}" + (f", p={padding[0]}" if padding[0] else "")
-    return (channels, out_h, out_w), 0, per_output * channels * out_h * out_w, (kernel, stride), description
-
-
-def _linear(args: dict[str, Any], shape: tuple[int, ...]):
-    if len(shape) != 1 or shape[0] != args["in_features"]:
-        raise ShapeError(f"Linear({args['in_features']}, ...) receives samples of shape {shape}; flatten first")
-    inputs, outputs, bias = args["in_features"], args["out_features"], args.get("bias", True)
-    parameters = inputs * outputs + (outputs if bias else 0)
-    return (outputs,), parameters, 2 * inputs * outputs + (outputs if bias else 0), None, f"{inputs}x{outputs}"
-
-
-def _analyze(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]):
-    """``(output_shape, parameters, flops, window, description)`` of one layer specification."""
-    shape = shapes[0]
-    size = math.prod(shape)
-    conv_args = {"in_channels", "out_channels", "kernel_size", "stride", "padding", "bias", "connections"}
-    if type_name == "Conv2d" and set(args) <= conv_args:
-        return _conv2d(args, shape)
-    if type_name == "Linear" and set(args) <= {"in_features", "out_features", "bias"}:
-        return _linear(args, shape)
-    if type_name in ("MaxPool2d", "AvgPool2d"):
-        return _pool(args, shape, type_name)
-    if type_name == "GlobalAvgPool2d":
-        channels, height, width = _spatial(shape, type_name)
-        return (channels,), 0, size, ((height, width), (1, 1)), f"{height}x{width}"
-    if type_name == "Dropout":
-        return shape, 0, 0, ONE_BY_ONE, f"{args.get('p', 0.5):g}"
-    if type_name == "Flatten":
-        return (size,), 0, 0, None, ""
-    if type_name in ("BatchNorm1d", "BatchNorm2d"):
-        return shape, 2 * args["num_features"], 2 * size, ONE_BY_ONE, ""
-    if type_name == "Subsample2d":
-        return _subsample(args, shape)
-    return _analyze_instance(type_name, args, shapes)
-
-
-def _subsample(args: dict[str, Any], shape: tuple[int, ...]):
-    """LeNet-5's S layers: ``β·down(x) + b`` over non-overlapping ``factor × factor`` blocks."""
-    channels, height, width = _spatial(shape, "Subsample2d")
-    factor = subsample_factor(args.get("factor", 2), args.get("mode", "sum"))
-    out_h, out_w = subsample_output_size((height, width), factor)
-    flops = (factor[0] * factor[1] + 1) * channels * out_h * out_w  # the block sum, β·, + b
-    description = f"{factor[0]}x{factor[1]}; {args.get('mode', 'sum')}"
-    return (channels, out_h, out_w), 2 * channels, flops, (factor, factor), description
-
-
-def _analyze_instance(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]):
-    """Fallback for layer types without a rule: build the layer alone and ask it."""
-    layer = models.build_layer(type_name, dict(args), np.random.default_rng(0), np.float32)
-    output = tuple(layer.output_shape(*shapes))
-    size = math.prod(output)
-    flops = ELEMENTWISE_FLOPS.get(type_name, 0) * size
-    if isinstance(layer, Merge):
-        flops = (len(shapes) - 1) * size
-    if type_name == "EuclideanRBF":
-        flops = 3 * math.prod(shapes[0]) * size
-    window, description = None, ""
-    if hasattr(layer, "kernel_size") and hasattr(layer, "stride"):
-        window = (pair(layer.kernel_size), pair(layer.stride))
-    elif len(output) == len(shapes[0]) and output[1:] == tuple(shapes[0][1:]):
-        window = ONE_BY_ONE  # keeps the spatial layout: element-wise for the receptive field
-    return output, layer.num_parameters(), flops, window, description
+def _analyze(type_name: str, args: dict[str, Any], shapes: list[tuple[int, ...]]) -> Geometry:
+    """The geometry of one layer specification, by its type's ``analyze`` rule."""
+    entry = layer_type(type_name)
+    if entry.analyze is None:  # a container nested in a chain: build it alone and ask it
+        return by_instance(type_name, args, shapes)
+    return entry.analyze(args, shapes)
 
 
 # -- the whole model -----------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -42,7 +42,7 @@ from numcnn.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError
 from numcnn.interrupt import StopRequests, TrainingInterrupted
-from numcnn.layers import Dropout, Sequential
+from numcnn.layers import Dropout
 from numcnn.layers.base import Layer
 from numcnn.layers.flat import flat_buffers, walk_layers
 from numcnn.losses import LOSS_TYPES, Loss
@@ -60,8 +60,8 @@ from numcnn.rundir import (
     remove_stale_temporaries,
 )
 from numcnn.schedules import Schedule
-from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM
-from numcnn.streams import RandomStreams, streams
+from numcnn.sdlm import LECUN_1998_SCHEDULE, SDLM, layers_without_curvature
+from numcnn.streams import PURPOSES, RandomStreams, streams
 
 __all__ = [
     "TrainConfig",
@@ -70,6 +70,7 @@ __all__ = [
     "History",
     "Split",
     "StepResult",
+    "Parallel",
     "TrainingDiverged",
     "prepare_split",
     "make_loss",
@@ -164,8 +165,6 @@ class TrainConfig:
             raise ConfigurationError("SDLM's damping must be > 0 and its curvature sample count >= 1")
         if any(lr <= 0 for lr in self.layer_lr.values()):
             raise ConfigurationError(f"per-layer learning rates must be > 0, got {self.layer_lr}")
-        if self.optimizer == "sdlm" and self.lr_schedule != "constant":
-            raise ConfigurationError("SDLM follows LeCun's own η schedule; leave the learning-rate schedule constant")
 
 
 @dataclass
@@ -204,7 +203,7 @@ class History(list):
     ``final``: the metrics that describe ``model`` as returned -- the last epoch's, or with early
     stopping those of the best epoch, whose weights were restored."""
 
-    model = None
+    model: Layer | None = None
     final: EpochMetrics | None = None
 
 
@@ -220,19 +219,27 @@ def make_loss(spec: models.ModelSpec) -> Loss:
         raise ConfigurationError(f"model {spec.name!r} asks for unknown loss {spec.loss!r}") from None
 
 
-def make_optimizer(config: TrainConfig, model: Sequential) -> Optimizer:
+def make_optimizer(config: TrainConfig, model: Layer) -> Optimizer:
     """The optimiser a configuration asks for, bound to ``model``'s parameters.
 
     ``"sgd"``: :class:`~numcnn.optim.SGD` with momentum and weight decay. ``"sdlm"``:
     :class:`~numcnn.sdlm.SDLM` with damping ``μ``, its curvature re-estimated before every epoch, and
-    the paper's decreasing η schedule (:data:`~numcnn.sdlm.LECUN_1998_SCHEDULE`) starting from ``lr``.
+    the paper's decreasing η schedule (:data:`~numcnn.sdlm.LECUN_1998_SCHEDULE`) starting from ``lr`` --
+    unless ``lr_schedule`` names another schedule, which then sets η per epoch instead. A model with a
+    layer that has no curvature pass is refused here, before any training.
     ``layer_lr`` gives layers their own learning rate (param groups) with either optimiser.
     """
     parameters = layer_groups(model, config.layer_lr) if config.layer_lr else model.parameters()
     if config.optimizer == "sdlm":
+        lacking = layers_without_curvature(model)
+        if lacking:
+            raise ConfigurationError(
+                f"SDLM needs a curvature pass in every layer; {', '.join(lacking)} has none (use --optimizer sgd)"
+            )
+        lecun = config.lr_schedule == "constant"  # the default: LeCun's own steps of η
         return SDLM(
             parameters, lr=config.lr, damping=config.damping,
-            schedule=LECUN_1998_SCHEDULE, curvature_samples=config.curvature_samples,
+            schedule=LECUN_1998_SCHEDULE if lecun else None, curvature_samples=config.curvature_samples,
         )  # fmt: skip
     return SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
@@ -250,22 +257,62 @@ def make_augmenter(config: TrainConfig, spec: models.ModelSpec) -> Augmenter | N
     return augmenter if augmenter.active else None
 
 
+class Parallel(Protocol):
+    """How :func:`fit` spreads one run over processes (data parallelism); implemented over MPI by
+    :class:`numcnn.distributed.trainer.DataParallel`. Every process calls ``fit`` with the same settings."""
+
+    rank: int
+    writes: bool  # this process writes the run's files (and resumes from them); the others receive
+
+    def shard(self, batch: np.ndarray) -> np.ndarray:
+        """This process's part of a global batch (an array of example indices)."""
+        ...
+
+    def reduce_gradients(self, model: Layer) -> None:
+        """Between backward and the optimiser step: turn this process's gradient into the global batch's."""
+        ...
+
+    def sum(self, *values: float) -> tuple[float, ...]:
+        """Each value summed over the processes."""
+        ...
+
+    def part(self, count: int) -> slice:
+        """This process's part of ``count`` evaluation examples."""
+        ...
+
+    def synchronise_buffers(self, model: Layer) -> None:
+        """Make the non-trained buffers (batch norm's running estimates) the same on every process."""
+        ...
+
+    def share(self, state: Any) -> Any:
+        """The writing process's ``state`` on every process."""
+        ...
+
+
 def evaluate(
-    model: Sequential, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000
-) -> tuple[float, float]:
-    """Mean loss and accuracy of ``model`` on ``split``, in eval mode (restored afterwards)."""
+    model: Layer, loss: Loss, spec: models.ModelSpec, split: Split, batch_size: int = 1000,
+    parallel: Parallel | None = None,
+) -> tuple[float, float]:  # fmt: skip
+    """Mean loss and accuracy of ``model`` on ``split``, in eval mode (restored afterwards).
+
+    With ``parallel`` each process evaluates its part of ``split`` and the sums are added."""
     was_training = model.training
     model.eval()
     total_loss, correct = 0.0, 0
+    part = slice(0, len(split)) if parallel is None else parallel.part(len(split))
+    images_part, labels_part = split.images[part], split.labels[part]
     try:
-        for start in range(0, len(split), batch_size):
-            images = split.images[start : start + batch_size]
-            labels = split.labels[start : start + batch_size]
+        for start in range(0, len(labels_part), batch_size):
+            images = images_part[start : start + batch_size]
+            labels = labels_part[start : start + batch_size]
             outputs = model.forward(images)
             total_loss += loss.forward(outputs, labels) * len(labels)
             correct += int(np.count_nonzero(spec.predict_classes(outputs) == labels))
     finally:
         model.train(was_training)
+    if parallel is not None:
+        total_loss, correct_sum = parallel.sum(total_loss, correct)
+        correct = int(correct_sum)
     return total_loss / len(split), correct / len(split)
 
 
@@ -367,8 +414,13 @@ def train_epoch(
     hook: Callable[[Layer], None] | None = None,
     position: EpochPosition | None = None,
     after_step: Callable[[EpochPosition], None] | None = None,
+    parallel: Parallel | None = None,
 ) -> tuple[float, float]:
     """One pass over ``split`` in the order ``rng.permutation`` gives; returns the mean training loss and accuracy.
+
+    ``parallel``: this process trains on its shard of each batch, the gradients are combined before
+    each step (ahead of ``hook``), and the returned means are over all processes' examples; ``position``
+    holds this process's own totals.
 
     ``augment`` transforms each batch with ``augment_rng`` (default: ``rng``, after the shuffle).
     ``position`` resumes an epoch a checkpoint stopped inside: the shuffle generator is put back to
@@ -381,17 +433,21 @@ def train_epoch(
     model.train()
     position = position if position is not None else EpochPosition(epoch=0)
     if position.order_state is None:
-        position.order_state = rng.bit_generator.state
+        position.order_state = dict(rng.bit_generator.state)
     else:
         rng.bit_generator.state = position.order_state
     order = rng.permutation(len(split))
     augment_rng = rng if augment_rng is None else augment_rng
+    if parallel is not None:
+        hook = _then(parallel.reduce_gradients, hook)
     buffers = flat_buffers(model)
     watched: np.ndarray | Layer = buffers.params if buffers is not None else model
     if progress is not None and position.seen:
-        progress.update(position.seen, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+        progress.update(position.seen, **_running_means(position))
     for step in range(position.step, math.ceil(len(split) / batch_size)):
         batch = order[step * batch_size : (step + 1) * batch_size]
+        if parallel is not None:
+            batch = parallel.shard(batch)
         images, labels = split.images[batch], split.labels[batch]
         if augment is not None:
             images = augment(images, augment_rng)
@@ -406,10 +462,30 @@ def train_epoch(
         position.correct += result.correct or 0
         position.seen += result.count
         if progress is not None:
-            progress.update(result.count, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+            progress.update(result.count, **_running_means(position))
         if after_step is not None:
             after_step(position)
-    return position.total_loss / position.seen, position.correct / position.seen
+    if parallel is None:
+        return position.total_loss / position.seen, position.correct / position.seen
+    parallel.synchronise_buffers(model)
+    total_loss, correct, seen = parallel.sum(position.total_loss, position.correct, position.seen)
+    return total_loss / seen, correct / seen
+
+
+def _then(first: Callable[[Layer], None], second: Callable[[Layer], None] | None) -> Callable[[Layer], None]:
+    """A step hook that runs ``first``, then ``second`` (if any)."""
+    if second is None:
+        return first
+
+    def both(model: Layer) -> None:
+        first(model)
+        second(model)
+
+    return both
+
+
+def _running_means(position: EpochPosition) -> dict[str, float]:
+    return {"loss": position.total_loss / position.seen, "accuracy": position.correct / position.seen}
 
 
 def use_dropout_generator(model: Layer, rng: np.random.Generator) -> None:
@@ -494,6 +570,7 @@ def fit(
     handle_signals: bool = False,
     hook: Callable[[Layer], None] | None = None,
     rank: int = 0,
+    parallel: Parallel | None = None,
     log: Callable[[str], None] = print,
     show_progress: bool | None = None,
 ) -> History:
@@ -514,11 +591,19 @@ def fit(
     backward and the optimiser step (:func:`train_step`); ``rank``: which process's random streams
     (:func:`numcnn.streams.streams`).
 
+    ``parallel`` makes this call one process of a data-parallel run (:class:`Parallel`; see
+    :mod:`numcnn.distributed.trainer`): the writing process passes ``out_dir`` and ``resume`` and
+    the others ``None`` and ``False``; the state the writing process starts from (fresh or restored)
+    is then shared with all. Checkpoints are written at the end of epochs only (no
+    ``checkpoint_every`` or ``handle_signals``: a position inside an epoch would need every process's sums).
+
     Returns the metrics of the epochs run by this call as a :class:`History`, which also carries the
     trained model. With early stopping the model is returned with the weights of its best validation
     epoch (also saved as ``best.npz``).
     """
     config.validate()
+    if parallel is not None and (checkpoint_every or handle_signals):
+        raise ConfigurationError("a data-parallel run writes checkpoints at epoch ends only (no --checkpoint-every)")
     if checkpoint_every < 0:
         raise ConfigurationError(f"the checkpoint interval must be >= 0 steps, got {checkpoint_every}")
     spec = models.get_spec(config.model)
@@ -561,6 +646,8 @@ def fit(
         (out_path / METRICS_NAME).write_text("")  # a fresh run starts a fresh log
     if out_path is not None:
         remove_stale_temporaries(out_path)
+    if parallel is not None:
+        first_epoch, position = _share_start(run, parallel, first_epoch, position)
     log(
         f"training {config.model} ({model.num_parameters():,} parameters) on {len(train_split):,} images, "
         f"testing on {len(test_split):,}; batch {config.batch_size}, lr {config.lr}, "
@@ -571,6 +658,7 @@ def fit(
     best_state = None
     initial_lrs = [group["lr"] for group in optimizer.param_groups]  # what a schedule scales
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    started = time.perf_counter()  # when the training time of the current epoch (re)started counting
     with StopRequests(enabled=handle_signals) as stop:
 
         def stop_if_requested() -> None:
@@ -606,13 +694,14 @@ def fit(
                     train_loss, train_accuracy = train_epoch(
                         model, loss, optimizer, spec, train_split, config.batch_size, random.shuffle, progress,
                         augment, augment_rng=random.augment, hook=hook, position=position, after_step=after_step,
+                        parallel=parallel,
                     )  # fmt: skip
                 seconds = position.seconds + time.perf_counter() - started
                 started = time.perf_counter()
-                test_loss, test_accuracy = evaluate(model, loss, spec, test_split, config.eval_batch_size)
+                test_loss, test_accuracy = evaluate(model, loss, spec, test_split, config.eval_batch_size, parallel)
                 extra = {}
                 if validation_split is not None:
-                    validation = evaluate(model, loss, spec, validation_split, config.eval_batch_size)
+                    validation = evaluate(model, loss, spec, validation_split, config.eval_batch_size, parallel)
                     extra = {"val_loss": validation[0], "val_accuracy": validation[1]}
                 metrics = EpochMetrics(
                     epoch, train_loss, train_accuracy, test_loss, test_accuracy, seconds,
@@ -645,19 +734,54 @@ def fit(
     history.model = model
     history.final = history[-1] if history else None
     if stopper is not None and stopper.best_epoch:
+        if parallel is not None and best_state is None:  # the best epoch predates a resume: in best.npz
+            best_state = parallel.share(_best_weights(out_path) if parallel.writes else None)
         _restore_best(model, best_state, out_path)
         history.final = EpochMetrics(**stopper.best_record)
         log(f"restored the weights of epoch {stopper.best_epoch} (validation loss {stopper.best_value:.4f})")
     return history
 
 
+def _share_start(
+    run: _Run, parallel: Parallel, first_epoch: int, position: EpochPosition | None
+) -> tuple[int, EpochPosition | None]:
+    """The writing process's starting point -- weights, optimiser state, shared random streams, early
+    stopping, epoch and position -- on every process of a data-parallel run. The processes built the
+    same model from the seed; this matters when the writing process resumed a checkpoint, which the
+    others need not be able to read (and which may come from a run with another number of processes).
+    A process's own streams (dropout, augmentation) stay as derived from the seed and its rank."""
+    state = None
+    if parallel.writes:
+        state = {
+            "epoch": first_epoch, "position": None if position is None else asdict(position),
+            "model": run.model.state_dict(), "optimizer": run.optimizer.state_dict(),
+            "streams": {name: value for name, value in run.streams.state().items() if not PURPOSES[name][1]},
+            "early_stopping": None if run.stopper is None else run.stopper.state(),
+        }  # fmt: skip
+    state = parallel.share(state)
+    if parallel.writes:
+        return first_epoch, position
+    run.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    for name, value in state["streams"].items():
+        getattr(run.streams, name).bit_generator.state = value
+    if run.stopper is not None and state["early_stopping"] is not None:
+        run.stopper.load_state(state["early_stopping"])
+    shared = None if state["position"] is None else EpochPosition.from_dict(state["position"])
+    if shared is not None:  # the totals so far are the writing process's: counted once, there
+        shared.total_loss, shared.correct, shared.seen = 0.0, 0, 0
+    return int(state["epoch"]), shared
+
+
 def _restore_best(model, best_state: dict | None, out_path: Path | None) -> None:
     """Put the best epoch's weights back: from memory, or from ``best.npz`` when it predates a resume."""
-    if best_state is None:
-        if out_path is None:
-            raise CheckpointError("the best epoch's weights are neither in memory nor in a run directory")
-        best_state = load_checkpoint(out_path / BEST_CHECKPOINT_NAME).model.state_dict()
-    model.load_state_dict(best_state)
+    model.load_state_dict(_best_weights(out_path) if best_state is None else best_state)
+
+
+def _best_weights(out_path: Path | None) -> dict[str, np.ndarray]:
+    if out_path is None:
+        raise CheckpointError("the best epoch's weights are neither in memory nor in a run directory")
+    return load_checkpoint(out_path / BEST_CHECKPOINT_NAME).model.state_dict()
 
 
 def _load_resumable(out_path: Path, log: Callable[[str], None]):
@@ -708,6 +832,8 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
         if run.stopper.should_stop:
             raise ConfigurationError(f"{out_path} stopped early at epoch {finished}; there is nothing to resume")
     next_epoch = resumed.epoch if resumed is not None else finished + 1
+    # Before any refusal below: a kill between a checkpoint and its metrics line is repaired even then.
+    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     if next_epoch > config.epochs:
         raise ConfigurationError(f"{out_path} already holds {finished} epochs; ask for more with --epochs")
     saved_epochs = saved.get("epochs", config.epochs)
@@ -717,7 +843,6 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
             f"re-planned over {config.epochs} epochs "
             f"(epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
-    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     run.saved_at = describe_position(checkpoint.meta)
     return next_epoch, resumed
 

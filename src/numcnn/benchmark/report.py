@@ -34,15 +34,17 @@ def format_report(result: BenchResult) -> str:
     (start, end) = result.load_average
     thread_text = ", ".join(f"{pool} {count}" for pool, count in result.threads.items())
     steps_text = "/".join(str(s) for s in result.steps.values())
+    # With --no-torch PyTorch is neither imported nor timed, and the report does not mention it.
+    interleaved = "numcnn and PyTorch interleaved; " if config.torch else ""
+    notes = [note for note in (result.torch_note, result.onnxruntime_note) if note]
     lines = [
         f"numcnn bench: model {config.model}, backend {result.backend}, {config.dtype}, threads: {thread_text}",
-        f"{result.torch_note}",
-        f"{result.onnxruntime_note}",
+        *notes,
         f"load average at start {start[0]:.2f}, at end {end[0]:.2f} (1-minute; timings are noisy above ~0.5)",
         f"train: SGD momentum {config.momentum:.2g}, lr {config.lr:.2g}; each run times {steps_text} consecutive "
         f"steps, scaled to one epoch of {EPOCH_IMAGES:,} images",
         "infer: a full forward pass (eval mode) over 10,000 images; "
-        f"{config.repeats} runs each, numcnn and PyTorch interleaved; median (min–max)",
+        f"{config.repeats} runs each, {interleaved}median (min–max)",
         "",
         f"{'batch':>6}  {'task':<14} {'numcnn s':>22} {'images/s':>10}"
         + (f"  {'PyTorch s':>22} {'images/s':>10}  {'numcnn/PyTorch':>18}" if result.measurements[0].torch else "")
@@ -56,7 +58,8 @@ def format_report(result: BenchResult) -> str:
             f"{peak['infer_mib']:.1f} MiB (NumPy allocations traced by tracemalloc)"
         )
     lines.append(
-        f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss; includes Python, NumPy and PyTorch)"
+        f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss; includes Python, NumPy"
+        + (" and PyTorch)" if config.torch else ")")
     )
     if result.compile_seconds is not None:
         lines.append(
@@ -92,7 +95,7 @@ def format_table(results: list[BenchResult]) -> str:
                 f"{summary(m.torch):>20} {summary(m.ratios):>18} {summary(m.onnxruntime):>20} "
                 f"{summary(m.onnxruntime_ratios):>18}"
             )
-    notes = {line for result in results for line in (result.torch_note, result.onnxruntime_note)}
+    notes = {line for result in results for line in (result.torch_note, result.onnxruntime_note) if line}
     loads = [load for result in results for load in result.load_average]
     lines += ["", *sorted(notes)]
     lines.append(

@@ -3,9 +3,9 @@
 What is measured, per batch size:
 
 * **training** -- SGD-with-momentum steps (:func:`numcnn.train.train_step`: ``zero_grad``, forward,
-  loss, backward without the input gradient, ``step``), cycling over a pool of distinct synthetic batches. A run times ``steps``
-  consecutive steps (or ``epochs_equivalent × 60,000`` images as a real pass); the epoch time is
-  ``step time × ⌈60,000 / batch⌉``.
+  loss, backward without the input gradient, ``step``), cycling over a pool of distinct synthetic
+  batches. A run times ``steps`` consecutive steps (or ``epochs_equivalent × 60,000`` images as a
+  real pass); the epoch time is ``step time × ⌈60,000 / batch⌉``.
 * **inference** -- a real forward pass, in eval mode, over 10,000 synthetic images (the size of the
   MNIST test set) in batches of the same size; also timed in ONNX Runtime when ``onnxruntime`` is
   installed (:mod:`numcnn.benchmark.onnx_baseline`).
@@ -198,8 +198,8 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
         steps_used[batch_size] = steps
         pool = _batches(images[: 16 * batch_size], labels[: 16 * batch_size], batch_size)
         train_batches, test_batches = _cycle(pool, steps), _batches(test_images, test_labels, batch_size)
-        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else None
-        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else None
+        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else []
+        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else []
         log(f"batch {batch_size}: warming up ...")
         ours.train_steps(_cycle(pool, config.warmup_steps))
         ours.infer(test_batches[:3])
@@ -242,7 +242,7 @@ def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner, threads: dict):
     from numcnn.benchmark.torch_baseline import TorchRunner, torch_available
 
     if not config.torch:
-        return None, "PyTorch not timed (--no-torch)"
+        return None, ""  # asked not to: the report does not mention PyTorch at all
     if not torch_available():
         return None, "PyTorch not installed (pip install torch==2.13.0 to compare)"
     if config.dtype != "float32":
@@ -313,6 +313,6 @@ def profile_layers(ours: NumcnnRunner, pool, steps: int) -> list[tuple[str, floa
         ours.optimizer.step()
         other["optimizer"] += time.perf_counter() - started
     scale = 1e6 / steps
-    rows = [(name, f * scale, b * scale) for name, f, b in zip(names, forward, backward)]
+    rows = [(name, float(f * scale), float(b * scale)) for name, f, b in zip(names, forward, backward)]
     rows += [(name, seconds * scale, 0.0) for name, seconds in other.items()]
     return rows

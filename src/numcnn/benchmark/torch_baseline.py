@@ -1,4 +1,5 @@
-"""The PyTorch baseline: the same architecture, translated layer by layer from the registry's spec.
+"""The PyTorch baseline: the same model as its PyTorch twin (:func:`numcnn.export.to_torch`, built from
+the per-type descriptions of :mod:`numcnn.layer_types`).
 
 Only used by the benchmark, and only when PyTorch is installed (``pip install torch==2.13.0``).
 The translated model starts from numcnn's initial weights (same layouts), is trained with
@@ -7,9 +8,11 @@ The translated model starts from numcnn's initial weights (same layouts), is tra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
-from numcnn.errors import ConfigurationError
 from numcnn.models import ModelSpec
 
 __all__ = ["torch_available", "build_torch_model", "TorchRunner"]
@@ -21,46 +24,20 @@ def torch_available() -> bool:
     return importlib.util.find_spec("torch") is not None
 
 
-def _translate(type_name: str, args: dict, nn):
-    """One numcnn layer specification as a ``torch.nn`` module (PyTorch's defaults match numcnn's)."""
-    if type_name == "Conv2d":
-        return nn.Conv2d(
-            args["in_channels"], args["out_channels"], args["kernel_size"],
-            stride=args.get("stride", 1), padding=args.get("padding", 0), bias=args.get("bias", True),
-        )  # fmt: skip
-    if type_name == "Linear":
-        return nn.Linear(args["in_features"], args["out_features"], bias=args.get("bias", True))
-    if type_name in ("MaxPool2d", "AvgPool2d"):
-        pool = nn.MaxPool2d if type_name == "MaxPool2d" else nn.AvgPool2d
-        return pool(args["kernel_size"], stride=args.get("stride"), padding=args.get("padding", 0))
-    simple = {"ReLU": nn.ReLU, "Flatten": nn.Flatten, "Sigmoid": nn.Sigmoid, "Tanh": nn.Tanh}
-    if type_name in simple and (type_name not in ("Sigmoid", "Tanh") or not args):
-        return simple[type_name]()
-    if type_name in ("BatchNorm1d", "BatchNorm2d"):
-        return getattr(nn, type_name)(
-            args["num_features"], eps=args.get("eps", 1e-5), momentum=args.get("momentum", 0.1)
-        )
-    if type_name == "Dropout":
-        return nn.Dropout(args.get("p", 0.5))
-    raise ConfigurationError(f"no PyTorch equivalent for numcnn layer {type_name}({args}); run with --no-torch")
-
-
 def build_torch_model(spec: ModelSpec, numcnn_model=None):
-    """``torch.nn.Sequential`` of ``spec``; with ``numcnn_model``, its parameters are copied in."""
-    import torch
-    from torch import nn
+    """The PyTorch twin (:func:`numcnn.export.to_torch`, float32) of ``numcnn_model``, or of a fresh
+    model of ``spec`` when none is given; any layer type of :mod:`numcnn.layer_types`, chains and graphs."""
+    from numcnn import models
+    from numcnn.export import to_torch
 
-    if not spec.layers:
-        raise ConfigurationError(f"no PyTorch twin for the graph model {spec.name!r} yet; run with --no-torch")
-    modules = [_translate(type_name, dict(args), nn) for type_name, args in spec.layers]
-    model = nn.Sequential(*modules)
-    if numcnn_model is not None:
-        ours = {name: value for name, value, _ in numcnn_model.named_parameters()}
-        with torch.no_grad():
-            for name, parameter in model.named_parameters():
-                if name in ours:
-                    parameter.copy_(torch.from_numpy(np.ascontiguousarray(ours[name], dtype=np.float32)))
-    return model
+    if numcnn_model is None:
+        numcnn_model = models.build(spec.name, rng=0)
+    return to_torch(numcnn_model, dtype=np.float32)
+
+
+def _correct_class_penalty(outputs, labels):
+    """LeNet-5's criterion eq. 8: the mean penalty of the correct class."""
+    return outputs.gather(1, labels[:, None]).mean()
 
 
 class TorchRunner:
@@ -73,14 +50,17 @@ class TorchRunner:
         if threads is not None:
             torch.set_num_threads(threads)
         self.model = build_torch_model(spec, numcnn_model)
+        self.num_classes = spec.num_classes
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
-        self.loss = torch.nn.MSELoss() if spec.loss == "mse" else torch.nn.CrossEntropyLoss()
+        self.loss: Callable[..., Any] = torch.nn.MSELoss() if spec.loss == "mse" else torch.nn.CrossEntropyLoss()
+        if spec.loss.startswith("rbf"):  # the RBF penalty of the correct class (the MAP term is not timed)
+            self.loss = _correct_class_penalty
         self.mse = spec.loss == "mse"
 
     def tensors(self, images: np.ndarray, labels: np.ndarray):
         x = self.torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))
         if self.mse:
-            targets = np.eye(self.model[-1].out_features, dtype=np.float32)[labels]
+            targets = np.eye(self.num_classes, dtype=np.float32)[labels]
             return x, self.torch.from_numpy(targets)
         return x, self.torch.from_numpy(labels.astype(np.int64))
 

@@ -8,7 +8,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
-from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, finite_float, positive_int
 
 __all__ = ["register"]
 
@@ -41,7 +41,7 @@ def register(subparsers) -> None:
         "--steps", type=positive_int, default=None, help="timed training steps per run (default: 6,400 images' worth)"
     )
     group.add_argument(
-        "--epochs-equivalent", type=float, default=None,
+        "--epochs-equivalent", type=finite_float, default=None,
         help="instead of --steps: each run is a real pass over this many epochs (1 = 60,000 images)",
     )  # fmt: skip
     parser.add_argument(
@@ -85,8 +85,12 @@ def _log(model: str, line: str) -> None:
 
 def run_bench(args) -> int:
     from numcnn.benchmark import BenchConfig, format_report, format_table, run_benchmark
+    from numcnn.errors import ConfigurationError
     from numcnn.models import get_spec
 
+    # Checked before minutes of timing, not after: where the results would be written.
+    if args.json is not None and (args.json.is_dir() or not args.json.parent.is_dir()):
+        raise ConfigurationError(f"--json {args.json}: the folder does not exist or the path is a folder")
     names = args.models or [args.model]
     for name in names:  # every name checked before the first (long) measurement
         get_spec(name)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
 from numcnn.errors import NumcnnError
+from numcnn.experiments.runner import EXECUTORS
 
 __all__ = ["register"]
 
@@ -24,8 +25,14 @@ def register(subparsers) -> None:
     )
     experiment.add_argument("config", help="experiment TOML file, or the name of a packaged one")
     experiment.add_argument(
-        "--jobs", type=positive_int, default=1, help="worker processes (default 1: in this process)"
-    )
+        "--jobs", type=positive_int, default=None,
+        help="worker processes (default 1: in this process; under 'mpiexec -n K' the launcher's K-1 workers)",
+    )  # fmt: skip
+    experiment.add_argument(
+        "--executor", choices=EXECUTORS, default="local",
+        help="local: a process pool on this machine; mpi: MPI processes, e.g. "
+        "'mpiexec -n 3 numcnn experiment CONFIG --executor mpi' (docs/distributed.md)",
+    )  # fmt: skip
     experiment.add_argument(
         "--threads-per-job", type=positive_int, default=None, help="kernel threads per worker (default: cores / jobs)"
     )
@@ -43,10 +50,24 @@ def register(subparsers) -> None:
 
 
 def run_experiment_command(args) -> int:
+    if args.executor != "mpi":
+        return _run(args)
+    from numcnn.distributed import abort_on_error, world
+
+    current = world()
+    with abort_on_error(current):  # an error on one rank ends every rank: no process waits for ever
+        if args.dry_run and not current.is_root:
+            return 0
+        return _run(args)
+
+
+def _run(args) -> int:
     from numcnn.experiments import load_experiment, load_result, run_experiment, write_report
 
     experiment = load_experiment(args.config, quick=args.quick)
     out = args.out or Path("runs") / "experiments" / (experiment.name + ("-quick" if args.quick else ""))
+    if out.exists() and not out.is_dir():
+        raise NumcnnError(f"--out {out}: is a file, not a folder for the experiment's runs")
     if args.dry_run:
         for run in experiment.runs():
             state = "finished" if load_result(out, run) is not None else "to run"
@@ -55,8 +76,10 @@ def run_experiment_command(args) -> int:
     command = "numcnn " + shlex.join(sys.argv[1:]) if sys.argv[1:2] == ["experiment"] else ""
     outcome = run_experiment(
         experiment, out, jobs=args.jobs, threads_per_job=args.threads_per_job, backend=args.backend,
-        data_dir=args.data_dir,
+        data_dir=args.data_dir, executor=args.executor,
     )  # fmt: skip
+    if outcome.worker:  # an MPI worker rank: rank 0 writes the report
+        return 0
     for path in write_report(experiment, outcome.results, out, command=command):
         print(f"wrote {path}")
     if outcome.failures:

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from numcnn.cli.arguments import BACKEND_CHOICES, positive_int
+from numcnn.cli.arguments import BACKEND_CHOICES, finite_float, positive_int, seed_int
+from numcnn.cli.output import tolerant_print
 from numcnn.errors import ConfigurationError
 from numcnn.train import TrainConfig
 
@@ -25,8 +26,8 @@ def layer_learning_rate(text: str) -> tuple[str, float]:
     try:
         if not separator or not layer.strip().isdigit():
             raise ValueError
-        return layer.strip(), float(rate)
-    except ValueError:
+        return layer.strip(), finite_float(rate)
+    except (ValueError, argparse.ArgumentTypeError):
         raise argparse.ArgumentTypeError(f"expected LAYER_INDEX=LR such as 0=0.01, got {text!r}") from None
 
 
@@ -60,8 +61,8 @@ def add_convenience_arguments(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("schedules, early stopping, augmentation")
     group.add_argument("--lr-schedule", choices=SCHEDULES, help="learning rate per epoch (default: constant)")
     group.add_argument("--lr-step", type=positive_int, help="step schedule: epochs between decays (default: 10)")
-    group.add_argument("--lr-gamma", type=float, help="step/exponential schedule: decay factor (default: 0.1)")
-    group.add_argument("--lr-min", type=float, help="cosine schedule: final learning rate (default: 0)")
+    group.add_argument("--lr-gamma", type=finite_float, help="step/exponential schedule: decay factor (default: 0.1)")
+    group.add_argument("--lr-min", type=finite_float, help="cosine schedule: final learning rate (default: 0)")
     group.add_argument(
         "--early-stopping", type=int, metavar="PATIENCE",
         help="stop after PATIENCE epochs without a lower validation loss and keep the best weights (default: 0, off)",
@@ -71,7 +72,7 @@ def add_convenience_arguments(parser: argparse.ArgumentParser) -> None:
         help="hold out the last K selected training images as the validation set (default: 0)",
     )  # fmt: skip
     group.add_argument("--augment-shift", type=int, metavar="PIXELS", help="random shifts up to PIXELS (default: 0)")
-    group.add_argument("--augment-rotate", type=float, metavar="DEGREES", help="random rotations (default: 0)")
+    group.add_argument("--augment-rotate", type=finite_float, metavar="DEGREES", help="random rotations (default: 0)")
     group.add_argument(
         "--augment-flip", action="store_const", const=True, help="random left-right flips (off: wrong for digits)"
     )
@@ -93,15 +94,20 @@ def register(subparsers) -> None:
     train.add_argument("--model", default=defaults.model, help=f"registered model name (default: {defaults.model})")
     train.add_argument("--epochs", type=positive_int, help=f"default: {defaults.epochs}")
     train.add_argument("--batch-size", type=positive_int, help=f"default: {defaults.batch_size}")
-    train.add_argument("--lr", type=float, help=f"learning rate (default: {defaults.lr})")
-    train.add_argument("--momentum", type=float, help=f"default: {defaults.momentum}")
-    train.add_argument("--weight-decay", type=float, help=f"L2 penalty (default: {defaults.weight_decay})")
+    train.add_argument("--lr", type=finite_float, help=f"learning rate (default: {defaults.lr})")
+    train.add_argument("--momentum", type=finite_float, help=f"default: {defaults.momentum}")
+    train.add_argument("--weight-decay", type=finite_float, help=f"L2 penalty (default: {defaults.weight_decay})")
     train.add_argument(
         "--optimizer", choices=["sgd", "sdlm"],
         help="sgd (momentum) or sdlm: LeCun's stochastic diagonal Levenberg-Marquardt, step lr/(damping + h_kk) "
-        f"per parameter, curvature h re-estimated before each epoch (default: {defaults.optimizer})",
+        "per parameter, curvature h re-estimated before each epoch; works with every registered model (every "
+        "layer type but LearnedCombination2d has a curvature pass); η follows LeCun's 1998 steps with a constant "
+        "--lr-schedule, any other schedule replaces them; lr/damping is the largest step, so use a smaller "
+        f"--lr than with sgd (e.g. 0.0002 for base) (default: {defaults.optimizer})",
     )  # fmt: skip
-    train.add_argument("--damping", type=float, help=f"SDLM's mu in lr/(mu + h_kk) (default: {defaults.damping})")
+    train.add_argument(
+        "--damping", type=finite_float, help=f"SDLM's mu in lr/(mu + h_kk) (default: {defaults.damping})"
+    )
     train.add_argument(
         "--curvature-samples", type=positive_int,
         help=f"SDLM: samples per curvature estimate (default: {defaults.curvature_samples})",
@@ -110,7 +116,7 @@ def register(subparsers) -> None:
         "--layer-lr", type=layer_learning_rate, action="append", default=[], metavar="INDEX=LR",
         help="learning rate of one layer (index in the model, see 'numcnn summary'); repeatable",
     )  # fmt: skip
-    train.add_argument("--seed", type=int, help=f"seeds initialisation and shuffling (default: {defaults.seed})")
+    train.add_argument("--seed", type=seed_int, help=f"seeds initialisation and shuffling (default: {defaults.seed})")
     train.add_argument("--train-limit", type=positive_int, default=None, help="use only the first K training images")
     train.add_argument("--train-offset", type=int, help="skip this many training images first (default: 0)")
     train.add_argument("--dtype", choices=["float32", "float64"], help=f"default: {defaults.dtype}")
@@ -133,6 +139,15 @@ def register(subparsers) -> None:
         "epoch and when interrupted)",
     )  # fmt: skip
     train.add_argument("--no-progress", action="store_true", help="no progress bar or progress lines")
+    train.add_argument(
+        "--distributed", action="store_true",
+        help="data-parallel training on MPI processes: mpiexec -n N numcnn train --distributed ... "
+        "(--batch-size is the global batch; needs numcnn[mpi]; docs/distributed.md)",
+    )  # fmt: skip
+    train.add_argument(
+        "--sync-bn", action="store_true",
+        help="with --distributed: batch-norm statistics over the whole global batch, as one process computes them",
+    )  # fmt: skip
     add_data_arguments(train)
     add_compute_arguments(train)
     train.set_defaults(handler=run_train)
@@ -185,16 +200,22 @@ def run_train(args) -> int:
         **{name: getattr(args, name) for name in CONVENIENCE_FIELDS},
     )  # fmt: skip
     config.validate()  # before the data is loaded: a typo in --model should not wait for MNIST
+    if args.distributed or args.sync_bn:
+        from numcnn.cli.distributed import run_distributed_train
+
+        return run_distributed_train(args, config)
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = run_directory(args, config.model)
-    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # before waiting for the data
     configure_compute(args)  # so is a bad backend or thread count
+    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # and a run directory in use
     try:
         data = load_data(args)
+        # Every line goes through tolerant_print: 'numcnn train | head' must not kill the run it reports on.
         history = fit(
             config, data, out, resume=args.resume, overwrite=args.overwrite,
             checkpoint_every=args.checkpoint_every or 0, handle_signals=True, show_progress=not args.no_progress,
+            log=tolerant_print,
         )  # fmt: skip
     except TrainingInterrupted as interruption:
         print(f"numcnn: {interruption}; continue with --resume --out {out}", file=sys.stderr)
@@ -205,12 +226,17 @@ def run_train(args) -> int:
     finally:
         if args.out is None and out.is_dir():
             _point_latest(out)
-    if history:
-        final = history.final
-        kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
-        print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
-    _try_plot(out)
+    report_final(history, config, out)
     return 0
+
+
+def report_final(history, config, out: Path) -> None:
+    """The last lines of ``numcnn train``: the final error and checkpoint, then the learning curves."""
+    final = history.final
+    if final is not None:  # None when no epoch was run
+        kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
+        tolerant_print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
+    _try_plot(out)
 
 
 def run_directory(args, model: str) -> Path:
@@ -229,7 +255,7 @@ def run_directory(args, model: str) -> Path:
     while out.exists():
         suffix += 1
         out = DEFAULT_RUNS / f"{model}-{stamp}-{suffix}"
-    print(f"run directory {out}")
+    tolerant_print(f"run directory {out}")
     return out  # created by the trainer once the run starts: a run that cannot start leaves nothing behind
 
 
@@ -252,9 +278,9 @@ def _try_plot(run_dir: Path) -> None:
     try:
         from numcnn.plots import plot_learning_curves
 
-        print(f"learning curves {plot_learning_curves(run_dir)}")
+        tolerant_print(f"learning curves {plot_learning_curves(run_dir)}")
     except ImportError:
-        print("(install matplotlib, e.g. pip install 'numcnn[plot]', for learning-curve plots)")
+        tolerant_print("(install matplotlib, e.g. pip install 'numcnn[plot]', for learning-curve plots)")
 
 
 def run_evaluate(args) -> int:
@@ -267,7 +293,8 @@ def run_evaluate(args) -> int:
     data = load_data(args)
     split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
-    epoch = checkpoint.meta.get("epoch", "?")
+    position = checkpoint.meta.get("position")  # a checkpoint written inside an epoch
+    epoch = f"{position['epoch']}, step {position['step']}" if position else checkpoint.meta.get("epoch", "?")
     print(
         f"{spec.name} (epoch {epoch}) on {len(split):,} test images: loss {test_loss:.4f}  "
         f"accuracy {accuracy:.2%}  error {1 - accuracy:.2%}"
@@ -295,18 +322,13 @@ def _confusion_table(model, spec, split, batch_size: int) -> str:
 
 def run_predict(args) -> int:
     from numcnn.checkpoint import load_checkpoint
-    from numcnn.data import load_digit_image, prepare_images
-    from numcnn.functional import softmax_forward
+    from numcnn.data import load_digit_image
+    from numcnn.inspect import predict
 
     checkpoint = load_checkpoint(args.checkpoint)
     spec = checkpoint.spec
-    model = checkpoint.model.eval()
     digits = np.stack([load_digit_image(path) for path in args.images])  # (N, 28, 28) in [0, 1]
-    images = prepare_images(
-        digits, padding=spec.input_padding,
-        dtype=np.dtype(checkpoint.meta.get("dtype", "float32")), mean=spec.input_mean, std=spec.input_std,
-    )  # fmt: skip
-    probabilities = softmax_forward(spec.class_scores(model.forward(images)), axis=1)
+    probabilities = predict(checkpoint.model, digits, spec=spec)
     top = min(args.top, spec.num_classes)
     for path, row in zip(args.images, probabilities):
         ranked = np.argsort(-row)[:top]

@@ -342,8 +342,9 @@ def load_mnist(
         if not download:
             raise
         directory = download_mnist(_default_download_dir(data_dir))
-    paths = [_find_file(directory, name) for name in MNIST_FILES]
-    if any(path is None for path in paths):  # deleted between locating and reading
+    found = [_find_file(directory, name) for name in MNIST_FILES]
+    paths = [path for path in found if path is not None]
+    if len(paths) != len(found):  # deleted between locating and reading
         raise DataError(f"{directory}: MNIST files disappeared while loading; {_FIX_HINT}")
     arrays = []
     for name, path in zip(MNIST_FILES, paths):
@@ -359,7 +360,8 @@ def load_mnist(
             )
         if labels.size and labels.max() > 9:
             raise DataError(f"{label_path}: label {int(labels.max())} is outside 0-9")
-    return MnistData(*arrays, directory=directory, verified=verify)
+    train_images, train_labels, test_images, test_labels = arrays
+    return MnistData(train_images, train_labels, test_images, test_labels, directory=directory, verified=verify)
 
 
 def prepare_images(

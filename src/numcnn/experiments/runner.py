@@ -12,6 +12,10 @@ A finished run (``result.json`` present) is skipped; an unfinished one with a ch
 its last finished epoch, so a killed sweep continues where it stopped and loses at most one epoch
 per run. Each worker is a fresh ``spawn``-ed interpreter whose BLAS (and Numba) thread pools are
 capped, so ``--jobs N`` workers with ``T`` threads each never ask for more than ``N·T`` cores.
+
+``executor="mpi"`` hands the runs to MPI processes instead (:mod:`numcnn.distributed.sweep`, e.g.
+``mpiexec -n 3 numcnn experiment CONFIG --executor mpi``); the workers run the same
+:func:`execute_run`, so the folders and files are the same as with the local pool.
 """
 
 from __future__ import annotations
@@ -21,7 +25,7 @@ import multiprocessing
 import os
 import time
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, Executor, Future, ProcessPoolExecutor, wait
 from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
@@ -43,7 +47,7 @@ from numcnn.train import (
     read_metrics,
 )
 
-__all__ = ["RESULT_NAME", "Outcome", "run_experiment", "execute_run", "load_result", "estimated_cost"]
+__all__ = ["RESULT_NAME", "EXECUTORS", "Outcome", "run_experiment", "execute_run", "load_result", "estimated_cost"]
 
 RESULT_NAME = "result.json"
 RUN_NAME = "run.json"
@@ -82,10 +86,14 @@ def estimated_cost(run: RunSpec) -> float:
 
 @dataclass
 class Outcome:
-    """What :func:`run_experiment` leaves: results of finished runs and messages of failed ones, by run id."""
+    """What :func:`run_experiment` leaves: results of finished runs and messages of failed ones, by run id.
+
+    ``worker`` is true in an MPI worker process (a rank other than 0): it served runs, and the
+    results are rank 0's to report."""
 
     results: dict[str, dict[str, Any]] = field(default_factory=dict)
     failures: dict[str, str] = field(default_factory=dict)
+    worker: bool = False
 
 
 # -- inside a worker ----------------------------------------------------------------------------
@@ -164,6 +172,8 @@ def execute_run(run: RunSpec, out_dir: str | Path, data: Any = None) -> dict[str
             resume = (folder / CHECKPOINT_NAME).is_file()
             # The folder is this run's own (run.json, train.log): without a checkpoint, start afresh.
             history = fit(config, data, folder, resume=resume, overwrite=not resume, log=log, show_progress=False)
+            if history.final is None:
+                raise NumcnnError(f"{folder}: the run ended without finishing an epoch")
             final = asdict(history.final)
     records = read_metrics(folder)
     result = {
@@ -213,15 +223,19 @@ def _worker_run(run: RunSpec, out_dir: str) -> dict[str, Any]:
 # -- the parent process ---------------------------------------------------------------------------
 
 
+EXECUTORS = ("local", "mpi")
+
+
 def run_experiment(
     experiment: ExperimentConfig,
     out_dir: str | Path,
     *,
-    jobs: int = 1,
+    jobs: int | None = None,
     threads_per_job: int | None = None,
     backend: str | None = None,
     data_dir: str | Path | None = None,
     dataset: Any = None,
+    executor: str = "local",
     log: Callable[[str], None] = print,
 ) -> Outcome:
     """Run every unfinished run of ``experiment`` into ``out_dir``; return the results by run id.
@@ -230,68 +244,117 @@ def run_experiment(
     go on; it appears in :attr:`Outcome.failures`.
 
     Args:
-        jobs: worker processes (1: run in this process, no pool).
+        jobs: worker processes (default 1; 1 with the local executor: run in this process, no pool).
+            With ``executor="mpi"`` under ``mpiexec -n K`` the launcher sets the workers (K - 1).
         threads_per_job: kernel threads per worker (numcnn.kernels.threads; default: the CPU count
-            divided by ``jobs``; with ``jobs=1``, the process's current setting).
+            divided by the workers on this machine; in this process: its current setting).
         backend: kernel backend for every run (numcnn.kernels; default: the current one).
         data_dir: where workers find MNIST (default: numcnn's search path, never downloading).
         dataset: an in-memory data set (an object with MNIST's four arrays) instead of MNIST.
+        executor: ``"local"`` (this machine's process pool) or ``"mpi"`` (:mod:`numcnn.distributed.sweep`).
     """
-    if jobs < 1:
+    if executor not in EXECUTORS:
+        raise ConfigurationError(f"executor must be one of {EXECUTORS}, got {executor!r}")
+    if jobs is not None and jobs < 1:
         raise ConfigurationError(f"--jobs must be >= 1, got {jobs}")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    runs = experiment.runs()
-    outcome = Outcome()
-    results, failures = outcome.results, outcome.failures
-    results.update({run.run_id: result for run in runs if (result := load_result(out_dir, run)) is not None})
-    pending = sorted((run for run in runs if run.run_id not in results), key=estimated_cost, reverse=True)
+    if executor == "mpi":
+        return _run_on_mpi(experiment, Path(out_dir), jobs, threads_per_job, backend, data_dir, dataset, log)
+    jobs = jobs or 1
     threads = threads_per_job or (None if jobs == 1 else max(1, (os.cpu_count() or 1) // jobs))
-    log(
-        f"{experiment.name}: {len(runs)} runs, {len(results)} already finished, {len(pending)} to run "
-        f"with {jobs} worker(s) × {threads or 'default'} thread(s) into {out_dir}"
-    )
-    if dataset is not None:  # a plain namespace pickles into spawned workers whatever class it was
-        dataset = SimpleNamespace(**{key: getattr(dataset, key) for key in
-                                     ("train_images", "train_labels", "test_images", "test_labels")})  # fmt: skip
-
-    def record(run: RunSpec, result: dict[str, Any]) -> None:
-        done = len(results) + len(failures) + 1
-        if "failed" in result:
-            failures[run.run_id] = result["failed"]
-            log(f"[{done}/{len(runs)}] {run.run_id}: FAILED: {result['failed']}")
-            return
-        results[run.run_id] = result
-        log(f"[{done}/{len(runs)}] {run.run_id}: test error {result['test_error']:.2%} ({result['seconds']:.0f} s)")
-
+    sweep = _Sweep(experiment, Path(out_dir), log)
+    sweep.announce(f"{jobs} worker(s) × {threads or 'default'} thread(s)")
     if jobs == 1:
         configure_compute(backend, threads)  # like 'numcnn train --threads': for this process
         _WORKER["data"] = load_data(data_dir, download=False, dataset=dataset)
         try:
-            for run in pending:
-                record(run, _worker_run(run, str(out_dir)))
+            for run in sweep.pending:
+                sweep.record(run, _worker_run(run, str(out_dir)))
         finally:
             _WORKER.clear()
-    else:
-        # Checked here, so that a missing data set or backend is one error, not a broken pool.
-        if backend is not None:
-            from numcnn import kernels
+        return sweep.outcome
+    initargs = _worker_setup(threads, backend, data_dir, dataset)
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
+        sweep.run_in(pool)
+    return sweep.outcome
 
-            kernels.get_backend(backend)
-        if dataset is None:
-            from numcnn.data import locate_mnist
 
-            data_dir = locate_mnist(data_dir)
-        context = multiprocessing.get_context("spawn")
-        initargs = (threads, backend, None if data_dir is None else str(data_dir), dataset)
-        with ProcessPoolExecutor(jobs, mp_context=context, initializer=_init_worker, initargs=initargs) as pool:
-            futures: dict[Future, RunSpec] = {pool.submit(_worker_run, run, str(out_dir)): run for run in pending}
-            try:
-                while futures:
-                    finished, _ = wait(futures, return_when=FIRST_COMPLETED)
-                    for future in finished:
-                        record(futures.pop(future), future.result())
-            except BaseException:
-                pool.shutdown(wait=False, cancel_futures=True)
-                raise
-    return outcome
+def _worker_setup(threads: int | None, backend: str | None, data_dir: str | Path | None, dataset: Any) -> tuple:
+    """The arguments of :func:`_init_worker`, checked here: a missing data set or backend is one
+    error in the parent, not a broken pool."""
+    if backend is not None:
+        from numcnn import kernels
+
+        kernels.get_backend(backend)
+    if dataset is None:
+        from numcnn.data import locate_mnist
+
+        data_dir = locate_mnist(data_dir)
+    else:  # a plain namespace pickles into spawned workers whatever class it was
+        dataset = SimpleNamespace(**{key: getattr(dataset, key) for key in
+                                     ("train_images", "train_labels", "test_images", "test_labels")})  # fmt: skip
+    return threads, backend, None if data_dir is None else str(data_dir), dataset
+
+
+def _run_on_mpi(experiment, out_dir: Path, jobs, threads_per_job, backend, data_dir, dataset, log) -> Outcome:
+    """The sweep on MPI processes. Rank 0 alone reads and writes the sweep's files; every rank checks
+    the settings first, so that a bad setting stops all of them alike."""
+    from numcnn.distributed.sweep import mpi_pool, sweep_world
+
+    current = sweep_world(jobs)
+    workers = current.size - 1 if current.size > 1 else (jobs or 1)
+    # The workers of one machine share its cores (with more hosts, pass --threads-per-job).
+    threads = threads_per_job or max(1, (os.cpu_count() or 1) // workers)
+    initargs = _worker_setup(threads, backend, data_dir, dataset)
+    with mpi_pool(current, jobs, _init_worker, initargs) as pool:
+        if pool is None:
+            return Outcome(worker=True)
+        sweep = _Sweep(experiment, out_dir, log)
+        sweep.announce(f"{workers} MPI worker(s) × {threads} thread(s)")
+        sweep.run_in(pool)
+        return sweep.outcome
+
+
+class _Sweep:
+    """The parent's side of a sweep: what is finished, what to run (longest first), what came back."""
+
+    def __init__(self, experiment: ExperimentConfig, out_dir: Path, log: Callable[[str], None]) -> None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        self.experiment, self.out_dir, self.log = experiment, out_dir, log
+        self.runs = experiment.runs()
+        self.outcome = Outcome()
+        self.outcome.results.update(
+            {run.run_id: result for run in self.runs if (result := load_result(out_dir, run)) is not None}
+        )
+        unfinished = (run for run in self.runs if run.run_id not in self.outcome.results)
+        self.pending = sorted(unfinished, key=estimated_cost, reverse=True)
+
+    def announce(self, workers: str) -> None:
+        self.log(
+            f"{self.experiment.name}: {len(self.runs)} runs, {len(self.outcome.results)} already finished, "
+            f"{len(self.pending)} to run with {workers} into {self.out_dir}"
+        )
+
+    def record(self, run: RunSpec, result: dict[str, Any]) -> None:
+        results, failures = self.outcome.results, self.outcome.failures
+        done = len(results) + len(failures) + 1
+        if "failed" in result:
+            failures[run.run_id] = result["failed"]
+            self.log(f"[{done}/{len(self.runs)}] {run.run_id}: FAILED: {result['failed']}")
+            return
+        results[run.run_id] = result
+        self.log(
+            f"[{done}/{len(self.runs)}] {run.run_id}: test error {result['test_error']:.2%} ({result['seconds']:.0f} s)"
+        )
+
+    def run_in(self, pool: Executor) -> None:
+        """Submit every pending run to ``pool`` and record the results as they come back."""
+        futures: dict[Future, RunSpec] = {pool.submit(_worker_run, run, str(self.out_dir)): run for run in self.pending}
+        try:
+            while futures:
+                finished, _ = wait(futures, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    self.record(futures.pop(future), future.result())
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            raise

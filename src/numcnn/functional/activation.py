@@ -45,7 +45,7 @@ def sigmoid_forward(x: np.ndarray, slope: float = 1.0) -> np.ndarray:
     return np.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
 
 
-def sigmoid_backward(grad_output: np.ndarray, y: np.ndarray, slope: float = 1.0) -> np.ndarray:
+def sigmoid_backward(grad_output: np.ndarray | float, y: np.ndarray, slope: float = 1.0) -> np.ndarray:
     return grad_output * (slope * y * (1.0 - y))
 
 
@@ -55,7 +55,7 @@ def tanh_forward(x: np.ndarray, amplitude: float = 1.0, scale: float = 1.0) -> n
 
 
 def tanh_backward(
-    grad_output: np.ndarray, y: np.ndarray, amplitude: float = 1.0, scale: float = 1.0
+    grad_output: np.ndarray | float, y: np.ndarray, amplitude: float = 1.0, scale: float = 1.0
 ) -> np.ndarray:
     # d/du A·tanh(S·u) = A·S·(1 − tanh²) = S·(A − y²/A) with y = A·tanh(S·u).
     return grad_output * (scale * (amplitude - y * y / amplitude))

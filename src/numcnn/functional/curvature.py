@@ -24,17 +24,44 @@ backward-like pass instead of one per output.
 
 Every function takes the layer's *input* ``x`` (not a forward cache), so the curvature pass works
 whatever a forward pass kept, and all shapes follow the first-order functions they mirror.
+
+The layers of modern networks (issue 8) follow the same rule:
+
+* max pooling: ``y = S x`` with a selection matrix ``S`` of 0/1 entries, so ``S² = S`` and the curvature
+  is *routed exactly like the gradient* (exact for one layer; a pixel that is the maximum of several
+  overlapping windows receives the sum);
+* average pooling ``1/(KH·KW)`` and global average pooling ``1/(H·W)``: the weights squared;
+* ReLU: ``f′² = f′``, a mask; dropout ``y = m ∘ x`` with ``m = keep/(1 − p)``: ``m² ∘ D`` (the mask of
+  the forward pass, so the estimate belongs to one random sub-network, as a gradient does);
+* batch normalisation *approximated* with the batch statistics held constant: ``y = γ (x − μ)/σ + β``
+  gives ``∂²E/∂x² ≈ (γ/σ)² D``, ``h_γ = Σ D x̂²``, ``h_β = Σ D``. The dropped terms come from ``μ`` and
+  ``σ`` depending on ``x``; they are ``O(1/m)`` for ``m`` values per channel (tested: a few percent at
+  ``m = 512``). In evaluation mode the statistics are constants and the rule is exact;
+* softmax (as a layer): its Jacobian ``J = diag(y) − y yᵀ`` is dense, ``diag(Jᵀ D J)_j =
+  y_j² (Σ_i y_i² D_i + (1 − 2 y_j) D_j)`` -- exact;
+* a sum ``y = a + b`` (residual ``Add``) passes ``D`` to each summand, and where one tensor feeds
+  several branches (a :class:`~numcnn.layers.Graph` fork) their curvatures add up: the cross term
+  ``2 J₁ᵀ D J₂`` between branches is dropped -- the diagonal approximation once more.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from numcnn.functional.activation import sigmoid_backward, sigmoid_forward, tanh_backward, tanh_forward
+from numcnn.functional.activation import (
+    sigmoid_backward,
+    sigmoid_forward,
+    softmax_forward,
+    tanh_backward,
+    tanh_forward,
+)
 from numcnn.functional.convolution import conv2d_backward, conv2d_forward
+from numcnn.functional.global_pooling import global_avg_pool2d_backward
 from numcnn.functional.im2col import pair
 from numcnn.functional.linear import linear_backward
 from numcnn.functional.loss import reduction_scale
+from numcnn.functional.normalization import _per_channel, _reduction_axes
+from numcnn.functional.pooling import avg_pool2d_backward, avg_pool2d_forward, max_pool2d_backward, max_pool2d_forward
 from numcnn.functional.subsampling import down, up
 
 __all__ = [
@@ -44,6 +71,12 @@ __all__ = [
     "tanh_curvature",
     "sigmoid_curvature",
     "relu_curvature",
+    "max_pool2d_curvature",
+    "avg_pool2d_curvature",
+    "global_avg_pool2d_curvature",
+    "dropout_curvature",
+    "batch_norm_curvature",
+    "softmax_curvature",
     "rbf_curvature",
     "mse_curvature",
     "cross_entropy_curvature",
@@ -72,7 +105,11 @@ def conv2d_curvature(
     ``(N, C, H, W)``, ``(F, C, KH, KW)``, ``(F,)``.
     """
     _, squared_cache = conv2d_forward(x * x, weight * weight, None, stride, padding)
-    return conv2d_backward(curvature_output, squared_cache, need_input_grad=True)
+    curvature_input, curvature_weight, curvature_bias = conv2d_backward(
+        curvature_output, squared_cache, need_input_grad=True
+    )
+    assert curvature_input is not None  # asked for with need_input_grad=True
+    return curvature_input, curvature_weight, curvature_bias
 
 
 def linear_curvature(
@@ -82,7 +119,11 @@ def linear_curvature(
 
     Shape: D ``(N, out)``, x ``(N, in)``, weight ``(out, in)`` → ``(N, in)``, ``(out, in)``, ``(out,)``.
     """
-    return linear_backward(curvature_output, x * x, weight * weight, need_input_grad=True)
+    curvature_input, curvature_weight, curvature_bias = linear_backward(
+        curvature_output, x * x, weight * weight, need_input_grad=True
+    )
+    assert curvature_input is not None  # asked for with need_input_grad=True
+    return curvature_input, curvature_weight, curvature_bias
 
 
 def subsample_curvature(
@@ -125,6 +166,85 @@ def sigmoid_curvature(curvature_output: np.ndarray, x: np.ndarray, slope: float 
 def relu_curvature(curvature_output: np.ndarray, x: np.ndarray) -> np.ndarray:
     """``∂²E/∂x² = 1[x > 0] · D`` (ReLU's ``f′² = f′``; its ``f″`` is zero anyway)."""
     return curvature_output * (x > 0)
+
+
+def max_pool2d_curvature(
+    curvature_output: np.ndarray,
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+) -> np.ndarray:
+    """``∂²E/∂x² = Sᵀ D``: each window's ``D`` goes to its maximum, like δ (``S`` has 0/1 entries, ``S² = S``).
+
+    Shape: D ``(N, C, OH, OW)``, x ``(N, C, H, W)`` → ``(N, C, H, W)``.
+    """
+    _, cache = max_pool2d_forward(x, kernel_size, stride, padding)
+    return max_pool2d_backward(curvature_output, cache)
+
+
+def avg_pool2d_curvature(
+    curvature_output: np.ndarray,
+    x: np.ndarray,
+    kernel_size: int | tuple[int, int],
+    stride: int | tuple[int, int] | None = None,
+    padding: int | tuple[int, int] = 0,
+) -> np.ndarray:
+    """``∂²E/∂x_j² = Σ_{windows ∋ j} D / (KH·KW)²``: the average's weight ``1/(KH·KW)`` squared.
+
+    Shape: D ``(N, C, OH, OW)``, x ``(N, C, H, W)`` → ``(N, C, H, W)``.
+    """
+    _, cache = avg_pool2d_forward(x, kernel_size, stride, padding)
+    return avg_pool2d_backward(curvature_output, cache) / (cache.kernel_size[0] * cache.kernel_size[1])
+
+
+def global_avg_pool2d_curvature(curvature_output: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """``∂²E/∂x[n, c, i, j]² = D[n, c] / (H·W)²``. Shape: D ``(N, C)``, x ``(N, C, H, W)`` → x's shape."""
+    height, width = x.shape[2], x.shape[3]
+    return global_avg_pool2d_backward(curvature_output, (height, width)) / (height * width)
+
+
+def dropout_curvature(curvature_output: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``∂²E/∂x² = m² ∘ D`` for ``y = m ∘ x`` (``m = keep/(1 − p)``); ``D`` itself when ``mask`` is ``None``
+    (evaluation mode, the identity). Shape: any, ``mask`` like D."""
+    return curvature_output if mask is None else curvature_output * mask * mask
+
+
+def batch_norm_curvature(
+    curvature_output: np.ndarray,
+    x: np.ndarray,
+    weight: np.ndarray,
+    eps: float,
+    running_mean: np.ndarray | None = None,
+    running_var: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(∂²E/∂x², h_γ, h_β) ≈ ((γ/σ)² D, Σ D x̂², Σ D)`` with the statistics held constant (module docstring).
+
+    The statistics are those of the batch ``x``, or ``running_mean``/``running_var`` when given (evaluation
+    mode, where the rule is exact). Shape: D and x ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``, weight
+    ``(C,)`` → x's shape, ``(C,)``, ``(C,)``.
+    """
+    axes = _reduction_axes(x, weight.shape[0])
+    if running_mean is None or running_var is None:
+        mean, variance = x.mean(axis=axes), x.var(axis=axes)
+    else:
+        mean, variance = running_mean, running_var
+    inv_std = 1.0 / np.sqrt(variance + eps)
+    normalized = (x - _per_channel(mean, x.ndim)) * _per_channel(inv_std, x.ndim)
+    curvature_weight = np.sum(curvature_output * normalized * normalized, axis=axes)
+    curvature_bias = curvature_output.sum(axis=axes)
+    curvature_input = curvature_output * _per_channel((weight * inv_std) ** 2, x.ndim)
+    return curvature_input, curvature_weight, curvature_bias
+
+
+def softmax_curvature(curvature_output: np.ndarray, x: np.ndarray, axis: int = 1) -> np.ndarray:
+    """``diag(Jᵀ D J)_j = y_j² (Σ_i y_i² D_i + (1 − 2 y_j) D_j)`` for ``y = softmax(x)``, ``J = diag(y) − y yᵀ``.
+
+    Shape: any, D like x.
+    """
+    y = softmax_forward(x, axis)
+    weighted = np.sum(y * y * curvature_output, axis=axis, keepdims=True)
+    return y * y * (weighted + (1.0 - 2.0 * y) * curvature_output)
 
 
 def rbf_curvature(

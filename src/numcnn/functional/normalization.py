@@ -21,10 +21,18 @@ affine map ``y = γ (x − μ̂) s + β`` whose input gradient is just ``γ s �
 Running estimates follow PyTorch's rule with momentum ``α`` (PyTorch's ``momentum``, not the
 optimiser's): ``μ̂ ← (1 − α) μ̂ + α μ`` and ``σ̂² ← (1 − α) σ̂² + α σ² m/(m − 1)`` -- the *unbiased*
 batch variance, as the paper's Algorithm 2 prescribes for inference (``Var[x] = m/(m−1) E_B[σ²_B]``).
+
+Synchronised batch norm (data-parallel training, :mod:`numcnn.distributed`): when a batch is split
+over processes, ``reduce`` -- a function that sums a per-channel array over the processes -- makes
+every sum above a sum over the whole batch: ``Σ x`` and ``m`` (then ``Σ (x − μ)²``) in forward, and
+``Σ g`` and ``Σ g x̂`` in the input gradient. The statistics, the output and ``∂ℓ/∂x`` are then those of
+one process holding the whole batch; ``∂ℓ/∂γ`` and ``∂ℓ/∂β`` stay this process's share (the trainer
+sums all parameter gradients afterwards).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numpy as np
@@ -37,7 +45,11 @@ __all__ = [
     "batch_norm_eval_forward",
     "batch_norm_backward",
     "update_running_stats",
+    "Reduce",
 ]
+
+# Sums a per-channel array over the processes of a data-parallel run (synchronised batch norm).
+Reduce = Callable[[np.ndarray], np.ndarray]
 
 
 class BatchNormCache(NamedTuple):
@@ -47,6 +59,8 @@ class BatchNormCache(NamedTuple):
     inv_std: np.ndarray  # (C,): s = 1/√(σ² + ε), of the batch or of the running variance
     weight: np.ndarray  # (C,): γ
     batch_statistics: bool  # True in training mode: μ and σ² depend on x
+    synchronised_count: int = 0  # synchronised: m over all processes (0: this input's own N·H·W)
+    reduce: Reduce | None = None  # synchronised: the sum over processes, for backward's two sums
 
 
 def _reduction_axes(x: np.ndarray, num_features: int) -> tuple[int, ...]:
@@ -62,9 +76,10 @@ def _per_channel(values: np.ndarray, ndim: int) -> np.ndarray:
 
 
 def batch_norm_train_forward(
-    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float
+    x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, reduce: Reduce | None = None
 ) -> tuple[np.ndarray, BatchNormCache, np.ndarray, np.ndarray, int]:
-    """Normalise with the statistics of this batch (Algorithm 1 of Ioffe & Szegedy).
+    """Normalise with the statistics of this batch (Algorithm 1 of Ioffe & Szegedy); with ``reduce``,
+    of the whole batch that this input is one process's part of (synchronised batch norm).
 
     Shape:
         - x: ``(N, C)``, ``(N, C, L)`` or ``(N, C, H, W)``; weight γ, bias β: ``(C,)``
@@ -73,17 +88,27 @@ def batch_norm_train_forward(
     """
     axes = _reduction_axes(x, weight.shape[0])
     count = x.size // x.shape[1]
+    if reduce is not None:
+        totals = reduce(np.append(x.sum(axis=axes), count).astype(x.dtype))  # Σ x and m over all processes
+        count = round(float(totals[-1]))
     if count < 2:
         raise ShapeError(
             f"batch norm in training mode needs more than one value per channel, got input shape {x.shape}"
         )
-    mean = x.mean(axis=axes)
-    centred = x - _per_channel(mean, x.ndim)
-    variance = np.mean(centred * centred, axis=axes)
+    if reduce is None:
+        mean = x.mean(axis=axes)
+        centred = x - _per_channel(mean, x.ndim)
+        variance = np.mean(centred * centred, axis=axes)
+    else:
+        # Two passes, as above (Σ (x − μ)² after μ), rather than Σ x² − m μ², which cancels badly.
+        mean = (totals[:-1] / count).astype(x.dtype)
+        centred = x - _per_channel(mean, x.ndim)
+        variance = (reduce(np.sum(centred * centred, axis=axes)) / count).astype(x.dtype)
     inv_std = 1.0 / np.sqrt(variance + eps)
     normalized = centred * _per_channel(inv_std, x.ndim)
     y = normalized * _per_channel(weight, x.ndim) + _per_channel(bias, x.ndim)
-    return y, BatchNormCache(normalized, inv_std, weight, True), mean, variance, count
+    cache = BatchNormCache(normalized, inv_std, weight, True, count if reduce is not None else 0, reduce)
+    return y, cache, mean, variance, count
 
 
 def batch_norm_eval_forward(
@@ -124,10 +149,15 @@ def batch_norm_backward(
     if not cache.batch_statistics:
         # Running estimates are constants: the map is affine and ∂ℓ/∂x = γ s ∂ℓ/∂y.
         return grad_output * _per_channel(cache.weight * cache.inv_std, ndim), grad_weight, grad_bias
-    count = grad_output.size // grad_output.shape[1]
-    # With g = γ ∂ℓ/∂y:  Σ g = γ Σ ∂ℓ/∂y  and  Σ g x̂ = γ Σ ∂ℓ/∂y x̂ -- the two sums above, reused.
+    count = cache.synchronised_count or grad_output.size // grad_output.shape[1]
+    # With g = γ ∂ℓ/∂y:  Σ g = γ Σ ∂ℓ/∂y  and  Σ g x̂ = γ Σ ∂ℓ/∂y x̂ -- the two sums above, reused
+    # (synchronised: summed over the processes first).
+    sum_grad, sum_grad_normalized = grad_bias, grad_weight
+    if cache.reduce is not None:
+        both = cache.reduce(np.concatenate([grad_bias, grad_weight]))
+        sum_grad, sum_grad_normalized = both[: grad_bias.shape[0]], both[grad_bias.shape[0] :]
     scale = _per_channel(cache.weight * cache.inv_std / count, ndim)  # γ s / m
-    correction = _per_channel(grad_bias, ndim) + normalized * _per_channel(grad_weight, ndim)
+    correction = _per_channel(sum_grad, ndim) + normalized * _per_channel(sum_grad_normalized, ndim)
     return scale * (count * grad_output - correction), grad_weight, grad_bias
 
 

@@ -9,6 +9,7 @@ from numcnn.layers.combination import LearnedCombination2d
 from numcnn.layers.connections import LENET5_C3_CONNECTIONS, format_connections, parse_connections
 from numcnn.layers.container import Sequential
 from numcnn.layers.convolution import Conv2d
+from numcnn.layers.description import describe_layer, layer_from_description
 from numcnn.layers.dropout import Dropout
 from numcnn.layers.global_pooling import GlobalAvgPool2d
 from numcnn.layers.graph import Add, Graph, Merge
@@ -22,9 +23,10 @@ LAYER_TYPES: dict[str, type[Layer]] = {
     cls.__name__: cls
     for cls in (Conv2d, MaxPool2d, AvgPool2d, ReLU, Sigmoid, Tanh, Softmax, Flatten, Linear, Sequential)
 }
-# The blocks of modern CNNs (issue 4). Graph is not listed: it is built from a spec's ``graph`` field.
+# The blocks of modern CNNs (issue 4). A registered graph model declares its nodes in the spec's
+# ``graph`` field; Graph is listed so that a saved model's description can name it (and nest one).
 LAYER_TYPES.update(
-    {cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, Dropout, GlobalAvgPool2d, Add)}
+    {cls.__name__: cls for cls in (BatchNorm1d, BatchNorm2d, Dropout, GlobalAvgPool2d, Add, Graph)}
 )
 # The classic layers of seeds 000/002 and LeNet-5 (1998).
 LAYER_TYPES.update(
@@ -56,8 +58,10 @@ __all__ = [
     "Softmax",
     "Subsample2d",
     "Tanh",
+    "describe_layer",
     "fan_in_uniform",
     "format_connections",
+    "layer_from_description",
     "make_generator",
     "parse_connections",
 ]

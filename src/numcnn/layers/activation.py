@@ -15,7 +15,7 @@ from numcnn.functional.activation import (
     tanh_backward,
     tanh_forward,
 )
-from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, tanh_curvature
+from numcnn.functional.curvature import relu_curvature, sigmoid_curvature, softmax_curvature, tanh_curvature
 from numcnn.layers.base import Layer
 
 __all__ = [
@@ -81,6 +81,9 @@ class Sigmoid(Layer):
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return sigmoid_curvature(curvature_output, x, self.slope), {}
 
+    def config(self) -> dict:
+        return {"slope": self.slope}
+
     def extra_repr(self) -> str:
         return "" if self.slope == 1.0 else f"slope={self.slope}"
 
@@ -105,6 +108,9 @@ class Tanh(Layer):
 
     def backward_curvature(self, x, curvature_output, grad_output=None):
         return tanh_curvature(curvature_output, x, self.amplitude, self.scale), {}
+
+    def config(self) -> dict:
+        return {"amplitude": self.amplitude, "scale": self.scale}
 
     def extra_repr(self) -> str:
         if self.amplitude == 1.0 and self.scale == 1.0:
@@ -145,6 +151,12 @@ class Softmax(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         y = self.require_cache()
         return softmax_backward(grad_output, y, self.axis) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        return softmax_curvature(curvature_output, x, self.axis), {}
+
+    def config(self) -> dict:
+        return {"axis": self.axis}
 
     def extra_repr(self) -> str:
         return f"axis={self.axis}"

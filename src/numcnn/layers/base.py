@@ -24,6 +24,7 @@ PyTorch; always go through ``params`` when *replacing* an array.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from itertools import count
 from typing import Any
@@ -138,11 +139,12 @@ class Layer:
             raise CheckpointError(
                 f"state does not fit the model: missing {missing or 'nothing'}, unexpected {unexpected or 'nothing'}"
             )
+        for name, target in targets.items():  # every shape first: a mismatch changes nothing
+            shape = np.shape(state[name])
+            if shape != target.shape:
+                raise CheckpointError(f"{name}: saved shape {shape} does not match the model's {target.shape}")
         for name, target in targets.items():
-            value = np.asarray(state[name])
-            if value.shape != target.shape:
-                raise CheckpointError(f"{name}: saved shape {value.shape} does not match the model's {target.shape}")
-            np.copyto(target, value, casting="same_kind")
+            np.copyto(target, np.asarray(state[name]), casting="same_kind")
 
     # -- modes --------------------------------------------------------------------------------
     def train(self, mode: bool = True) -> Layer:
@@ -246,6 +248,24 @@ class Layer:
             raise NumcnnError(f"{type(self).__name__}.backward() was called before forward()")
         return self.cache
 
+    # -- description ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments that rebuild this layer, as plain data (numbers, strings, lists,
+        nested descriptions): the inverse of :meth:`from_config`. Weights are not included -- they travel
+        in the state dict. The default, ``{}``, suits a layer without arguments."""
+        return {}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Layer:
+        """A fresh layer from :meth:`config`'s data; ``rng`` and ``dtype`` go to constructors that take them."""
+        accepted = inspect.signature(cls.__init__).parameters
+        extra: dict[str, Any] = {}
+        if "rng" in accepted:
+            extra["rng"] = rng
+        if "dtype" in accepted:
+            extra["dtype"] = dtype
+        return cls(**config, **extra)
+
     # -- presentation ---------------------------------------------------------------------------
     def extra_repr(self) -> str:
         return ""
@@ -276,6 +296,9 @@ class VectorLayer(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (self.out_features,)
 
+    def config(self) -> dict[str, Any]:
+        return {"in_features": self.in_features, "out_features": self.out_features}
+
     def extra_repr(self) -> str:
         return f"in_features={self.in_features}, out_features={self.out_features}"
 
@@ -303,6 +326,12 @@ class WindowLayer(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         _, h, w = input_shape
         return (self.out_channels, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
+
+    def config(self) -> dict[str, Any]:
+        return {
+            "in_channels": self.in_channels, "out_channels": self.out_channels,
+            "kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding),
+        }  # fmt: skip
 
     def extra_repr(self) -> str:
         return (

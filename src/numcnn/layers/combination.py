@@ -104,6 +104,9 @@ class LearnedCombination2d(WindowLayer):
             lines.append(f"{i:<4}{cells}")
         return "\n".join(lines)
 
+    def config(self) -> dict:
+        return {**super().config(), "sparsity": self.sparsity, "sparsity_power": self.sparsity_power}
+
     def extra_repr(self) -> str:
         text = super().extra_repr()
         if self.sparsity:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 
@@ -54,6 +55,21 @@ class Sequential(Layer):
             raise ConfigurationError(f"cannot append {type(layer).__name__}: not a Layer")
         self.layers.append(layer)
         return self
+
+    # -- description ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """``{"layers": [description, ...]}``, each child as ``{"type", "config"}``."""
+        from numcnn.layers.description import describe_layer
+
+        return {"layers": [describe_layer(layer) for layer in self.layers]}
+
+    @classmethod
+    def from_config(
+        cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32
+    ) -> Sequential:
+        from numcnn.layers.description import layer_from_description
+
+        return cls(*(layer_from_description(item, rng, dtype) for item in config["layers"]))
 
     # -- computation ----------------------------------------------------------------------------
     @property

@@ -95,7 +95,11 @@ class Conv2d(WindowLayer):
         """
         x = np.asarray(x, dtype=self.dtype)
         backend = kernels.active()
-        fused = backend.conv2d_max_pool2d_forward(x, *self.backend_arguments(), *pool_window, record=record)
+        weight, bias, stride, padding = self.backend_arguments()
+        pool_kernel, pool_stride, pool_padding = pool_window
+        fused = backend.conv2d_max_pool2d_forward(
+            x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=record
+        )
         if fused is None:
             return None
         y, conv_cache, pool_cache = fused
@@ -118,7 +122,7 @@ class Conv2d(WindowLayer):
         return weight if self.connection_mask is None else weight * self.connection_mask
 
     def num_parameters(self) -> int:
-        if self.connection_mask is None:
+        if self.connections is None:
             return super().num_parameters()
         kernels = int(self.connections.sum()) * self.kernel_size[0] * self.kernel_size[1]
         return kernels + (self.out_channels if "bias" in self.params else 0)
@@ -136,6 +140,13 @@ class Conv2d(WindowLayer):
         if "bias" in self.params:
             curvatures["bias"] = curvature_bias
         return curvature_input, curvatures
+
+    def config(self) -> dict:
+        config = super().config()
+        config["bias"] = "bias" in self.params
+        if self.connections is not None:
+            config["connections"] = self.connections.tolist()
+        return config
 
     def extra_repr(self) -> str:
         text = super().extra_repr()

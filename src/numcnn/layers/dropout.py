@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn.errors import NumcnnError
+from numcnn.functional.curvature import dropout_curvature
 from numcnn.functional.dropout import check_drop_probability, dropout_backward, dropout_forward, dropout_mask
 from numcnn.layers.base import Layer, make_generator
 
@@ -49,6 +50,11 @@ class Dropout(Layer):
             return None
         return grad_output if mask is IDENTITY else dropout_backward(grad_output, mask)
 
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        """``m² ∘ D`` with the mask of the last forward pass (the curvature pass runs one on ``x`` first)."""
+        mask = self.require_cache()
+        return dropout_curvature(curvature_output, None if mask is IDENTITY else mask), {}
+
     def freeze_mask(self, mask: np.ndarray | None = None) -> np.ndarray:
         """Reuse ``mask`` (default: the one drawn by the last training forward pass) from now on."""
         if mask is None:
@@ -61,6 +67,9 @@ class Dropout(Layer):
     def unfreeze_mask(self) -> None:
         """Draw a fresh mask at every forward pass again."""
         self.frozen_mask = None
+
+    def config(self) -> dict:
+        return {"p": self.p}
 
     def extra_repr(self) -> str:
         return f"p={self.p:g}"

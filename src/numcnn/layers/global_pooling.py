@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn.errors import ShapeError
+from numcnn.functional.curvature import global_avg_pool2d_curvature
 from numcnn.functional.global_pooling import global_avg_pool2d_backward, global_avg_pool2d_forward
 from numcnn.layers.base import Layer
 
@@ -25,6 +26,10 @@ class GlobalAvgPool2d(Layer):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         input_size = self.require_cache()
         return global_avg_pool2d_backward(grad_output, input_size) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        """Spreads ``D[n, c] / (H·W)²`` over the map."""
+        return global_avg_pool2d_curvature(curvature_output, x), {}
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         if len(input_shape) != 3:

@@ -26,7 +26,7 @@ input and one output, so it is a ``Layer``: it can be a whole model or one block
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -46,7 +46,17 @@ class Merge(Layer):
     def forward(self, *inputs: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+    # One gradient per input, where a Layer returns one: a Merge is only ever called by Graph.backward,
+    # which knows the difference, so the narrower Layer signature is deliberately not kept.
+    def backward(  # type: ignore[override]
+        self, grad_output: np.ndarray, need_input_grad: bool = True
+    ) -> tuple[np.ndarray, ...]:
+        raise NotImplementedError
+
+    def backward_curvature(  # type: ignore[override]
+        self, inputs: tuple[np.ndarray, ...], curvature_output: np.ndarray, grad_output: np.ndarray | None = None
+    ) -> tuple[tuple[np.ndarray, ...], dict[str, np.ndarray]]:
+        """Like :meth:`Layer.backward_curvature`, with the tuple of inputs and one curvature per input."""
         raise NotImplementedError
 
 
@@ -63,8 +73,14 @@ class Add(Merge):
         self.cache = len(inputs)
         return add_forward(*inputs)
 
-    def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> tuple[np.ndarray, ...]:
+    def backward(  # type: ignore[override]  # see Merge.backward
+        self, grad_output: np.ndarray, need_input_grad: bool = True
+    ) -> tuple[np.ndarray, ...]:
         return add_backward(grad_output, self.require_cache())
+
+    def backward_curvature(self, inputs, curvature_output, grad_output=None):
+        """Each summand's Jacobian is the identity: every input gets ``D``."""
+        return add_backward(curvature_output, len(inputs)), {}
 
     def output_shape(self, *input_shapes: tuple[int, ...]) -> tuple[int, ...]:
         if len(set(map(tuple, input_shapes))) != 1:
@@ -156,6 +172,24 @@ class Graph(Layer):
         """Names of the (active) nodes that read ``tensor``."""
         return [node.name for node in self._active if tensor in node.inputs]
 
+    # -- description ----------------------------------------------------------------------------
+    def config(self) -> dict[str, Any]:
+        """The nodes as ``{"name", "inputs", "layer": {"type", "config"}}``, the input's and output's names."""
+        from numcnn.layers.description import describe_layer
+
+        nodes = [{"name": n.name, "inputs": list(n.inputs), "layer": describe_layer(n.layer)} for n in self.nodes]
+        return {"nodes": nodes, "input_name": self.input_name, "output": self.output}
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Graph:
+        from numcnn.layers.description import layer_from_description
+
+        nodes = [
+            (node["name"], layer_from_description(node["layer"], rng, dtype), tuple(node["inputs"]))
+            for node in config["nodes"]
+        ]
+        return cls(nodes, input_name=config.get("input_name", "input"), output=config.get("output"))
+
     # -- computation ----------------------------------------------------------------------------
     def forward(self, x: np.ndarray) -> np.ndarray:
         tensors = {self.input_name: x}
@@ -175,6 +209,7 @@ class Graph(Layer):
             if grad is None:
                 continue  # this node's output does not reach the graph's output by this route
             wants = need_input_grad or any(name != self.input_name for name in node.inputs)
+            input_grads: tuple[np.ndarray | None, ...]
             if isinstance(node.layer, Merge):
                 input_grads = node.layer.backward_with_hooks(grad)
             else:
@@ -185,6 +220,36 @@ class Graph(Layer):
                 # A fresh sum, never +=: the arrays may be shared (Add hands out one δ to all inputs).
                 grads[name] = input_grad if name not in grads else grads[name] + input_grad
         return grads.get(self.input_name) if need_input_grad else None
+
+    def backward_curvature(
+        self, x: np.ndarray, curvature_output: np.ndarray, grad_output: np.ndarray | None = None
+    ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """The curvature pass in reverse topological order (:mod:`numcnn.functional.curvature`).
+
+        The node inputs are recomputed by a forward pass from ``x``. A tensor read by several nodes gets the
+        *sum* of their curvatures: the Gauss–Newton diagonal without the cross terms between branches.
+        Only the output node receives ``grad_output``. Parameter names as in ``named_parameters``.
+        """
+        tensors = {self.input_name: x}
+        for node in self._active:
+            tensors[node.name] = node.layer.forward(*(tensors[name] for name in node.inputs))
+        curvatures: dict[str, np.ndarray] = {self.output: curvature_output}
+        parameters: dict[str, np.ndarray] = {}
+        for node in reversed(self._active):
+            curvature = curvatures.pop(node.name, None)
+            if curvature is None:
+                continue
+            inputs = tuple(tensors[name] for name in node.inputs)
+            if isinstance(node.layer, Merge):
+                input_curvatures, own = node.layer.backward_curvature(inputs, curvature)
+            else:
+                last = grad_output if node.name == self.output else None
+                input_curvature, own = node.layer.backward_curvature(inputs[0], curvature, last)
+                input_curvatures = (input_curvature,)
+            parameters.update({f"{node.name}.{name}": value for name, value in own.items()})
+            for name, input_curvature in zip(node.inputs, input_curvatures):
+                curvatures[name] = input_curvature if name not in curvatures else curvatures[name] + input_curvature
+        return curvatures.get(self.input_name, np.zeros_like(x)), parameters
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return self.tensor_shapes(input_shape)[self.output]

@@ -70,6 +70,9 @@ class Linear(VectorLayer):
             curvatures["bias"] = curvature_bias
         return curvature_input, curvatures
 
+    def config(self) -> dict:
+        return {**super().config(), "bias": "bias" in self.params}
+
     def extra_repr(self) -> str:
         text = super().extra_repr()
         return text if "bias" in self.params else text + ", bias=False"

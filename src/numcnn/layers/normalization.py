@@ -6,7 +6,9 @@ from __future__ import annotations
 import numpy as np
 
 from numcnn.errors import ConfigurationError, ShapeError
+from numcnn.functional.curvature import batch_norm_curvature
 from numcnn.functional.normalization import (
+    Reduce,
     batch_norm_backward,
     batch_norm_eval_forward,
     batch_norm_train_forward,
@@ -22,6 +24,9 @@ class _BatchNorm(Layer):
 
     accepted_ndims: tuple[int, ...] = ()
     shape_text = ""
+    # Synchronised batch norm: sums per-channel statistics over the processes of a data-parallel
+    # run (numcnn.distributed sets it for --sync-bn); None: the statistics of this input alone.
+    reduce: Reduce | None = None
 
     def __init__(
         self, num_features: int, eps: float = 1e-5, momentum: float = 0.1, *, dtype=np.float32
@@ -60,7 +65,7 @@ class _BatchNorm(Layer):
                 x, weight, bias, self.buffers["running_mean"], self.buffers["running_var"], self.eps
             )
             return y
-        y, self.cache, mean, variance, count = batch_norm_train_forward(x, weight, bias, self.eps)
+        y, self.cache, mean, variance, count = batch_norm_train_forward(x, weight, bias, self.eps, self.reduce)
         update_running_stats(
             self.buffers["running_mean"], self.buffers["running_var"], mean, variance, count, self.momentum
         )
@@ -72,6 +77,19 @@ class _BatchNorm(Layer):
         self.grads["weight"] += grad_weight
         self.grads["bias"] += grad_bias
         return grad_input
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        """``((γ/σ)² D, Σ D x̂², Σ D)``, the batch statistics (running ones in evaluation mode) held constant:
+        an approximation in training mode, see :func:`~numcnn.functional.curvature.batch_norm_curvature`."""
+        x = np.asarray(x, dtype=self.dtype)
+        running = (None, None) if self.training else (self.buffers["running_mean"], self.buffers["running_var"])
+        curvature_input, curvature_weight, curvature_bias = batch_norm_curvature(
+            curvature_output, x, self.params["weight"], self.eps, *running
+        )
+        return curvature_input, {"weight": curvature_weight, "bias": curvature_bias}
+
+    def config(self) -> dict:
+        return {"num_features": self.num_features, "eps": self.eps, "momentum": self.momentum}
 
     def extra_repr(self) -> str:
         return f"{self.num_features}, eps={self.eps:g}, momentum={self.momentum:g}"

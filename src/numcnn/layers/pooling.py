@@ -8,6 +8,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from numcnn import kernels
+from numcnn.functional.curvature import avg_pool2d_curvature, max_pool2d_curvature
 from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.functional.pooling import pool_window_settings
 from numcnn.layers.base import Layer
@@ -32,6 +33,9 @@ class _Pool2d(Layer):
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         c, h, w = input_shape
         return (c, *conv_output_size_2d((h, w), self.kernel_size, self.stride, self.padding))
+
+    def config(self) -> dict:
+        return {"kernel_size": list(self.kernel_size), "stride": list(self.stride), "padding": list(self.padding)}
 
     def extra_repr(self) -> str:
         return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
@@ -80,6 +84,10 @@ class MaxPool2d(_Pool2d):
         backend, cache = self.require_cache()
         return backend.max_pool2d_backward(grad_output, cache) if need_input_grad else None
 
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        """Routes ``D`` to each window's maximum, like δ (:func:`~numcnn.functional.curvature.max_pool2d_curvature`)."""
+        return max_pool2d_curvature(curvature_output, x, self.kernel_size, self.stride, self.padding), {}
+
 
 class AvgPool2d(_Pool2d):
     """Average pooling (seed 004 eq. 15.52); padding counts as zeros (``count_include_pad=True``).
@@ -99,3 +107,7 @@ class AvgPool2d(_Pool2d):
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         backend, cache = self.require_cache()
         return backend.avg_pool2d_backward(grad_output, cache) if need_input_grad else None
+
+    def backward_curvature(self, x, curvature_output, grad_output=None):
+        """Spreads ``D / (KH·KW)²`` over each window (:func:`~numcnn.functional.curvature.avg_pool2d_curvature`)."""
+        return avg_pool2d_curvature(curvature_output, x, self.kernel_size, self.stride, self.padding), {}

@@ -28,6 +28,8 @@ class EuclideanRBF(VectorLayer):
     Shape: ``(N, in_features)`` → ``(N, out_features)``.
 
     Gradient: ``∂E/∂x_j = Σ_i δ_i · 2 (x_j − w_ij)``.
+
+    :meth:`config` holds the sizes only: the codes are a buffer and travel with the weights.
     """
 
     def __init__(

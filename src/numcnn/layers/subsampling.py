@@ -88,9 +88,11 @@ class Subsample2d(Layer):
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         cache = self.require_cache()
+        delta: np.ndarray | None = grad_output
         if self.activation is not None:
-            grad_output = self.activation.backward(grad_output)  # δ = ∂E/∂u = f′(u) ∘ ∂E/∂x_j
-        grad_input, grad_beta, grad_bias = subsample_backward(grad_output, cache, need_input_grad)
+            delta = self.activation.backward(grad_output)  # δ = ∂E/∂u = f′(u) ∘ ∂E/∂x_j
+        assert delta is not None  # an activation always returns its input gradient when asked
+        grad_input, grad_beta, grad_bias = subsample_backward(delta, cache, need_input_grad)
         self.grads["beta"] += grad_beta
         self.grads["bias"] += grad_bias
         return grad_input
@@ -115,6 +117,22 @@ class Subsample2d(Layer):
     def named_children(self):
         # The activation is a child, so train()/eval() reach it (it has no parameters to name).
         return iter(() if self.activation is None else (("activation", self.activation),))
+
+    def config(self) -> dict:
+        """The activation, when there is one, as a nested layer description (``{"type", "config"}``)."""
+        from numcnn.layers.description import describe_layer
+
+        activation = None if self.activation is None else describe_layer(self.activation)
+        return {"channels": self.channels, "factor": list(self.factor), "mode": self.mode, "activation": activation}
+
+    @classmethod
+    def from_config(cls, config: dict, rng: np.random.Generator | None = None, dtype=np.float32) -> Subsample2d:
+        from numcnn.layers.description import layer_from_description
+
+        config = dict(config)
+        if isinstance(config.get("activation"), dict):
+            config["activation"] = layer_from_description(config["activation"], rng, dtype)
+        return cls(**config, rng=rng, dtype=dtype)
 
     def extra_repr(self) -> str:
         text = f"{self.channels}, factor={self.factor}, mode={self.mode!r}"

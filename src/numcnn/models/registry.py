@@ -13,7 +13,6 @@ model's input); :func:`build` turns them into a :class:`~numcnn.layers.Graph`.
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -151,21 +150,16 @@ def get_spec(name: str) -> ModelSpec:
 
 def build_layer(type_name: str, arguments: dict[str, Any], rng: np.random.Generator, dtype) -> Layer:
     """Instantiate one layer specification, passing ``rng``/``dtype`` to layers that accept them."""
-    cls = LAYER_TYPES[type_name]
-    accepted = inspect.signature(cls.__init__).parameters
-    extra = {}
-    if "rng" in accepted:
-        extra["rng"] = rng
-    if "dtype" in accepted:
-        extra["dtype"] = dtype
-    return cls(**arguments, **extra)
+    return LAYER_TYPES[type_name].from_config(arguments, rng, dtype)
 
 
-def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.float32) -> Sequential | Graph:
+def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.float32) -> Layer:
     """A freshly initialised model of the registered architecture ``name``: a ``Sequential``, or a
-    ``Graph`` for specifications that declare one."""
+    ``Graph`` for specifications that declare one -- either way a :class:`~numcnn.layers.Layer`, which is
+    all that training, checkpoints and gradient checks rely on. ``model.spec`` is the specification."""
     spec = get_spec(name)
     generator = make_generator(rng)
+    model: Layer
     if spec.graph:
         nodes = spec.graph_nodes()
         model = Graph([(name, build_layer(kind, args, generator, dtype), inputs) for name, kind, args, inputs in nodes])
@@ -173,7 +167,8 @@ def build(name: str, *, rng: np.random.Generator | int | None = None, dtype=np.f
         model = Sequential(*(build_layer(type_name, dict(args), generator, dtype) for type_name, args in spec.layers))
     if spec.weight_std is not None:
         gaussian_init(model, spec.weight_std, generator)
-    model.spec = spec
+    # Read back as ``model.spec`` (Layer.__getattr__ is not involved: it is a plain instance attribute).
+    model.spec = spec  # type: ignore[union-attr]  # Layer declares no model-level fields
     # One flat buffer for all parameters (and one for gradients): the optimiser then updates the
     # whole model with a few NumPy calls. The params/grads dicts are unchanged for every user.
     flatten_parameters(model)
