@@ -82,14 +82,14 @@ def test_an_unknown_model_in_the_list_fails_before_any_measurement(capsys):
     assert "lenet5: batch" not in captured.out and "nope" in captured.err
 
 
-def test_a_graph_model_is_benchmarked_without_a_torch_twin():
+def test_a_graph_model_is_benchmarked():
     config = BenchConfig(
         model="resnet_mnist", batch_sizes=(2,), steps=1, repeats=3, infer_images=4, warmup_steps=1, backend="numpy",
         compile_time=False,
     )
     result = run_benchmark(config, log=lambda line: None)
-    assert all(len(m.numcnn) == 3 and not m.torch for m in result.measurements)
-    assert "graph model" in result.torch_note or result.measurements[0].torch
+    assert all(len(m.numcnn) == 3 for m in result.measurements)
+    assert all(len(m.torch) in (0, 3) for m in result.measurements)  # 3 with PyTorch installed
 
 
 @pytest.mark.torch
