@@ -27,7 +27,7 @@ def test_tiny_benchmark_without_torch_reports_every_measurement():
     assert result.peak_memory[4]["train_mib"] > 0
     text = format_report(result)
     assert "train s/epoch" in text and "infer s/10k" in text and "ReLU+MaxPool2d [1]" in text
-    assert "--no-torch" in text
+    assert "PyTorch" not in text  # --no-torch: the report does not mention it (issue 8)
 
 
 def test_benchmark_options_are_validated():
@@ -89,7 +89,8 @@ def test_a_graph_model_is_benchmarked():
         compile_time=False,
     )
     result = run_benchmark(config, log=lambda line: None)
-    assert all(len(m.numcnn) == 3 and len(m.torch) in (0, 3) for m in result.measurements)
+    assert all(len(m.numcnn) == 3 for m in result.measurements)
+    assert all(len(m.torch) in (0, 3) for m in result.measurements)  # 3 with PyTorch installed
 
 
 @pytest.mark.torch

@@ -54,6 +54,7 @@ __all__ = [
     "available_backends",
     "backend_name",
     "get_backend",
+    "loaded_backends",
     "numba_available",
     "register_backend",
     "set_backend",
@@ -143,6 +144,11 @@ def get_backend(name: str) -> Backend:
             raise ConfigurationError(f"{name_of_class} does not implement numcnn.kernels.interface.Backend")
         _instances[name] = backend
     return _instances[name]
+
+
+def loaded_backends() -> list[Backend]:
+    """The backend objects created so far (layers' caches refer to them; copies of a layer share them)."""
+    return list(_instances.values())
 
 
 def active() -> Backend:
