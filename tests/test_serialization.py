@@ -75,7 +75,10 @@ def test_version_1_checkpoint_written_by_the_previous_code_still_loads():
     assert checkpoint.meta["version"] == 1 and checkpoint.meta["epoch"] == 3 and checkpoint.spec.name == "sk_0.2"
     recorded = np.load(FIXTURES / "checkpoint_v1_sk_0.2_outputs.npy")
     x = recorded[:, : 28 * 28].reshape(2, 1, 28, 28).astype(np.float32)
-    np.testing.assert_array_equal(checkpoint.model.eval().forward(x), recorded[:, 28 * 28 :].astype(np.float32))
+    # Recorded with the previous code on its default backend: equal up to float32 rounding of the kernels.
+    np.testing.assert_allclose(
+        checkpoint.model.eval().forward(x), recorded[:, 28 * 28 :].astype(np.float32), rtol=1e-5, atol=1e-7
+    )
     assert numcnn.load(FIXTURES / "checkpoint_v1_sk_0.2.npz").spec.name == "sk_0.2"
 
 

@@ -148,12 +148,14 @@ def test_specs_must_declare_layers_or_a_graph():
 
 
 def test_gradcheck_command_freezes_dropout_masks():
-    from numcnn.cli.inspection import _freeze_dropout
+    from numcnn.gradcheck import check_model
 
-    model = models.build("bn_dropout", rng=0, dtype=np.float64)
-    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28))
-    _freeze_dropout(model, x)  # what 'numcnn gradcheck' does before differentiating
+    built = []
+    report = check_model("bn_dropout", batch_size=3, max_checks=2, prepare=built.append)  # what 'numcnn gradcheck' runs
+    model = built[0]
+    assert report.passed
     assert model.training and model[-2].frozen_mask is not None
+    x = np.random.default_rng(1).standard_normal((3, 1, 28, 28))
     np.testing.assert_array_equal(model.forward(x), model.forward(x))  # the same function every call
 
 
