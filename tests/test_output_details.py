@@ -66,3 +66,22 @@ def test_readme_quotes_the_measured_error_range():
     assert "0.71–0.85% test error" in readme  # seed 0 measured 0.85%, seeds 1 and 2 0.71% and 0.75%
     assert "export NUMCNN_DATA=../shared/data" not in readme  # relative: only right in CI's layout
     assert "the folder that holds `mnist/`" in readme
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path):
+    from numcnn.data import download_mnist
+    from numcnn.errors import DataError
+
+    def offline(url: str, timeout: float):
+        raise OSError("network is unreachable")
+
+    target = tmp_path / "new" / "data" / "mnist"
+    with pytest.raises(DataError, match="download failed from every mirror"):
+        download_mnist(target, mirrors=["https://example.invalid/mnist"], progress=False, opener=offline)
+    assert list(tmp_path.iterdir()) == []
+    # A folder that was there before stays, even if empty.
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataError):
+        download_mnist(tmp_path / "kept" / "mnist", mirrors=["https://example.invalid/mnist"], progress=False,
+                       opener=offline)  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []

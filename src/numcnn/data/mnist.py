@@ -280,10 +280,25 @@ def download_mnist(
     mirrors = tuple(MNIST_MIRRORS if mirrors is None else mirrors)
     if not mirrors:
         raise DataError(f"{directory}: cannot download MNIST: no mirrors given")
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{directory}: cannot create download folder ({one_line(exc)})") from None
+    try:
+        _download_files(directory, mirrors, opener, timeout, progress)
+    except BaseException:
+        # A failed download leaves no trace: the folders made for it go again, if nothing else is in them.
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    return directory
+
+
+def _download_files(directory: Path, mirrors: tuple[str, ...], opener, timeout: float, progress) -> None:
     for name in MNIST_FILES:
         target = directory / f"{name}.gz"
         expected = MNIST_SHA256[name]
@@ -299,7 +314,6 @@ def download_mnist(
                 failures.append(f"{url} ({exc})")
         else:
             raise DataError(f"{target}: download failed from every mirror: {'; '.join(failures)}")
-    return directory
 
 
 def _check_kind(array: np.ndarray, path: Path, images: bool) -> None:
