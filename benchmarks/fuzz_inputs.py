@@ -86,7 +86,7 @@ def mutate(data: bytes, rng: random.Random) -> bytes:
 def gzip_bomb(size: int) -> bytes:
     """A gzip stream of ``size`` zero bytes after an IDX header that claims them (about size/1000 bytes)."""
     header = bytes([0, 0, 0x08, 1]) + struct.pack(">I", size)
-    compressor = zlib.compressobj(9, zlib.DEFLATED, 31)
+    compressor = zlib.compressobj(1, zlib.DEFLATED, 31)  # level 1: quick to make, still ~ 1:200
     chunks = [compressor.compress(header)]
     block = bytes(1 << 20)
     for _ in range(size >> 20):
@@ -100,7 +100,7 @@ def make_idx_cases(folder: Path, count: int, rng: random.Random) -> list[dict]:
     labels = np.random.default_rng(1).integers(0, 10, size=50, dtype=np.uint8)
     originals = {"images": idx_bytes(images), "labels": idx_bytes(labels)}
     cases = []
-    bomb = gzip_bomb(3 << 30)  # 3 GiB of zeros, more than a worker may hold
+    bomb = gzip_bomb(5 << 29)  # 2.5 GiB of zeros, more than a worker may hold
     for number in range(count):
         which = "images" if number % 2 == 0 else "labels"
         original = originals[which]
@@ -183,14 +183,14 @@ def make_checkpoint_cases(folder: Path, count: int, rng: random.Random) -> list[
 
     # One zip bomb: a member that inflates to 3 GiB.
     bomb = folder / "bomb.npz"
-    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as archive:
         archive.writestr("meta.npy", _npy(arrays["meta"]))
         with archive.open(f"{state_keys[0]}.npy", "w", force_zip64=True) as member:
             header = io.BytesIO()
-            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (3 << 28,)})
+            np.lib.format.write_array_header_1_0(header, {"descr": "<f4", "fortran_order": False, "shape": (5 << 27,)})
             member.write(header.getvalue())
             block = bytes(1 << 20)
-            for _ in range(3 << 10):
+            for _ in range(5 << 9):  # 2.5 GiB of zeros
                 member.write(block)
     bomb_bytes = bomb.read_bytes()
 
