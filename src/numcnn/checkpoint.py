@@ -203,15 +203,9 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     optimizer_state = {
         key.removeprefix("optimizer/"): value for key, value in arrays.items() if key.startswith("optimizer/")
     }
-    for name, value in state.items():
-        # Weights are real numbers: an integer, boolean, complex or text array is damage, not a model,
-        # and so is a NaN or infinity (a diverged run is never saved as a checkpoint).
-        if value.dtype.kind != "f":
-            raise CheckpointError(f"{path}: state/{name} holds {value.dtype} values, not floating-point weights")
-        if not np.isfinite(value).all():
-            raise CheckpointError(f"{path}: state/{name} holds non-finite values (NaN or infinity)")
     try:
         model, spec = rebuild_model(meta)
+        _check_values(state, model, path)
         model.load_state_dict(state)
     except NumcnnError as error:
         raise CheckpointError(f"{path}: {error}") from None
@@ -219,6 +213,22 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
         reason = one_line(error)
         raise CheckpointError(f"{path}: the checkpoint does not describe a buildable model ({reason})") from None
     return Checkpoint(model=model, meta=meta, optimizer_state=optimizer_state, spec=spec)
+
+
+def _check_values(state: dict[str, np.ndarray], model: Layer, path: Path) -> None:
+    """Each array of the same kind as the model's (floating-point weights, integer counters), and finite:
+    a complex, boolean or text array is damage, and so is a NaN or infinity (a diverged run is never
+    saved as a checkpoint). Shapes and names are checked by ``load_state_dict``."""
+    kinds = {name: value.dtype.kind for name, value in model.state_dict().items()}
+    for name, value in state.items():
+        kind = kinds.get(name)
+        if kind is not None and value.dtype.kind != kind:
+            wanted = {"f": "floating-point", "i": "integer", "u": "unsigned integer"}.get(kind, kind)
+            raise CheckpointError(
+                f"{path}: state/{name} holds {value.dtype} values where the model keeps {wanted} ones"
+            )
+        if kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: state/{name} holds non-finite values (NaN or infinity)")
 
 
 MAX_META_BYTES = 1 << 20

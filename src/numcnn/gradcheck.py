@@ -369,7 +369,7 @@ def gradcheck(
         module.zero_grad()
         value = objective()
         penalty = abs(module.penalty())
-        if projection is None:
+        if loss is not None:
             magnitude = abs(value) + penalty
         else:  # the projection's terms may cancel: its rounding follows their sizes, not their sum
             magnitude = float(np.sum(np.abs(module.forward(x) * projection))) + penalty
