@@ -17,6 +17,7 @@ Configurations (environment variables are numcnn's documented escape hatches):
 * ``t2``: ``--threads 2`` with numcnn's defaults (libgomp's workers sleep between kernels);
 * ``t2-spin``: ``--threads 2`` with ``GOMP_SPINCOUNT=300000`` -- libgomp's own default spin, i.e.
   numcnn's behaviour before it chose a passive waiting policy;
+* ``t2-spin10k``: ``--threads 2`` with ``GOMP_SPINCOUNT=10000`` (a short spin, then sleep);
 * ``t2-workqueue``: ``--threads 2`` on numba's ``workqueue`` threading layer (never spins).
 """
 
@@ -36,6 +37,7 @@ CONFIGURATIONS = {
     "t1": (1, {}),
     "t2": (2, {}),
     "t2-spin": (2, {"GOMP_SPINCOUNT": "300000"}),
+    "t2-spin10k": (2, {"GOMP_SPINCOUNT": "10000"}),
     "t2-workqueue": (2, {"NUMBA_THREADING_LAYER": "workqueue"}),
 }
 EPOCH_SECONDS = re.compile(r"^epoch\s+1/1\s+train loss.*\s([0-9.]+)s\s*$", re.MULTILINE)

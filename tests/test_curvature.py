@@ -34,6 +34,14 @@ from numcnn.sdlm import gauss_newton_diagonal
 EPS = 1e-6
 
 
+@pytest.fixture(autouse=True)
+def single_threaded_kernels():
+    """Finite-difference Jacobians run thousands of tiny forward passes, where numba's thread pool
+    costs more than it computes on a loaded machine."""
+    with numcnn.kernels.use_backend("numpy"):
+        yield
+
+
 def jacobian(function, array: np.ndarray) -> np.ndarray:
     """``∂ function() / ∂ array`` by central differences, shape ``(outputs, array.size)``."""
     flat = array.reshape(-1)

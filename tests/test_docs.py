@@ -33,10 +33,12 @@ def test_module_docstring_examples(module):
     assert result.attempted > 0 and result.failed == 0
 
 
-def test_readme_python_examples_run():
-    """The README's Python blocks run in order, in one namespace, as a reader would paste them."""
+def test_readme_python_examples_run(tmp_path, monkeypatch):
+    """The README's Python blocks run in order, in one namespace, as a reader would paste them
+    (in an empty folder: they write files such as mine.npz)."""
     import re
 
+    monkeypatch.chdir(tmp_path)
     readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
     blocks = re.findall(r"```python\n(.*?)```", readme, re.S)
     assert len(blocks) >= 2

@@ -228,7 +228,7 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tmp_path, synthetic_digi
     straight = fit(run.train_config(), synthetic_digits, log=lambda line: None, show_progress=False)
 
     outcome = run_experiment(experiment, out, jobs=1, dataset=synthetic_digits, **QUIET)
-    assert "resuming lenet5 from epoch 1" in (folder / "train.log").read_text()
+    assert "resuming lenet5 from the checkpoint at the end of epoch 1" in (folder / "train.log").read_text()
     assert [r["epoch"] for r in read_metrics(folder)] == [1, 2]
     assert outcome.results[run.run_id]["test_loss"] == pytest.approx(straight[-1].test_loss, rel=1e-6)
     assert load_result(out, run) == outcome.results[run.run_id]

@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from numcnn import Linear, MSELoss, RBFLoss, ReLU, Sequential, models
+import numcnn
+from numcnn import Flatten, Linear, MSELoss, RBFLoss, ReLU, Sequential, models
 from numcnn.cli.main import build_parser
 from numcnn.errors import CheckpointError, ConfigurationError
 from numcnn.optim import SGD, layer_groups
@@ -154,3 +155,51 @@ def test_cli_options_reach_the_configuration():
     assert dict(args.layer_lr) == {"0": 0.01, "11": 0.002}
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "--layer-lr", "conv=0.1"])
+
+
+# -- issue 8: SDLM on every registered model, with any learning-rate schedule --------------------------------
+
+
+def test_sdlm_with_another_schedule_leaves_eta_to_that_schedule():
+    """lenet5 trains with a cosine schedule by default: SDLM used to refuse it."""
+    config = TrainConfig.for_model("lenet5", optimizer="sdlm")
+    assert config.lr_schedule == "cosine"
+    config.validate()
+    optimizer = make_optimizer(config, models.build("lenet5", rng=0))
+    assert isinstance(optimizer, SDLM) and optimizer.schedule is None  # the trainer's cosine sets η
+    constant = make_optimizer(
+        TrainConfig(model="lenet5", optimizer="sdlm", lr_schedule="constant"), models.build("lenet5")
+    )
+    assert constant.schedule == LECUN_1998_SCHEDULE
+
+
+def test_sdlm_refuses_a_model_with_a_layer_without_curvature_up_front():
+    from numcnn.layers import LearnedCombination2d
+
+    model = Sequential(LearnedCombination2d(1, 2, 1), Flatten())
+    with pytest.raises(ConfigurationError, match="LearnedCombination2d has none"):
+        make_optimizer(TrainConfig(optimizer="sdlm"), model)
+
+
+@pytest.mark.parametrize("name", ["lenet5", "bn", "resnet_mnist"])
+def test_sdlm_steps_lower_the_loss_of_modern_models(name, rng):
+    """Max pooling, ReLU, batch norm, dropout and residual graphs: the curvature pass runs, and steps
+    η/(μ + h)·g on one batch lower its loss."""
+    from numcnn.train import make_loss
+
+    spec = models.get_spec(name)
+    with numcnn.kernels.use_backend("numpy"):
+        model = models.build(name, rng=0)
+        loss = make_loss(spec)
+        images = rng.standard_normal((16, *spec.input_shape)).astype(np.float32)
+        labels = np.arange(16) % 10
+        optimizer = make_optimizer(TrainConfig.for_model(name, optimizer="sdlm", lr=0.0005), model)
+        optimizer.start_epoch(1, model=model, loss=loss, images=images, labels=labels, rng=rng)
+        assert all(optimizer.curvature(index) is not None for index in range(len(optimizer.pairs())))
+        values = []
+        for _ in range(8):
+            model.zero_grad()
+            values.append(float(loss.forward(model.forward(images), labels)))
+            model.backward(loss.backward())
+            optimizer.step()
+    assert values[-1] < values[0], values

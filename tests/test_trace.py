@@ -144,7 +144,7 @@ def test_pixel_gradient_agrees_with_finite_differences(name):
     # The prepared input is the training preprocessing of these pixels.
     _close(t.input, spec.prepare(pixels[None], np.float64)[0])
     step = 1e-6
-    picks = np.argsort(-np.abs(t.pixel_gradient).ravel())[:4].tolist() + [0, 14 * 28 + 14]
+    picks = [*np.argsort(-np.abs(t.pixel_gradient).ravel())[:4].tolist(), 0, 14 * 28 + 14]
     for flat in picks:
         row, col = divmod(flat, 28)
         plus, minus = pixels.copy(), pixels.copy()

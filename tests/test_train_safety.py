@@ -56,7 +56,9 @@ def weights(run) -> np.ndarray:
         ({"model": "base_dropout", "train_limit": 96, "epochs": 1, "batch_size": 16}, 2),  # dropout stream
     ],
 )
-def test_a_signal_stops_at_a_step_boundary_and_resume_gives_the_same_weights(tmp_path, synthetic_digits, settings, step):
+def test_a_signal_stops_at_a_step_boundary_and_resume_gives_the_same_weights(
+    tmp_path, synthetic_digits, settings, step
+):
     run_config = config(**settings)
     with kernels.use_backend("numpy"):
         straight = fit(run_config, synthetic_digits, tmp_path / "straight", **QUIET)
@@ -66,7 +68,9 @@ def test_a_signal_stops_at_a_step_boundary_and_resume_gives_the_same_weights(tmp
         steps = -(-(run_config.train_limit) // run_config.batch_size)
         epoch, within = (step - 1) // steps + 1, (step - 1) % steps + 1
         assert meta["position"]["epoch"] == epoch and meta["position"]["step"] == within
-        assert f"checkpoint at epoch {epoch}, step {within} saved to {tmp_path / 'cut' / 'model.npz'}" in str(stopped.value)
+        assert f"checkpoint at epoch {epoch}, step {within} saved to {tmp_path / 'cut' / 'model.npz'}" in str(
+            stopped.value
+        )
         assert stopped.value.exit_code == 130
         resumed = fit(run_config, synthetic_digits, tmp_path / "cut", resume=True, **QUIET)
     assert np.array_equal(weights(resumed), weights(straight))
@@ -108,14 +112,18 @@ def test_divergence_stops_at_the_first_non_finite_loss_and_keeps_the_last_good_c
         with pytest.raises(TrainingDiverged) as diverged:
             fit(config(lr=1000.0, dtype="float32"), synthetic_digits, tmp_path, resume=True, **QUIET)
         message = str(diverged.value)
-        assert "\n" not in message and re.search(r"^training diverged at epoch 2, step (\d+): the training loss became nan", message)
+        assert "\n" not in message and re.search(
+            r"^training diverged at epoch 2, step (\d+): the training loss became nan", message
+        )
         assert f"checkpoint at the end of epoch 1 kept in {tmp_path / 'model.npz'}" in message
         assert (tmp_path / "model.npz").read_bytes() == good
         assert [r["epoch"] for r in read_metrics(tmp_path)] == [1]
 
         # With a checkpoint after every step, the last good one is the step before.
         with pytest.raises(TrainingDiverged) as diverged:
-            fit(config(lr=1000.0, dtype="float32"), synthetic_digits, tmp_path, resume=True, checkpoint_every=1, **QUIET)
+            fit(
+                config(lr=1000.0, dtype="float32"), synthetic_digits, tmp_path, resume=True, checkpoint_every=1, **QUIET
+            )
     step = int(re.search(r"epoch 2, step (\d+):", str(diverged.value)).group(1))
     assert f"checkpoint at epoch 2, step {step - 1} kept in" in str(diverged.value)
     kept = load_checkpoint(tmp_path / "model.npz")
@@ -134,7 +142,7 @@ def test_a_run_directory_is_never_replaced_silently(tmp_path, synthetic_digits):
     with kernels.use_backend("numpy"):
         fit(config(epochs=1), synthetic_digits, tmp_path, **QUIET)
         before = {path.name: path.read_bytes() for path in tmp_path.iterdir()}
-        with pytest.raises(ConfigurationError, match="--resume .* --overwrite"):
+        with pytest.raises(ConfigurationError, match=r"--resume .* --overwrite"):
             fit(config(epochs=1), synthetic_digits, tmp_path, **QUIET)
         assert {path.name: path.read_bytes() for path in tmp_path.iterdir()} == before
         fit(config(epochs=1, seed=2), synthetic_digits, tmp_path, overwrite=True, **QUIET)
@@ -163,7 +171,7 @@ def test_a_full_disk_keeps_the_previous_checkpoint(tmp_path, monkeypatch):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     monkeypatch.setattr(checkpoint_module, "_write_archive", full_disk)
-    with pytest.raises(CheckpointError, match="No space left on device.*unchanged") as failed:
+    with pytest.raises(CheckpointError, match=r"No space left on device.*unchanged") as failed:
         save_checkpoint(path, _model(), "lenet5", meta={"epoch": 3}, keep_previous=True)
     assert "\n" not in str(failed.value)
     assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == files  # no temporary file left either
@@ -199,3 +207,19 @@ def test_checkpoint_permissions_follow_the_umask(tmp_path):
     finally:
         os.umask(old)
     assert (tmp_path / "model.npz").stat().st_mode & 0o777 == 0o644
+
+
+def test_resume_repairs_a_metrics_file_out_of_step_with_the_checkpoint(tmp_path, synthetic_digits):
+    """A kill between a checkpoint and its metrics line, or between the line and the next checkpoint."""
+    with kernels.use_backend("numpy"):
+        fit(config(epochs=1), synthetic_digits, tmp_path, **QUIET)
+        metrics = tmp_path / "metrics.jsonl"
+        first_line = metrics.read_text()
+        metrics.write_text("")  # the checkpoint of epoch 1 was written, its line was not
+        with pytest.raises(ConfigurationError, match="already holds 1 epochs"):
+            fit(config(epochs=1), synthetic_digits, tmp_path, resume=True, **QUIET)
+        assert metrics.read_text() == first_line  # restored from the checkpoint's own record
+        metrics.write_text(first_line + '{"epoch": 2, "train_loss": 9.9}\n{"epoch": 3, "trai')  # ahead, cut short
+        fit(config(epochs=2), synthetic_digits, tmp_path, resume=True, **QUIET)
+    records = read_metrics(tmp_path)
+    assert [r["epoch"] for r in records] == [1, 2] and records[1]["train_loss"] != 9.9

@@ -83,9 +83,10 @@ def test_streams_are_derived_from_the_seed_per_purpose_and_rank():
     # The documented derivation, so that it stays stable:
     assert streams(7).init.random() == np.random.default_rng(7).random()
     assert streams(7).shuffle.random() == np.random.default_rng(np.random.SeedSequence(7).spawn(2)[1]).random()
-    assert streams(7, rank=1).dropout.random() == np.random.default_rng(
-        np.random.SeedSequence(7).spawn(3)[2].spawn(2)[1]
-    ).random()
+    assert (
+        streams(7, rank=1).dropout.random()
+        == np.random.default_rng(np.random.SeedSequence(7).spawn(3)[2].spawn(2)[1]).random()
+    )
     with pytest.raises(ConfigurationError, match="seed"):
         streams(-1)
 

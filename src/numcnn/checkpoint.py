@@ -119,7 +119,7 @@ def save_checkpoint(
 TEMPORARY_SUFFIX = ".tmp"
 
 
-def _write_archive(handle, arrays: dict[str, np.ndarray]) -> None:
+def _write_archive(handle, arrays: dict[str, Any]) -> None:
     """The .npz writer (one place, so that tests can simulate a full disk here)."""
     np.savez(handle, **arrays)
 

@@ -181,7 +181,8 @@ def kernel_figure(trace: Trace, layer_name: str | None = None):
             axes.set_yticks([])
             axes.set_title(f"{label} {index}", fontsize=7)
         figure.colorbar(image, ax=grid[row].tolist(), fraction=0.03, pad=0.02)
-    figure.suptitle(f"layer {layer.name} ({layer.kind}): kernels and gradients, target class {trace.target}", fontsize=10)
+    title = f"layer {layer.name} ({layer.kind}): kernels and gradients, target class {trace.target}"
+    figure.suptitle(title, fontsize=10)
     return figure
 
 
@@ -234,7 +235,8 @@ def summary_figure(trace: Trace, pixels: np.ndarray | None = None):
     _image(axes, figure, gradient, f"saliency ∂E/∂pixels, target {trace.target}", True)
     axes = figure.add_subplot(spec[0, 2 * third :])
     classes = np.arange(len(trace.probabilities))
-    axes.bar(classes, trace.probabilities, color=["tab:orange" if k == trace.prediction else "tab:blue" for k in classes])
+    colours = ["tab:orange" if k == trace.prediction else "tab:blue" for k in classes]
+    axes.bar(classes, trace.probabilities, color=colours)
     axes.set_xticks(classes)
     axes.set_ylim(0, 1)
     axes.set_title(f"probabilities: prediction {trace.prediction}", fontsize=9)
@@ -280,7 +282,7 @@ def write_figures(
         _save(probability_figure(trace), out / "probabilities.png"),
         _save(saliency_figure(trace), out / "saliency.png"),
     ]
-    if any(layer.param_grads.get("weight") is not None and layer.param_grads["weight"].ndim == 4 for layer in trace.layers):
+    if any(getattr(layer.param_grads.get("weight"), "ndim", 0) == 4 for layer in trace.layers):
         written.append(_save(kernel_figure(trace), out / "kernels.png"))
     for index, layer in enumerate(trace.layers):
         stem = f"{index:02d}-{layer.name}-{layer.kind}"

@@ -466,9 +466,9 @@ def check_model(
         model.forward(inputs)
         for layer in dropouts:
             layer.freeze_mask()
-    targets = rng.integers(0, spec.num_classes, size=batch_size)
-    if spec.loss not in ("cross_entropy", "rbf_mse", "rbf_map"):
-        targets = None  # losses that need target vectors, not labels: check with a random projection
+    labels = rng.integers(0, spec.num_classes, size=batch_size)
+    # Losses that need target vectors, not labels, are checked with a random projection instead.
+    targets = labels if spec.loss in ("cross_entropy", "rbf_mse", "rbf_map") else None
     return gradcheck(
         model, inputs, loss=make_loss(spec) if targets is not None else None, targets=targets,
         max_checks=max_checks, eps=eps, tolerance=rtol, rng=rng,

@@ -279,11 +279,15 @@ def _layer_traces(recorder: _Recorder) -> list[LayerTrace]:
         input_grad = recorder.input_grads.get(name, np.zeros_like(recorder.inputs[name]))
         traces.append(
             LayerTrace(
-                name=name, kind=type(layer).__name__, output_shape=tuple(activation.shape), activation=activation,
-                delta=delta, input_grad=input_grad,
+                name=name,
+                kind=type(layer).__name__,
+                output_shape=tuple(activation.shape),
+                activation=activation,
+                delta=delta,
+                input_grad=input_grad,
                 param_grads={key: grad.copy() for key, grad in layer.grads.items()},
                 params={key: param.copy() for key, param in layer.params.items()},
-            )  # fmt: skip
+            )
         )
     return traces
 

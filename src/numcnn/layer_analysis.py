@@ -94,7 +94,8 @@ def linear(args: dict[str, Any], shapes: list[Shape]) -> Geometry:
         raise ShapeError(f"Linear({args['in_features']}, ...) receives samples of shape {shape}; flatten first")
     inputs, outputs, bias = args["in_features"], args["out_features"], args.get("bias", True)
     parameters = inputs * outputs + (outputs if bias else 0)
-    return Geometry((outputs,), parameters, 2 * inputs * outputs + (outputs if bias else 0), None, f"{inputs}x{outputs}")
+    flops = 2 * inputs * outputs + (outputs if bias else 0)
+    return Geometry((outputs,), parameters, flops, None, f"{inputs}x{outputs}")
 
 
 def pool2d(type_name: str):
@@ -110,7 +111,8 @@ def pool2d(type_name: str):
         window_size = kernel[0] * kernel[1]
         per_output = window_size - 1 if type_name == "MaxPool2d" else window_size
         description = f"{kernel[0]}x{kernel[1]}; st={stride[0]}" + (f", p={padding[0]}" if padding[0] else "")
-        return Geometry((channels, out_h, out_w), 0, per_output * channels * out_h * out_w, (kernel, stride), description)
+        flops = per_output * channels * out_h * out_w
+        return Geometry((channels, out_h, out_w), 0, flops, (kernel, stride), description)
 
     return rule
 

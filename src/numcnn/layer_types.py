@@ -94,13 +94,13 @@ LAYER_TYPE_TABLE: dict[str, LayerType] = _table(
     LayerType(
         GlobalAvgPool2d, analysis.global_avg_pool2d, torch_nodes.global_avg_pool2d, onnx_nodes.global_avg_pool2d,
         pooling=True,
-    ),  # fmt: skip
+    ),
     LayerType(Add, analysis.add, torch_nodes.add, onnx_nodes.add),
     LayerType(Subsample2d, analysis.subsample2d, torch_nodes.subsample2d, onnx_nodes.subsample2d, pooling=True),
     LayerType(
         LearnedCombination2d, analysis.learned_combination2d, torch_nodes.learned_combination2d,
         onnx_nodes.learned_combination2d,
-    ),  # fmt: skip
+    ),
     LayerType(EuclideanRBF, analysis.euclidean_rbf, torch_nodes.euclidean_rbf, onnx_nodes.euclidean_rbf),
     LayerType(Sequential, None, torch_nodes.sequential, onnx_nodes.sequential),
     LayerType(Graph, None, torch_nodes.graph, onnx_nodes.graph),

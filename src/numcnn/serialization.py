@@ -22,6 +22,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +33,10 @@ from numcnn.errors import CheckpointError, ConfigurationError, NumcnnError, one_
 from numcnn.layers import Graph, Layer, Sequential, describe_layer, layer_from_description
 from numcnn.layers.flat import flatten_parameters
 
-__all__ = ["save", "load", "describe_model", "model_info", "spec_from_meta", "rebuild_model", "SUFFIXES"]
+__all__ = [
+    "save", "load", "describe_model", "model_info", "spec_from_meta", "rebuild_model", "read_safetensors",
+    "write_atomically", "SUFFIXES",
+]  # fmt: skip
 
 SUFFIXES = (".npz", ".safetensors")
 SAFETENSORS_KEY = "numcnn"  # the __metadata__ entry holding the description
@@ -132,7 +136,7 @@ def rebuild_model(meta: dict[str, Any]) -> tuple[Layer, models.ModelSpec]:
         return models.build(meta["model"], rng=0, dtype=dtype), models.get_spec(meta["model"])
     model = layer_from_description(meta["architecture"], np.random.default_rng(0), dtype)
     spec = spec_from_meta(meta)
-    model.spec = spec
+    model.spec = spec  # as models.build attaches it
     flatten_parameters(model)  # as models.build does: one buffer for the optimiser
     return model, spec
 
@@ -163,21 +167,31 @@ def save(model: Layer, path: str | os.PathLike, *, name: str | None = None, **in
     return _write_safetensors(path, model.state_dict(), header)
 
 
-def _write_safetensors(path: Path, state: dict[str, np.ndarray], header: dict[str, Any]) -> Path:
-    """Atomically, like checkpoints: a failed write leaves any previous file untouched."""
-    from safetensors.numpy import save_file
-
+def write_atomically(path: str | os.PathLike, write: Callable[[str], object]) -> Path:
+    """Call ``write(temporary_path)`` next to ``path``, then rename it over ``path``: a failure leaves any
+    existing file untouched. The file gets the usual permissions (the umask's), not mkstemp's 0600."""
+    path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     descriptor, temporary = tempfile.mkstemp(prefix=path.name, suffix=".tmp", dir=path.parent)
     os.close(descriptor)
     try:
-        arrays = {name: np.ascontiguousarray(value) if value.ndim else value for name, value in state.items()}
-        save_file(arrays, temporary, metadata={SAFETENSORS_KEY: json.dumps(header)})
+        write(temporary)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(temporary, 0o666 & ~umask)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
+
+
+def _write_safetensors(path: Path, state: dict[str, np.ndarray], header: dict[str, Any]) -> Path:
+    from safetensors.numpy import save_file
+
+    arrays = {name: np.ascontiguousarray(value) if value.ndim else value for name, value in state.items()}
+    metadata = {SAFETENSORS_KEY: json.dumps(header)}
+    return write_atomically(path, lambda temporary: save_file(arrays, temporary, metadata=metadata))
 
 
 def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -190,7 +204,7 @@ def read_safetensors(path: str | os.PathLike) -> tuple[dict[str, np.ndarray], di
     try:
         with safe_open(str(path), framework="np") as handle:
             metadata = handle.metadata() or {}
-            arrays = {key: handle.get_tensor(key) for key in handle.keys()}
+            arrays = {key: handle.get_tensor(key) for key in handle.keys()}  # noqa: SIM118 (a safe_open handle is not a dict)
     except Exception as error:  # safetensors raises its own SafetensorError and OSError
         raise CheckpointError(f"{path}: not a readable safetensors file ({one_line(error)})") from None
     if SAFETENSORS_KEY not in metadata:
@@ -212,7 +226,7 @@ def load(path: str | os.PathLike) -> Layer:
     path = Path(path)
     if _suffix(path) == ".npz":
         checkpoint = load_checkpoint(path)
-        checkpoint.model.spec = checkpoint.spec
+        checkpoint.model.spec = checkpoint.spec  # type: ignore[attr-defined]  # as models.build attaches it
         return checkpoint.model
     arrays, meta = read_safetensors(path)
     try:

@@ -433,7 +433,7 @@ def train_epoch(
     model.train()
     position = position if position is not None else EpochPosition(epoch=0)
     if position.order_state is None:
-        position.order_state = rng.bit_generator.state
+        position.order_state = dict(rng.bit_generator.state)
     else:
         rng.bit_generator.state = position.order_state
     order = rng.permutation(len(split))
@@ -443,7 +443,7 @@ def train_epoch(
     buffers = flat_buffers(model)
     watched: np.ndarray | Layer = buffers.params if buffers is not None else model
     if progress is not None and position.seen:
-        progress.update(position.seen, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+        progress.update(position.seen, **_running_means(position))
     for step in range(position.step, math.ceil(len(split) / batch_size)):
         batch = order[step * batch_size : (step + 1) * batch_size]
         if parallel is not None:
@@ -462,7 +462,7 @@ def train_epoch(
         position.correct += result.correct or 0
         position.seen += result.count
         if progress is not None:
-            progress.update(result.count, loss=position.total_loss / position.seen, accuracy=position.correct / position.seen)
+            progress.update(result.count, **_running_means(position))
         if after_step is not None:
             after_step(position)
     if parallel is None:
@@ -482,6 +482,10 @@ def _then(first: Callable[[Layer], None], second: Callable[[Layer], None] | None
         second(model)
 
     return both
+
+
+def _running_means(position: EpochPosition) -> dict[str, float]:
+    return {"loss": position.total_loss / position.seen, "accuracy": position.correct / position.seen}
 
 
 def use_dropout_generator(model: Layer, rng: np.random.Generator) -> None:
@@ -654,6 +658,7 @@ def fit(
     best_state = None
     initial_lrs = [group["lr"] for group in optimizer.param_groups]  # what a schedule scales
     steps_per_epoch = math.ceil(len(train_split) / config.batch_size)
+    started = time.perf_counter()  # when the training time of the current epoch (re)started counting
     with StopRequests(enabled=handle_signals) as stop:
 
         def stop_if_requested() -> None:
@@ -827,6 +832,8 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
         if run.stopper.should_stop:
             raise ConfigurationError(f"{out_path} stopped early at epoch {finished}; there is nothing to resume")
     next_epoch = resumed.epoch if resumed is not None else finished + 1
+    # Before any refusal below: a kill between a checkpoint and its metrics line is repaired even then.
+    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     if next_epoch > config.epochs:
         raise ConfigurationError(f"{out_path} already holds {finished} epochs; ask for more with --epochs")
     saved_epochs = saved.get("epochs", config.epochs)
@@ -836,7 +843,6 @@ def _restore(run: _Run) -> tuple[int, EpochPosition | None]:
             f"re-planned over {config.epochs} epochs "
             f"(epoch {next_epoch} gets lr {make_schedule(config)(next_epoch):.4g})"
         )
-    reconcile_metrics(out_path, finished, checkpoint.meta.get("metrics"))
     run.saved_at = describe_position(checkpoint.meta)
     return next_epoch, resumed
 

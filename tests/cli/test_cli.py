@@ -85,7 +85,7 @@ def test_resume_adds_an_epoch(trained_run, capsys):
     code, out, _ = run(capsys, "train", "--epochs", "3", "--train-limit", "3000", "--batch-size", "32",
                        "--lr", "0.01", "--out", str(trained_run), "--resume", "--no-progress",
                        "--no-download")  # fmt: skip
-    assert code == 0 and "resuming lenet5 from epoch 2" in out
+    assert code == 0 and "resuming lenet5 from the checkpoint at the end of epoch 2" in out
     epochs = [json.loads(line)["epoch"] for line in (trained_run / "metrics.jsonl").read_text().splitlines()]
     assert epochs == [1, 2, 3]
 

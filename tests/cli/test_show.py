@@ -68,7 +68,7 @@ def test_show_defaults_to_a_folder_next_to_the_checkpoint(checkpoint, digit, cap
 
     folders = []
     monkeypatch.setattr(figures, "write_figures", lambda trace, out, **_: folders.append(out) or [])
-    code, stdout, _ = run(capsys, "show", str(checkpoint), str(digit))
+    code, _, _ = run(capsys, "show", str(checkpoint), str(digit))
     assert code == 0
     assert folders == [checkpoint.parent / "show-seven"]
 

@@ -51,7 +51,9 @@ def test_train_into_an_existing_file_is_a_one_line_error(capsys, tmp_path, synth
     assert target.read_text() == "keep me"
 
 
-def test_default_runs_get_their_own_directory_and_latest_points_to_the_newest(capsys, tmp_path, monkeypatch, synthetic_mnist):
+def test_default_runs_get_their_own_directory_and_latest_points_to_the_newest(
+    capsys, tmp_path, monkeypatch, synthetic_mnist
+):
     monkeypatch.chdir(tmp_path)
     assert run(capsys, *TRAIN)[0] == 0
     assert run(capsys, *TRAIN, "--seed", "4")[0] == 0
@@ -95,7 +97,9 @@ def test_ctrl_c_writes_a_checkpoint_at_the_step_and_says_so(capsys, tmp_path, mo
 
 
 def test_divergence_is_one_line_and_a_non_zero_exit(capsys, tmp_path, synthetic_mnist):
-    code, _, err = run(capsys, *TRAIN, "--out", str(tmp_path / "run"), "--lr", "1000", "--train-limit", "320", "--seed", "1")
+    code, _, err = run(
+        capsys, *TRAIN, "--out", str(tmp_path / "run"), "--lr", "1000", "--train-limit", "320", "--seed", "1"
+    )
     assert code == 1 and err.count("\n") == 1
     assert err.startswith("numcnn: error: training diverged at epoch 1, step ")
     assert "no checkpoint yet" in err and "lower the learning rate" in err

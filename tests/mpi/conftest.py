@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("mpi4py.MPI", reason="mpi4py (the 'mpi' extra) is not installed")
-
 PROGRAMS = Path(__file__).with_name("programs.py")
 TIMEOUT = 240  # seconds; a hung job fails the test instead of the suite
 
@@ -26,6 +24,7 @@ def find_mpiexec() -> str | None:
 @pytest.fixture(scope="session")
 def mpiexec():
     """``mpiexec(K, *command, timeout=...)`` runs the command on K ranks and returns the completed process."""
+    pytest.importorskip("mpi4py.MPI", reason="mpi4py (the 'mpi' extra) is not installed", exc_type=ImportError)
     launcher = find_mpiexec()
     if launcher is None:
         pytest.skip("no mpiexec on PATH")

@@ -12,6 +12,8 @@ import pytest
 from numcnn.checkpoint import load_checkpoint
 from numcnn.cli.main import main
 
+pytest.importorskip("mpi4py.MPI", reason="mpi4py (the 'mpi' extra) is not installed", exc_type=ImportError)
+
 NUMCNN = [sys.executable, "-m", "numcnn"]
 
 

@@ -6,7 +6,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 from numcnn.experiments import load_experiment, run_experiment
+
+pytest.importorskip("mpi4py.MPI", reason="mpi4py (the 'mpi' extra) is not installed", exc_type=ImportError)
 
 SPEC = importlib.util.spec_from_file_location("mpi_programs", Path(__file__).with_name("programs.py"))
 programs = importlib.util.module_from_spec(SPEC)

@@ -13,6 +13,8 @@ import pytest
 from numcnn.checkpoint import load_checkpoint
 from numcnn.train import TrainConfig, fit, read_metrics
 
+pytest.importorskip("mpi4py.MPI", reason="mpi4py (the 'mpi' extra) is not installed", exc_type=ImportError)
+
 SPEC = importlib.util.spec_from_file_location("mpi_programs", Path(__file__).with_name("programs.py"))
 programs = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(programs)

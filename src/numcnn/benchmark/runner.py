@@ -3,9 +3,9 @@
 What is measured, per batch size:
 
 * **training** -- SGD-with-momentum steps (:func:`numcnn.train.train_step`: ``zero_grad``, forward,
-  loss, backward without the input gradient, ``step``), cycling over a pool of distinct synthetic batches. A run times ``steps``
-  consecutive steps (or ``epochs_equivalent × 60,000`` images as a real pass); the epoch time is
-  ``step time × ⌈60,000 / batch⌉``.
+  loss, backward without the input gradient, ``step``), cycling over a pool of distinct synthetic
+  batches. A run times ``steps`` consecutive steps (or ``epochs_equivalent × 60,000`` images as a
+  real pass); the epoch time is ``step time × ⌈60,000 / batch⌉``.
 * **inference** -- a real forward pass, in eval mode, over 10,000 synthetic images (the size of the
   MNIST test set) in batches of the same size; also timed in ONNX Runtime when ``onnxruntime`` is
   installed (:mod:`numcnn.benchmark.onnx_baseline`).

@@ -8,6 +8,9 @@ The translated model starts from numcnn's initial weights (same layouts), is tra
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 
 from numcnn.models import ModelSpec
@@ -49,7 +52,7 @@ class TorchRunner:
         self.model = build_torch_model(spec, numcnn_model)
         self.num_classes = spec.num_classes
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=lr, momentum=momentum)
-        self.loss = torch.nn.MSELoss() if spec.loss == "mse" else torch.nn.CrossEntropyLoss()
+        self.loss: Callable[..., Any] = torch.nn.MSELoss() if spec.loss == "mse" else torch.nn.CrossEntropyLoss()
         if spec.loss.startswith("rbf"):  # the RBF penalty of the correct class (the MAP term is not timed)
             self.loss = _correct_class_penalty
         self.mse = spec.loss == "mse"

@@ -23,7 +23,7 @@ def run_distributed_train(args, config) -> int:
 
 
 def _train(args, config, current) -> int:
-    from numcnn.cli.training import _point_latest, _try_plot, configure_compute, load_data, run_directory
+    from numcnn.cli.training import _point_latest, configure_compute, load_data, report_final, run_directory
     from numcnn.distributed.trainer import fit_distributed
     from numcnn.rundir import check_run_directory
 
@@ -55,10 +55,6 @@ def _train(args, config, current) -> int:
         if current.is_root and args.out is None and out.is_dir():
             _point_latest(out)
     if current.is_root:
-        if history:
-            final = history.final
-            kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
-            print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
-        _try_plot(out)
+        report_final(history, config, out)
     sys.stdout.flush()
     return 0

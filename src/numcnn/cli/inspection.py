@@ -58,8 +58,12 @@ def run_gradcheck(args) -> int:
     batch_size = args.batch_size or (1 if large else 2)
     max_checks = args.max_checks or (1 if large else 20)
     if large and (args.batch_size is None or args.max_checks is None):
-        print(f"{args.model} is large: checking {max_checks} entr{'y' if max_checks == 1 else 'ies'} per tensor "
-              f"on {batch_size} image{'s' if batch_size > 1 else ''} (--max-checks, --batch-size change this)")  # fmt: skip
+        entries = "entry" if max_checks == 1 else "entries"
+        images = "image" if batch_size == 1 else "images"
+        print(
+            f"{args.model} is large: checking {max_checks} {entries} per tensor on {batch_size} {images} "
+            "(--max-checks, --batch-size change this)"
+        )
     report = check_model(
         args.model, batch_size=batch_size, max_checks=max_checks, seed=args.seed, eps=args.eps, rtol=args.rtol
     )

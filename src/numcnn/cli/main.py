@@ -30,6 +30,7 @@ COMMAND_MODULES = [
     "numcnn.cli.summary",
     "numcnn.cli.experiment",
     "numcnn.cli.bench",
+    "numcnn.cli.export",
     "numcnn.cli.explore",
 ]
 

@@ -100,7 +100,10 @@ def register(subparsers) -> None:
     train.add_argument(
         "--optimizer", choices=["sgd", "sdlm"],
         help="sgd (momentum) or sdlm: LeCun's stochastic diagonal Levenberg-Marquardt, step lr/(damping + h_kk) "
-        f"per parameter, curvature h re-estimated before each epoch (default: {defaults.optimizer})",
+        "per parameter, curvature h re-estimated before each epoch; works with every registered model (every "
+        "layer type but LearnedCombination2d has a curvature pass); η follows LeCun's 1998 steps with a constant "
+        "--lr-schedule, any other schedule replaces them; lr/damping is the largest step, so use a smaller "
+        f"--lr than with sgd (e.g. 0.0002 for base) (default: {defaults.optimizer})",
     )  # fmt: skip
     train.add_argument(
         "--damping", type=finite_float, help=f"SDLM's mu in lr/(mu + h_kk) (default: {defaults.damping})"
@@ -204,8 +207,8 @@ def run_train(args) -> int:
     if args.resume and args.overwrite:
         raise ConfigurationError("--resume continues the run in --out, --overwrite replaces it: choose one")
     out = run_directory(args, config.model)
-    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # before waiting for the data
     configure_compute(args)  # so is a bad backend or thread count
+    check_run_directory(out, resume=args.resume, overwrite=args.overwrite)  # and a run directory in use
     try:
         data = load_data(args)
         # Every line goes through tolerant_print: 'numcnn train | head' must not kill the run it reports on.
@@ -223,12 +226,17 @@ def run_train(args) -> int:
     finally:
         if args.out is None and out.is_dir():
             _point_latest(out)
+    report_final(history, config, out)
+    return 0
+
+
+def report_final(history, config, out: Path) -> None:
+    """The last lines of ``numcnn train``: the final error and checkpoint, then the learning curves."""
     final = history.final
     if final is not None:  # None when no epoch was run
         kept = "best.npz (best validation epoch)" if config.early_stopping else "model.npz"
         tolerant_print(f"final test error {1 - final.test_accuracy:.2%} (epoch {final.epoch}); checkpoint {out / kept}")
     _try_plot(out)
-    return 0
 
 
 def run_directory(args, model: str) -> Path:
@@ -287,7 +295,8 @@ def run_evaluate(args) -> int:
     test_images, test_labels = load_mnist_test(args.data_dir, download=not args.no_download)
     split = prepare_split(spec, test_images, test_labels, checkpoint.meta.get("dtype", "float32"))
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
-    epoch = checkpoint.meta.get("epoch", "?")
+    position = checkpoint.meta.get("position")  # a checkpoint written inside an epoch
+    epoch = f"{position['epoch']}, step {position['step']}" if position else checkpoint.meta.get("epoch", "?")
     print(
         f"{spec.name} (epoch {epoch}) on {len(split):,} test images: loss {test_loss:.4f}  "
         f"accuracy {accuracy:.2%}  error {1 - accuracy:.2%}"

@@ -164,7 +164,9 @@ def flatten(g: OnnxGraph, layer: Layer, inputs: list[str], name: str, convert: C
 def batch_norm(g: OnnxGraph, layer: BatchNorm1d | BatchNorm2d, inputs: list[str], name: str, convert) -> str:
     """Evaluation mode: the running statistics (a trained model is exported for inference)."""
     operands = [
-        inputs[0], g.constant(f"{name}.weight", layer.params["weight"]), g.constant(f"{name}.bias", layer.params["bias"]),
+        inputs[0],
+        g.constant(f"{name}.weight", layer.params["weight"]),
+        g.constant(f"{name}.bias", layer.params["bias"]),
         g.constant(f"{name}.running_mean", layer.buffers["running_mean"]),
         g.constant(f"{name}.running_var", layer.buffers["running_var"]),
     ]  # fmt: skip
@@ -192,7 +194,8 @@ def subsample2d(g: OnnxGraph, layer: Subsample2d, inputs: list[str], name: str, 
     channels, (fh, fw) = layer.channels, layer.factor
     ones = np.full((channels, 1, fh, fw), 1.0 if layer.mode == "sum" else 1.0 / (fh * fw))
     down = _conv(g, inputs[0], f"{name}_down", ones, None, layer.factor, (0, 0), group=channels)
-    scaled = g.node("Mul", [down, g.constant(f"{name}.beta", layer.params["beta"].reshape(1, -1, 1, 1))], f"{name}_beta")
+    beta = g.constant(f"{name}.beta", layer.params["beta"].reshape(1, -1, 1, 1))
+    scaled = g.node("Mul", [down, beta], f"{name}_beta")
     bias = g.constant(f"{name}.bias", layer.params["bias"].reshape(1, -1, 1, 1))
     if layer.activation is None:
         return g.node("Add", [scaled, bias], name)

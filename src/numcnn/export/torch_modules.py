@@ -27,7 +27,8 @@ class MaskedConv2d(nn.Conv2d):
         self.register_buffer("mask", mask, persistent=False)  # (C_out, C_in, 1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._conv_forward(x, self.weight * self.mask, self.bias)
+        mask: torch.Tensor = self.mask  # type: ignore[assignment]  # a registered buffer
+        return self._conv_forward(x, self.weight * mask, self.bias)
 
 
 class Subsample2d(nn.Module):
@@ -110,7 +111,8 @@ class EuclideanRBF(nn.Module):
         self.register_buffer("prototypes", torch.zeros(out_features, in_features))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        difference = x[:, None, :] - self.prototypes[None, :, :]
+        prototypes: torch.Tensor = self.prototypes  # type: ignore[assignment]  # a registered buffer
+        difference = x[:, None, :] - prototypes[None, :, :]
         return (difference * difference).sum(dim=2)
 
 

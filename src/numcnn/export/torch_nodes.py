@@ -53,7 +53,7 @@ def _modules():
 
 
 def conv2d(layer: Conv2d, convert: Convert):
-    arguments = dict(stride=layer.stride, padding=layer.padding, bias="bias" in layer.params)
+    arguments = {"stride": layer.stride, "padding": layer.padding, "bias": "bias" in layer.params}
     shape = (layer.in_channels, layer.out_channels, layer.kernel_size)
     if layer.connection_mask is None:
         return _nn().Conv2d(*shape, **arguments)

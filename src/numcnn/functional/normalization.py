@@ -59,7 +59,7 @@ class BatchNormCache(NamedTuple):
     inv_std: np.ndarray  # (C,): s = 1/√(σ² + ε), of the batch or of the running variance
     weight: np.ndarray  # (C,): γ
     batch_statistics: bool  # True in training mode: μ and σ² depend on x
-    count: int = 0  # synchronised: m over all processes (0: this input's own N·H·W)
+    synchronised_count: int = 0  # synchronised: m over all processes (0: this input's own N·H·W)
     reduce: Reduce | None = None  # synchronised: the sum over processes, for backward's two sums
 
 
@@ -149,7 +149,7 @@ def batch_norm_backward(
     if not cache.batch_statistics:
         # Running estimates are constants: the map is affine and ∂ℓ/∂x = γ s ∂ℓ/∂y.
         return grad_output * _per_channel(cache.weight * cache.inv_std, ndim), grad_weight, grad_bias
-    count = cache.count or grad_output.size // grad_output.shape[1]
+    count = cache.synchronised_count or grad_output.size // grad_output.shape[1]
     # With g = γ ∂ℓ/∂y:  Σ g = γ Σ ∂ℓ/∂y  and  Σ g x̂ = γ Σ ∂ℓ/∂y x̂ -- the two sums above, reused
     # (synchronised: summed over the processes first).
     sum_grad, sum_grad_normalized = grad_bias, grad_weight

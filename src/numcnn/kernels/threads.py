@@ -172,7 +172,7 @@ def _numba_pool_size() -> int:
     """The threads numba starts (NUMBA_NUM_THREADS, by default the machine's CPU count)."""
     import numba
 
-    return int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]  # set at import from the environment
+    return int(numba.config.NUMBA_NUM_THREADS)  # set at import from the environment
 
 
 def thread_report() -> dict[str, object]:

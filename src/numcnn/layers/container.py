@@ -64,7 +64,9 @@ class Sequential(Layer):
         return {"layers": [describe_layer(layer) for layer in self.layers]}
 
     @classmethod
-    def from_config(cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32) -> Sequential:
+    def from_config(
+        cls, config: dict[str, Any], rng: np.random.Generator | None = None, dtype=np.float32
+    ) -> Sequential:
         from numcnn.layers.description import layer_from_description
 
         return cls(*(layer_from_description(item, rng, dtype) for item in config["layers"]))

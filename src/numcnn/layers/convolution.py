@@ -95,7 +95,11 @@ class Conv2d(WindowLayer):
         """
         x = np.asarray(x, dtype=self.dtype)
         backend = kernels.active()
-        fused = backend.conv2d_max_pool2d_forward(x, *self.backend_arguments(), *pool_window, record=record)
+        weight, bias, stride, padding = self.backend_arguments()
+        pool_kernel, pool_stride, pool_padding = pool_window
+        fused = backend.conv2d_max_pool2d_forward(
+            x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=record
+        )
         if fused is None:
             return None
         y, conv_cache, pool_cache = fused

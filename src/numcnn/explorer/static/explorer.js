@@ -392,23 +392,16 @@ function outline(unit, rect, height, width, self) {
 function clearHighlights() {
   for (const el of document.querySelectorAll(".hl")) el.remove();
   for (const id of ["input", "saliency"]) $(id).dataset.field = "";
-  if (state.pixels) paint($("input"), state.pixels, SIDE, SIDE, grey);
-  if (state.trace) {
-    const saliency = flat(state.trace.input_gradient), scale = maxAbs(saliency);
-    paint($("saliency"), saliency, SIDE, SIDE, (v) => diverging(v, scale));
-  }
 }
 
 function markField(rect) {
-  // The receptive field, in model-input coordinates, drawn on the 28×28 views (input padding removed).
+  // The receptive field, in model-input coordinates, outlined on the 28×28 views (input padding removed).
   const pad = state.model ? state.model.input_padding : 0;
+  const field = { r0: rect.r0 - pad, r1: rect.r1 - pad, c0: rect.c0 - pad, c1: rect.c1 - pad };
   for (const id of ["input", "saliency"]) {
-    const ctx = $(id).getContext("2d");
-    ctx.strokeStyle = "#f59e0b"; ctx.lineWidth = 1;
-    const x0 = Math.max(0, rect.c0 - pad), x1 = Math.min(SIDE - 1, rect.c1 - pad);
-    const y0 = Math.max(0, rect.r0 - pad), y1 = Math.min(SIDE - 1, rect.r1 - pad);
-    ctx.strokeRect(x0 + 0.5, y0 + 0.5, x1 - x0, y1 - y0);
-    $(id).dataset.field = `${y0},${x0},${y1},${x1}`;
+    outline($(id).parentElement, field, SIDE, SIDE, false);
+    const clip = (v) => Math.max(0, Math.min(SIDE - 1, v));
+    $(id).dataset.field = [field.r0, field.c0, field.r1, field.c1].map(clip).join(",");
   }
 }
 
@@ -471,7 +464,7 @@ function renderStepKernels(kernels) {
   const scale = Math.max(maxAbs(before), maxAbs(after)), changeScale = maxAbs(change);
   for (const [title, values, s] of [["before", before, scale], ["after", after, scale], ["change (after − before)", change, changeScale]]) {
     const figure = document.createElement("figure");
-    const grid = kernelGrid(values, shape, (v) => diverging(v, s), 7);
+    const grid = kernelGrid(values, shape, (v) => diverging(v, s), 9);
     figure.appendChild(grid);
     const caption = document.createElement("figcaption");
     caption.textContent = `layer ${kernels.layer} kernels, ${title}; max ${fmt(s)}`;
