@@ -322,18 +322,21 @@ def run_all(cases: list[dict]) -> list[tuple[dict, str]]:
     pending = list(cases)
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1"}
     while pending:
+        # The cases go through a file, not stdin: writing them all to a pipe while the worker fills
+        # its stdout would deadlock both processes.
+        with tempfile.NamedTemporaryFile("w", suffix=".jsonl", delete=False) as listing:
+            listing.write("".join(json.dumps(case) + "\n" for case in pending))
         process = subprocess.Popen(
-            [sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            [sys.executable, __file__, "--worker"], stdin=open(listing.name), stdout=subprocess.PIPE,  # noqa: SIM115
             stderr=subprocess.DEVNULL, text=True, env=env,
         )  # fmt: skip
-        assert process.stdin is not None and process.stdout is not None
-        process.stdin.write("".join(json.dumps(case) + "\n" for case in pending))
-        process.stdin.close()
+        assert process.stdout is not None
         done = 0
         for line in process.stdout:
             results.append((pending[done], json.loads(line)["outcome"]))
             done += 1
         code = process.wait()
+        os.unlink(listing.name)
         if done < len(pending):  # the worker died on pending[done]
             # Killed at the memory cap (SIGKILL/SIGSEGV, or exit 1 from an uncaught MemoryError), else a crash.
             outcome = "memory" if code in (-signal.SIGKILL, -signal.SIGSEGV, 1) else f"crash {code}"
