@@ -66,3 +66,41 @@ def test_readme_quotes_the_measured_error_range():
     assert "0.71–0.85% test error" in readme  # seed 0 measured 0.85%, seeds 1 and 2 0.71% and 0.75%
     assert "export NUMCNN_DATA=../shared/data" not in readme  # relative: only right in CI's layout
     assert "the folder that holds `mnist/`" in readme
+
+
+def test_a_failed_download_leaves_no_empty_folders(tmp_path):
+    from numcnn.data import download_mnist
+    from numcnn.errors import DataError
+
+    def offline(url: str, timeout: float):
+        raise OSError("network is unreachable")
+
+    target = tmp_path / "new" / "data" / "mnist"
+    with pytest.raises(DataError, match="download failed from every mirror"):
+        download_mnist(target, mirrors=["https://example.invalid/mnist"], progress=False, opener=offline)
+    assert list(tmp_path.iterdir()) == []
+    # A folder that was there before stays, even if empty.
+    (tmp_path / "kept").mkdir()
+    with pytest.raises(DataError):
+        download_mnist(tmp_path / "kept" / "mnist", mirrors=["https://example.invalid/mnist"], progress=False,
+                       opener=offline)  # fmt: skip
+    assert [p.name for p in tmp_path.iterdir()] == ["kept"] and list((tmp_path / "kept").iterdir()) == []
+
+
+REAL_MNIST = Path(__import__("os").environ.get("NUMCNN_DATA", "/nonexistent")) / "mnist"
+
+
+@pytest.mark.skipif(not (REAL_MNIST / "t10k-images-idx3-ubyte.gz").is_file(), reason="needs NUMCNN_DATA (real MNIST)")
+def test_evaluate_needs_only_the_test_files(tmp_path, capsys, no_mnist_anywhere):
+    from numcnn import models
+    from numcnn.checkpoint import save_checkpoint
+
+    test_only = tmp_path / "mnist"
+    test_only.mkdir()
+    for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+        (test_only / name).symlink_to(REAL_MNIST / name)
+    save_checkpoint(tmp_path / "model.npz", models.build("lenet5", rng=0), "lenet5")
+    code = main(["evaluate", str(tmp_path / "model.npz"), "--data-dir", str(test_only), "--no-download",
+                 "--backend", "numpy"])  # fmt: skip
+    assert code == 0
+    assert "on 10,000 test images" in capsys.readouterr().out

@@ -169,17 +169,31 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     if not zipfile.is_zipfile(path):  # .npz files are zip archives; np.load would try a pickle
         raise CheckpointError(f"{path}: is not a numcnn checkpoint (.npz)")
     try:
+        # The array headers are checked before any data is read: a forged header or a zip bomb
+        # must not make numcnn allocate (or inflate) gigabytes.
+        sizes = _member_sizes(path)
+        if sizes.get("meta", 0) > MAX_META_BYTES:
+            raise CheckpointError(f"{path}: the metadata entry is implausibly large ({sizes['meta']:,} bytes)")
+        if sum(sizes.values()) > MAX_CHECKPOINT_BYTES:
+            raise CheckpointError(f"{path}: the arrays would need {sum(sizes.values()):,} bytes of memory")
         with np.load(path, allow_pickle=False) as archive:
             arrays = {key: archive[key] for key in archive.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as error:
+    except (OSError, ValueError, zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, KeyError) as error:
         raise CheckpointError(f"{path}: not a readable .npz checkpoint ({one_line(error)})") from None
 
     if "meta" not in arrays:
         raise CheckpointError(f"{path}: not a numcnn checkpoint (no 'meta' entry)")
+    meta_array = arrays.pop("meta")
+    if meta_array.dtype.kind != "U" or meta_array.ndim != 0:
+        raise CheckpointError(f"{path}: not a numcnn checkpoint (its metadata is not a text entry)")
     try:
-        meta = json.loads(str(arrays.pop("meta")))
+        meta = json.loads(str(meta_array))
     except json.JSONDecodeError:
         raise CheckpointError(f"{path}: the checkpoint's metadata is not valid JSON") from None
+    if not isinstance(meta, dict):
+        raise CheckpointError(f"{path}: not a numcnn checkpoint (its metadata is not a JSON object)")
+    if not isinstance(meta.get("version", 0), int) or not isinstance(meta.get("dtype", "float32"), str):
+        raise CheckpointError(f"{path}: the checkpoint's metadata is damaged (version or dtype)")
     if meta.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a numcnn checkpoint (format {meta.get('format')!r})")
     if meta.get("version", 0) > FORMAT_VERSION:
@@ -191,10 +205,56 @@ def load_checkpoint(path: str | os.PathLike) -> Checkpoint:
     }
     try:
         model, spec = rebuild_model(meta)
+        _check_values(state, model, path)
         model.load_state_dict(state)
     except NumcnnError as error:
         raise CheckpointError(f"{path}: {error}") from None
+    except (TypeError, ValueError, KeyError, AttributeError) as error:  # metadata that names impossible settings
+        reason = one_line(error)
+        raise CheckpointError(f"{path}: the checkpoint does not describe a buildable model ({reason})") from None
     return Checkpoint(model=model, meta=meta, optimizer_state=optimizer_state, spec=spec)
+
+
+def _check_values(state: dict[str, np.ndarray], model: Layer, path: Path) -> None:
+    """Each array of the same kind as the model's (floating-point weights, integer counters), and finite:
+    a complex, boolean or text array is damage, and so is a NaN or infinity (a diverged run is never
+    saved as a checkpoint). Shapes and names are checked by ``load_state_dict``."""
+    kinds = {name: value.dtype.kind for name, value in model.state_dict().items()}
+    for name, value in state.items():
+        kind = kinds.get(name)
+        if kind is not None and value.dtype.kind != kind:
+            wanted = {"f": "floating-point", "i": "integer", "u": "unsigned integer"}.get(kind, kind)
+            raise CheckpointError(
+                f"{path}: state/{name} holds {value.dtype} values where the model keeps {wanted} ones"
+            )
+        if kind == "f" and not np.isfinite(value).all():
+            raise CheckpointError(f"{path}: state/{name} holds non-finite values (NaN or infinity)")
+
+
+MAX_META_BYTES = 1 << 20
+MAX_CHECKPOINT_BYTES = 2 << 30  # above vgg16's 0.55 GB of float32 weights (and its float64 copy)
+
+
+def _member_sizes(path: Path) -> dict[str, int]:
+    """Bytes each array of the .npz at ``path`` would occupy, from the .npy headers alone (no data read).
+
+    Raises ``ValueError`` for an entry that is not an .npy array or holds Python objects."""
+    sizes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                if version == (1, 0):
+                    shape, _, dtype = np.lib.format.read_array_header_1_0(member)
+                else:
+                    shape, _, dtype = np.lib.format.read_array_header_2_0(member)
+            if dtype.hasobject:
+                raise ValueError(f"{info.filename} holds Python objects")
+            count = 1
+            for extent in shape:
+                count *= int(extent)
+            sizes[info.filename.removesuffix(".npy")] = count * dtype.itemsize
+    return sizes
 
 
 def read_meta(path: str | os.PathLike) -> dict[str, Any]:

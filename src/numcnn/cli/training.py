@@ -285,13 +285,15 @@ def _try_plot(run_dir: Path) -> None:
 
 def run_evaluate(args) -> int:
     from numcnn.checkpoint import load_checkpoint
+    from numcnn.data import load_mnist_test
     from numcnn.train import evaluate, make_loss, prepare_split
 
     checkpoint = load_checkpoint(args.checkpoint)
     spec = checkpoint.spec
     configure_compute(args)
-    data = load_data(args)
-    split = prepare_split(spec, data.test_images, data.test_labels, checkpoint.meta.get("dtype", "float32"))
+    # Only the test files: evaluating needs neither the training set nor its download.
+    test_images, test_labels = load_mnist_test(args.data_dir, download=not args.no_download)
+    split = prepare_split(spec, test_images, test_labels, checkpoint.meta.get("dtype", "float32"))
     test_loss, accuracy = evaluate(checkpoint.model, make_loss(spec), spec, split, args.batch_size)
     position = checkpoint.meta.get("position")  # a checkpoint written inside an epoch
     epoch = f"{position['epoch']}, step {position['step']}" if position else checkpoint.meta.get("epoch", "?")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import functools
 import gzip
 import hashlib
+import io
 import os
 import zlib
 from pathlib import Path
@@ -42,6 +43,8 @@ IDX_DTYPES: dict[int, np.dtype] = {
 }
 
 _GZIP_MAGIC = b"\x1f\x8b"
+#: The largest decompressed IDX file read (MNIST's largest is 47 MB; EMNIST ByClass's 0.55 GB).
+MAX_PAYLOAD_BYTES = 1 << 30
 
 
 class _Problem(Exception):
@@ -58,9 +61,14 @@ def _payload(path: Path) -> bytes:
     if raw[:2] != _GZIP_MAGIC:
         return raw
     try:
-        return gzip.decompress(raw)
+        # Bounded: a gzip bomb (a few KB that inflate to gigabytes) stops at the limit.
+        with gzip.GzipFile(fileobj=io.BytesIO(raw)) as stream:
+            data = stream.read(MAX_PAYLOAD_BYTES + 1)
     except (EOFError, zlib.error, gzip.BadGzipFile, OSError):
         raise _Problem("truncated or corrupt gzip stream") from None
+    if len(data) > MAX_PAYLOAD_BYTES:
+        raise _Problem(f"decompresses to more than {MAX_PAYLOAD_BYTES >> 20} MiB, far more than any MNIST file")
+    return data
 
 
 def read_payload(path: str | os.PathLike[str]) -> bytes:

@@ -22,6 +22,7 @@ Pillow is imported lazily (``pip install 'numcnn[image]'``), so ``import numcnn`
 from __future__ import annotations
 
 import os
+import warnings
 from typing import Any
 
 import numpy as np
@@ -166,6 +167,11 @@ def _grey_levels(image: Any) -> np.ndarray:
         return np.asarray(image.convert("RGB").convert("L"))
 
 
+#: Larger pictures are refused before decoding: 50 megapixels is beyond any phone photo of a digit,
+#: and a forged header (a "decompression bomb") would otherwise make Pillow allocate gigabytes.
+_MAX_PIXELS = 50_000_000
+
+
 def load_digit_image(path: str | os.PathLike[str]) -> np.ndarray:
     """Read an image file of one handwritten digit as a ``(28, 28)`` float32 MNIST-like array.
 
@@ -180,7 +186,15 @@ def load_digit_image(path: str | os.PathLike[str]) -> np.ndarray:
     from PIL import ImageOps
 
     try:
-        with Image.open(path) as opened:
+        with warnings.catch_warnings():
+            # Pillow warns about large pictures; the size check below refuses them itself.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            opened = Image.open(path)
+        with opened:
+            width, height = opened.size
+            if width < 1 or height < 1 or width * height > _MAX_PIXELS:
+                limit = f"at most {_MAX_PIXELS:,} pixels"
+                raise DataError(f"{path}: a {width}×{height} picture is not a digit photo ({limit})")
             # JPEG only: let the decoder skip detail we would throw away anyway.
             opened.draft(opened.mode, (_MAX_WORKING_SIDE, _MAX_WORKING_SIDE))
             image = ImageOps.exif_transpose(opened)
@@ -192,6 +206,8 @@ def load_digit_image(path: str | os.PathLike[str]) -> np.ndarray:
         raise DataError(f"{path}: file not found") from None
     except Image.UnidentifiedImageError:
         raise DataError(f"{path}: not an image (Pillow cannot identify it)") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except DataError:
+        raise
+    except Exception as exc:  # decoders raise many types (OSError, SyntaxError, struct.error, ...) on damage
         raise DataError(f"{path}: cannot read image ({one_line(exc)})") from None
     return digit_from_array(grey, name=str(path))

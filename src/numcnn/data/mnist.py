@@ -39,6 +39,7 @@ __all__ = [
     "MNIST_SHA256",
     "MNIST_STD",
     "MnistData",
+    "load_mnist_test",
     "download_mnist",
     "load_mnist",
     "locate_mnist",
@@ -141,24 +142,26 @@ def _find_file(directory: Path, name: str) -> Path | None:
     return None
 
 
-def locate_mnist(data_dir: str | os.PathLike[str] | None = None) -> Path:
-    """Return the first folder of :func:`mnist_search_dirs` that holds all four MNIST files.
+def locate_mnist(
+    data_dir: str | os.PathLike[str] | None = None, files: tuple[str, ...] = MNIST_FILES
+) -> Path:
+    """Return the first folder of :func:`mnist_search_dirs` that holds all four MNIST files (or ``files``).
 
     Raises:
-        DataError: no folder holds all four; the message lists every folder searched.
+        DataError: no folder holds them all; the message lists every folder searched.
     """
     dirs = mnist_search_dirs(data_dir)
     partial = ""
     for directory in dirs:
-        missing = [name for name in MNIST_FILES if _find_file(directory, name) is None]
+        missing = [name for name in files if _find_file(directory, name) is None]
         if not missing:
             return directory
-        if len(missing) < len(MNIST_FILES) and not partial:
+        if len(missing) < len(files) and not partial:
             # Worth saying: a folder with some of the files is almost always the one meant.
             partial = f"; {directory} lacks {', '.join(missing)}"
     looked = ", ".join(str(d) for d in dirs)
     raise DataError(
-        f"MNIST files not found (need {', '.join(MNIST_FILES)}, each .gz or uncompressed); "
+        f"MNIST files not found (need {', '.join(files)}, each .gz or uncompressed); "
         f"looked in {looked}{partial}; {_FIX_HINT}"
     )
 
@@ -280,10 +283,25 @@ def download_mnist(
     mirrors = tuple(MNIST_MIRRORS if mirrors is None else mirrors)
     if not mirrors:
         raise DataError(f"{directory}: cannot download MNIST: no mirrors given")
+    created = [folder for folder in (directory, *directory.parents) if not folder.exists()]
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise DataError(f"{directory}: cannot create download folder ({one_line(exc)})") from None
+    try:
+        _download_files(directory, mirrors, opener, timeout, progress)
+    except BaseException:
+        # A failed download leaves no trace: the folders made for it go again, if nothing else is in them.
+        for folder in created:  # deepest first
+            try:
+                folder.rmdir()
+            except OSError:
+                break
+        raise
+    return directory
+
+
+def _download_files(directory: Path, mirrors: tuple[str, ...], opener, timeout: float, progress) -> None:
     for name in MNIST_FILES:
         target = directory / f"{name}.gz"
         expected = MNIST_SHA256[name]
@@ -299,7 +317,6 @@ def download_mnist(
                 failures.append(f"{url} ({exc})")
         else:
             raise DataError(f"{target}: download failed from every mirror: {'; '.join(failures)}")
-    return directory
 
 
 def _check_kind(array: np.ndarray, path: Path, images: bool) -> None:
@@ -425,3 +442,37 @@ def prepare_images_backward(grad_inputs: np.ndarray, *, padding: int = 0, std: f
     if h < 1 or w < 1:
         raise ShapeError(f"prepare_images_backward: padding {p} leaves no image in shape {grad_inputs.shape}")
     return grad_inputs[:, 0, p : p + h, p : p + w] / std
+
+
+#: The two files of MNIST's test set, all that evaluating a trained model needs.
+MNIST_TEST_FILES = MNIST_FILES[2:]
+
+
+def load_mnist_test(
+    data_dir: str | os.PathLike[str] | None = None, *, download: bool = False, verify: bool = True
+) -> tuple[np.ndarray, np.ndarray]:
+    """The 10,000 test images ``(10000, 28, 28)`` and labels ``(10000,)`` of MNIST, read from the first
+    folder of :func:`mnist_search_dirs` that holds the two test files (the training files may be absent).
+
+    Raises:
+        DataError: as :func:`load_mnist`, for the two test files.
+    """
+    try:
+        directory = locate_mnist(data_dir, MNIST_TEST_FILES)
+    except DataError:
+        if not download:
+            raise
+        directory = download_mnist(_default_download_dir(data_dir))
+    found = [_find_file(directory, name) for name in MNIST_TEST_FILES]
+    paths = [path for path in found if path is not None]
+    if len(paths) != len(found):
+        raise DataError(f"{directory}: MNIST files disappeared while loading; {_FIX_HINT}")
+    images = read_idx(paths[0], sha256=MNIST_SHA256[MNIST_TEST_FILES[0]] if verify else None)
+    _check_kind(images, paths[0], images=True)
+    labels = read_idx(paths[1], sha256=MNIST_SHA256[MNIST_TEST_FILES[1]] if verify else None)
+    _check_kind(labels, paths[1], images=False)
+    if len(images) != len(labels):
+        raise DataError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
+    if labels.size and labels.max() > 9:
+        raise DataError(f"{paths[1]}: label {int(labels.max())} is outside 0-9")
+    return images, labels
