@@ -322,6 +322,8 @@ def test_quick_exercise_suite_end_to_end_on_mnist(tmp_path, capsys):
     assert {row["sweep"] for row in rows} == {"b-d", "b-d-seeds", "e", "f", "g", "h", "i"}
     assert all(0.0 <= float(row["test_error"]) <= 1.0 and row["test_images"] == "300" for row in rows)
     assert (tmp_path / "g_error_vs_size.png").is_file() and (tmp_path / "i_error_per_seed.png").is_file()
-    assert "(quick profile)" in (tmp_path / "results.md").read_text()
+    report = (tmp_path / "results.md").read_text()
+    assert "(quick profile)" in report
+    assert "training sets of 5, 10, 20, 50, 100, 200, 600 examples, 1 epoch(s), test error on the first 300" in report
     assert main(["experiment", "exercise_15_6", "--quick", "--out", str(tmp_path), "--dry-run"]) == 0
     assert capsys.readouterr().out.count("finished") == 38

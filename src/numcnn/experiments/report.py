@@ -106,6 +106,21 @@ def _spread_lines(errors_by_model: dict[str, list[float]]) -> list[str]:
     return lines
 
 
+def quick_profile_text(experiment: ExperimentConfig) -> str:
+    """What a ``--quick`` run really trained and tested on, read from its runs (not from the notes,
+    which describe the full experiment)."""
+    runs = experiment.runs()
+    sizes = ", ".join(f"{size:,}" for size in sorted({run.size for run in runs}))
+    epochs = "/".join(str(epochs) for epochs in sorted({run.train_config().epochs for run in runs}))
+    limits = {run.test_limit for run in runs}
+    largest = max((limit for limit in limits if limit is not None), default=None)
+    tested = "all test images" if None in limits or largest is None else f"the first {largest:,} test images"
+    return (
+        f"**Quick profile, a smoke test of the pipeline, not the experiment:** training sets of {sizes} examples, "
+        f"{epochs} epoch(s), test error on {tested}. The notes below describe the full experiment."
+    )
+
+
 def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], command: str = "") -> str:
     """The results as Markdown: one table per sweep, plus mean and spread where seeds or subsets vary.
 
@@ -116,6 +131,8 @@ def markdown(experiment: ExperimentConfig, results: dict[str, dict[str, Any]], c
     if command:
         lines += [f"Produced by `{command}`.", ""]
     lines += [f"Configuration: `{_config_label(experiment)}`" + (" (quick profile)" if experiment.quick else ""), ""]
+    if experiment.quick:  # the notes describe the full experiment; say what was really run
+        lines += [quick_profile_text(experiment), ""]
     lines += [f"* {note}" for note in experiment.notes] + ([""] if experiment.notes else [])
     for sweep in experiment.sweeps:
         lines += [f"## {sweep.name}: {sweep.title}".rstrip(": "), ""]
