@@ -44,27 +44,6 @@ STEPS_FILE = "steps.log"  # the worker's record of finished steps (one line per 
 
 
 # -- the worker: 'numcnn train' with synthetic data and a step counter ------------------------------
-def synthetic_digits(train: int = 2000, test: int = 500, seed: int = 0):
-    """An MNIST-shaped data set: class k is a bright 6×6 square at one of ten places, on faint noise."""
-    from types import SimpleNamespace
-
-    generator = np.random.default_rng(seed)
-
-    def make(count: int):
-        labels = generator.integers(0, 10, size=count).astype(np.uint8)
-        images = generator.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
-        for index, label in enumerate(labels):
-            row, col = 3 + 12 * (label // 5), 1 + 5 * (label % 5)
-            images[index, row : row + 6, col : col + 6] = 255
-        return images, labels
-
-    train_images, train_labels = make(train)
-    test_images, test_labels = make(test)
-    return SimpleNamespace(
-        train_images=train_images, train_labels=train_labels, test_images=test_images, test_labels=test_labels
-    )
-
-
 def worker(argv: list[str], synthetic: bool, steps_file: Path | None, file_limit: int | None) -> int:
     """Run ``numcnn train ARGV``; append a line to ``steps_file`` after every finished step."""
     from numcnn import train
@@ -72,8 +51,9 @@ def worker(argv: list[str], synthetic: bool, steps_file: Path | None, file_limit
 
     if synthetic:
         import numcnn.cli.training as training
+        from numcnn.data import synthetic_digits
 
-        data = synthetic_digits()
+        data = synthetic_digits(train=2000, test=500)
         training.load_data = lambda args: data
     if steps_file is not None:
         check = train.nonfinite

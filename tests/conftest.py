@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 import numcnn
+from numcnn.data import SyntheticDigits
+from numcnn.data import synthetic_digits as make_synthetic_digits
 
 
 @pytest.fixture
@@ -62,28 +64,9 @@ def distinct_values(rng: np.random.Generator):
     return make
 
 
-class SyntheticDigits:
-    """An MNIST-shaped data set that a small CNN learns in one epoch: class k is a bright 6×6
-    square at one of ten fixed places, on faint noise. Same attributes as ``numcnn.data.MnistData``."""
-
-    def __init__(self, train: int = 600, test: int = 200, seed: int = 0) -> None:
-        generator = np.random.default_rng(seed)
-        self.train_images, self.train_labels = self._make(generator, train)
-        self.test_images, self.test_labels = self._make(generator, test)
-
-    @staticmethod
-    def _make(generator: np.random.Generator, count: int):
-        labels = generator.integers(0, 10, size=count).astype(np.uint8)
-        images = generator.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
-        for index, label in enumerate(labels):
-            row, col = 3 + 12 * (label // 5), 1 + 5 * (label % 5)
-            images[index, row : row + 6, col : col + 6] = 255
-        return images, labels
-
-
 @pytest.fixture(scope="session")
 def synthetic_digits() -> SyntheticDigits:
-    return SyntheticDigits()
+    return make_synthetic_digits()
 
 
 # -- user-built models (not registered) for the save/load and export tests -----------------------

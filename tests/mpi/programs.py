@@ -8,28 +8,13 @@ MNIST files; ``synthetic(seed)`` is shared with the tests, which compute the one
 from __future__ import annotations
 
 import sys
-from types import SimpleNamespace
 
-import numpy as np
+from numcnn.data import SyntheticDigits, synthetic_digits
 
 
-def synthetic(train: int = 240, test: int = 90, seed: int = 0) -> SimpleNamespace:
-    """Class k is a bright 6×6 square at one of ten places, on faint noise (tests/conftest.py's recipe)."""
-    generator = np.random.default_rng(seed)
-
-    def make(count: int):
-        labels = generator.integers(0, 10, size=count).astype(np.uint8)
-        images = generator.integers(0, 40, size=(count, 28, 28)).astype(np.uint8)
-        for index, label in enumerate(labels):
-            row, col = 3 + 12 * (label // 5), 1 + 5 * (label % 5)
-            images[index, row : row + 6, col : col + 6] = 255
-        return images, labels
-
-    train_images, train_labels = make(train)
-    test_images, test_labels = make(test)
-    return SimpleNamespace(
-        train_images=train_images, train_labels=train_labels, test_images=test_images, test_labels=test_labels
-    )
+def synthetic(train: int = 240, test: int = 90, seed: int = 0) -> SyntheticDigits:
+    """The data of every MPI test (numcnn.data.synthetic_digits)."""
+    return synthetic_digits(train, test, seed)
 
 
 def sweep(config: str, out: str) -> None:
