@@ -69,10 +69,10 @@ class OnnxGraph:
         self._used.add(candidate)
         return candidate
 
-    def constant(self, name: str, value) -> str:
-        """A weight (float arrays in the export dtype) or an int64 array (shapes, axes)."""
+    def constant(self, name: str, value, dtype=None) -> str:
+        """A weight (float arrays in the export dtype, or ``dtype``) or an int64 array (shapes, axes)."""
         array = np.asarray(value)
-        array = array.astype(np.int64 if array.dtype.kind in "iu" else self.dtype)
+        array = array.astype(np.int64 if array.dtype.kind in "iu" else (dtype or self.dtype))
         unique = self.unique(name)
         self.initializers.append(self.numpy_helper.from_array(np.ascontiguousarray(array), unique))
         return unique
@@ -204,11 +204,14 @@ def subsample2d(g: OnnxGraph, layer: Subsample2d, inputs: list[str], name: str, 
 
 
 def euclidean_rbf(g: OnnxGraph, layer: EuclideanRBF, inputs: list[str], name: str, convert: Convert) -> str:
-    """``y_i = ‖x − w_i‖²``: ``(N, 1, F) − (1, K, F)`` summed over F (ReduceSumSquare)."""
-    column = g.node("Unsqueeze", [inputs[0], g.constant(f"{name}_axis", [1])], f"{name}_x")
-    codes = g.constant(f"{name}.prototypes", layer.buffers["prototypes"][None])
+    """``y_i = ‖x − w_i‖²``: ``(N, 1, F) − (1, K, F)`` summed over F (ReduceSumSquare), in float64 and
+    rounded once, as :func:`numcnn.functional.rbf_forward` computes it."""
+    wide = g.node("Cast", [inputs[0]], f"{name}_float64", to=g.helper.np_dtype_to_tensor_dtype(np.dtype(np.float64)))
+    column = g.node("Unsqueeze", [wide, g.constant(f"{name}_axis", [1])], f"{name}_x")
+    codes = g.constant(f"{name}.prototypes", layer.buffers["prototypes"][None], dtype=np.float64)
     difference = g.node("Sub", [column, codes], f"{name}_difference")
-    return g.reduce("ReduceSumSquare", difference, [2], name, keepdims=0)
+    total = g.reduce("ReduceSumSquare", difference, [2], f"{name}_sum", keepdims=0)
+    return g.node("Cast", [total], name, to=g.helper.np_dtype_to_tensor_dtype(g.dtype))
 
 
 def sequential(g: OnnxGraph, layer: Sequential, inputs: list[str], name: str, convert: Convert) -> str:

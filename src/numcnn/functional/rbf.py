@@ -44,8 +44,11 @@ def rbf_forward(x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
     if x.ndim != 2 or x.shape[1] != prototypes.shape[1]:
         features = prototypes.shape[1]
         raise ShapeError(f"RBF units with {features} inputs need an input of shape (N, {features}), got {x.shape}")
-    difference = x[:, None, :] - prototypes[None, :, :]  # (N, K, F): x − w_i for every class i
-    return (difference * difference).sum(axis=2)
+    # Squared and summed in float64, rounded once to the inputs' type: the penalties reach ~100, where a
+    # float32 sum of F terms would be off by several units in the last place (and by a different amount
+    # in every implementation: ONNX Runtime's export does the same, so the two agree to the last bit).
+    difference = x[:, None, :].astype(np.float64) - prototypes[None, :, :]  # (N, K, F): x − w_i for every class i
+    return (difference * difference).sum(axis=2).astype(np.result_type(x, prototypes))
 
 
 def rbf_backward(grad_output: np.ndarray, x: np.ndarray, prototypes: np.ndarray) -> np.ndarray:
