@@ -13,26 +13,24 @@ __all__ = ["BACKEND_CHOICES", "finite_float", "positive_float", "positive_int", 
 BACKEND_CHOICES = ("auto", *BACKEND_NAMES)
 
 
-def positive_int(text: str) -> int:
-    """An integer >= 1, e.g. ``--epochs``, ``--threads``."""
+def _whole_number(text: str, minimum: int) -> int:
     try:
         value = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"must be >= {minimum}, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """An integer >= 1, e.g. ``--epochs``, ``--threads``."""
+    return _whole_number(text, 1)
 
 
 def seed_int(text: str) -> int:
     """A random seed: an integer >= 0 (NumPy refuses negative seeds)."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
-    return value
+    return _whole_number(text, 0)
 
 
 def finite_float(text: str) -> float:
