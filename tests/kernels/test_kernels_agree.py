@@ -27,6 +27,9 @@ CONV_CASES = [
     (2, 3, 9, 10, 9, (3, 3), (1, 1), (1, 1)),  # 9 filters, 27 taps: numba's register blocks + leftovers
     (2, 1, 10, 9, 6, (5, 5), (1, 1), (2, 2)),  # 6 = 4 + a pair of filters, as in LeNet's first layer
     (2, 2, 8, 9, 7, (3, 3), (1, 1), (1, 1)),  # 7 = 4 + a pair + one
+    (3, 4, 4, 4, 5, (4, 4), (1, 1), (0, 0)),  # one window per image (BASE's fully connected conv)
+    (2, 3, 4, 5, 2, (4, 5), (2, 3), (0, 0)),  # one window per image, with strides that never move
+    (3, 2, 9, 9, 3, (5, 5), (1, 1), (3, 3)),  # padding > kernel − 1: the input gradient by scatter
 ]
 
 
@@ -233,3 +236,57 @@ def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
     )
     np.testing.assert_array_equal(y_eval, y_ref)
     close(backend.max_pool2d_backward(delta, pool_eval), grad_conv, dtype)
+
+
+BATCH_NORM_SHAPES = [(4, 3, 5, 6), (1, 2, 3, 3), (7, 5, 1, 1)]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+def test_batch_norm_training_equals_the_reference(fast, reference, close, dtype, shape, rng, layouts):
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    weight, bias = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    delta = rng.standard_normal(shape).astype(dtype)
+    y_ref, cache_ref, mean_ref, var_ref, count_ref = reference.batch_norm_train_forward(x, weight, bias, 1e-5)
+    grads_ref = reference.batch_norm_backward(delta, cache_ref)
+    for variant in layouts(x).values():
+        y, cache, mean, var, count = fast.batch_norm_train_forward(variant, weight, bias, 1e-5)
+        assert count == count_ref and mean.dtype == dtype and var.dtype == dtype
+        for ours, theirs in zip((y, mean, var), (y_ref, mean_ref, var_ref)):
+            close(ours, theirs, dtype)
+        for delta_variant in layouts(delta).values():
+            for ours, theirs in zip(fast.batch_norm_backward(delta_variant, cache), grads_ref):
+                close(ours, theirs, dtype)
+        grad_input, grad_weight, grad_bias = fast.batch_norm_backward(delta, cache, need_input_grad=False)
+        assert grad_input is None
+        close(grad_weight, grads_ref[1], dtype)
+        close(grad_bias, grads_ref[2], dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_batch_norm_evaluation_equals_the_reference(fast, reference, close, dtype, rng, layouts):
+    x = rng.standard_normal((3, 4, 5, 5)).astype(dtype)
+    weight, bias = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)
+    running_mean, running_var = rng.standard_normal(4).astype(dtype), (rng.random(4) + 0.5).astype(dtype)
+    delta = rng.standard_normal(x.shape).astype(dtype)
+    y_ref, cache_ref = reference.batch_norm_eval_forward(x, weight, bias, running_mean, running_var, 1e-5)
+    grads_ref = reference.batch_norm_backward(delta, cache_ref)
+    for variant in layouts(x).values():
+        y, cache = fast.batch_norm_eval_forward(variant, weight, bias, running_mean, running_var, 1e-5)
+        close(y, y_ref, dtype)
+        for ours, theirs in zip(fast.batch_norm_backward(delta, cache), grads_ref):
+            close(ours, theirs, dtype)
+
+
+def test_batch_norm_keeps_a_nan(fast):
+    """A diverged batch must stay NaN through BN (numcnn.train stops on a NaN loss)."""
+    x = np.ones((2, 1, 2, 2))
+    x[0, 0, 0, 0] = np.nan
+    y = fast.batch_norm_train_forward(x, np.ones(1), np.zeros(1), 1e-5)[0]
+    assert np.isnan(y).all()
+
+
+def test_relu_keeps_a_nan(fast, reference):
+    x = np.array([np.nan, -1.0, 0.0, 2.0]).reshape(1, 1, 2, 2)
+    y, _ = fast.relu_forward(x)
+    np.testing.assert_array_equal(y, reference.relu_forward(x)[0])

@@ -116,6 +116,32 @@ class Backend(Protocol):
         """``(∂E/∂x = δ W or None, ∂E/∂W = δᵀ x, ∂E/∂b = Σ_n δ)``."""
         ...
 
+    # -- batch normalisation (Ioffe & Szegedy, Algorithm 1; numcnn.functional.normalization) ----
+    def batch_norm_train_forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, reduce: Any = None
+    ) -> tuple[np.ndarray, Any, np.ndarray, np.ndarray, int]:
+        """``y = γ x̂ + β`` with the batch statistics, as ``(y, cache, μ, biased σ², m)``; with ``reduce``
+        the statistics are summed over processes (synchronised BN). Shape: ``(N, C, ...)`` → same."""
+        ...
+
+    def batch_norm_eval_forward(
+        self,
+        x: np.ndarray,
+        weight: np.ndarray,
+        bias: np.ndarray,
+        running_mean: np.ndarray,
+        running_var: np.ndarray,
+        eps: float,
+    ) -> tuple[np.ndarray, Any]:
+        """``y = γ (x − μ̂) s + β`` with the running estimates, as ``(y, cache)``. Shape: ``(N, C, ...)`` → same."""
+        ...
+
+    def batch_norm_backward(
+        self, grad_output: np.ndarray, cache: Any, need_input_grad: bool = True
+    ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+        """``(∂ℓ/∂x or None, ∂ℓ/∂γ = Σ δ x̂, ∂ℓ/∂β = Σ δ)``."""
+        ...
+
 
 def _members() -> tuple[str, ...]:
     annotated = tuple(Backend.__annotations__)

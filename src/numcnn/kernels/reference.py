@@ -18,7 +18,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from numcnn.functional import activation, convolution, linear, pooling
+from numcnn.functional import activation, convolution, linear, normalization, pooling
 
 __all__ = ["ReferenceBackend"]
 
@@ -86,3 +86,13 @@ class ReferenceBackend:
 
     def linear_backward(self, grad_output, x, weight, need_input_grad=True):
         return linear.linear_backward(grad_output, x, weight, need_input_grad)
+
+    # -- batch normalisation ----------------------------------------------------------------------
+    def batch_norm_train_forward(self, x, weight, bias, eps, reduce=None):
+        return normalization.batch_norm_train_forward(x, weight, bias, eps, reduce)
+
+    def batch_norm_eval_forward(self, x, weight, bias, running_mean, running_var, eps):
+        return normalization.batch_norm_eval_forward(x, weight, bias, running_mean, running_var, eps)
+
+    def batch_norm_backward(self, grad_output, cache, need_input_grad=True):
+        return normalization.batch_norm_backward(grad_output, cache, need_input_grad)

@@ -5,15 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 
+from numcnn import kernels
 from numcnn.errors import ConfigurationError, ShapeError
 from numcnn.functional.curvature import batch_norm_curvature
-from numcnn.functional.normalization import (
-    Reduce,
-    batch_norm_backward,
-    batch_norm_eval_forward,
-    batch_norm_train_forward,
-    update_running_stats,
-)
+from numcnn.functional.normalization import Reduce, update_running_stats
 from numcnn.layers.base import Layer
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -60,12 +55,15 @@ class _BatchNorm(Layer):
         x = np.asarray(x, dtype=self.dtype)
         self._check_input(x)
         weight, bias = self.params["weight"], self.params["bias"]
+        backend = kernels.active()
         if not self.training:
-            y, self.cache = batch_norm_eval_forward(
+            y, cache = backend.batch_norm_eval_forward(
                 x, weight, bias, self.buffers["running_mean"], self.buffers["running_var"], self.eps
             )
+            self.cache = (backend, cache)  # backward runs on the backend that made the cache
             return y
-        y, self.cache, mean, variance, count = batch_norm_train_forward(x, weight, bias, self.eps, self.reduce)
+        y, cache, mean, variance, count = backend.batch_norm_train_forward(x, weight, bias, self.eps, self.reduce)
+        self.cache = (backend, cache)
         update_running_stats(
             self.buffers["running_mean"], self.buffers["running_var"], mean, variance, count, self.momentum
         )
@@ -73,7 +71,8 @@ class _BatchNorm(Layer):
         return y
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        grad_input, grad_weight, grad_bias = batch_norm_backward(grad_output, self.require_cache(), need_input_grad)
+        backend, cache = self.require_cache()
+        grad_input, grad_weight, grad_bias = backend.batch_norm_backward(grad_output, cache, need_input_grad)
         self.grads["weight"] += grad_weight
         self.grads["bias"] += grad_bias
         return grad_input
