@@ -30,6 +30,8 @@ CONV_CASES = [
     (3, 4, 4, 4, 5, (4, 4), (1, 1), (0, 0)),  # one window per image (BASE's fully connected conv)
     (2, 3, 4, 5, 2, (4, 5), (2, 3), (0, 0)),  # one window per image, with strides that never move
     (3, 2, 9, 9, 3, (5, 5), (1, 1), (3, 3)),  # padding > kernel − 1: the input gradient by scatter
+    (2, 8, 9, 10, 4, (3, 3), (1, 1), (1, 1)),  # 8 input channels: numba's input gradient as a correlation
+    (2, 9, 8, 11, 3, (5, 3), (1, 1), (2, 0)),  # the same, rectangular, 9 = 8 + 1 channels
 ]
 
 
@@ -102,6 +104,29 @@ def test_numba_direct_and_im2col_paths_agree(direct, close, rng, monkeypatch):
     delta = rng.standard_normal(y.shape)
     for ours, theirs in zip(backend.conv2d_backward(delta, cache), F.conv2d_backward(delta, cache_ref)):
         close(ours, theirs, np.float64)
+
+
+@pytest.mark.parametrize("block_bytes", [1, 300, 2**19], ids=["image-blocks", "two-image-blocks", "one-block"])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numba_cache_blocked_convolution_equals_the_reference(block_bytes, dtype, close, rng, monkeypatch):
+    """Blocks of one image, of two, and the whole batch per thread: the same numbers, with stride and padding."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    monkeypatch.setattr(backend, "direct_max_filters_times_rows", 0)
+    monkeypatch.setattr(backend, "blocked_min_unfolding_bytes", 0)
+    monkeypatch.setattr(backend, "unfold_block_bytes", block_bytes)
+    x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)
+    weight, bias = rng.standard_normal((4, 3, 3, 2)).astype(dtype), rng.standard_normal(4).astype(dtype)
+    for stride, padding in [((1, 1), (1, 1)), ((2, 1), (0, 1))]:
+        y, cache = backend.conv2d_forward(x, weight, bias, stride, padding)
+        y_ref, cache_ref = F.conv2d_forward(x, weight, bias, stride, padding)
+        close(y, y_ref, dtype)
+        delta = rng.standard_normal(y.shape).astype(dtype)
+        for ours, theirs in zip(backend.conv2d_backward(delta, cache), F.conv2d_backward(delta, cache_ref)):
+            close(ours, theirs, dtype)
+        assert backend.conv2d_backward(delta, cache, need_input_grad=False)[0] is None
 
 
 POOL_CASES = [
@@ -198,7 +223,7 @@ def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, rel
 @pytest.mark.parametrize(
     "pool_kernel, pool_stride, pool_padding",
     [
-        ((2, 2), (2, 2), (0, 0)),  # LeNet's
+        ((2, 2), (1, 1), (0, 0)),  # overlapping 2×2 windows
         ((3, 3), (1, 1), (0, 0)),  # overlapping windows (padding-free: the vectorised epilogue)
         ((2, 3), (2, 1), (0, 0)),
         ((3, 3), (2, 2), (1, 1)),  # padding: the scalar epilogue
@@ -236,6 +261,18 @@ def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
     )
     np.testing.assert_array_equal(y_eval, y_ref)
     close(backend.max_pool2d_backward(delta, pool_eval), grad_conv, dtype)
+
+
+def test_numba_declines_conv_pool_fusion_for_2x2_tiling(rng):
+    """LeNet's 2×2 stride-2 pooling runs faster as the convolution, then the written-out ReLU →
+    pooling kernel: the fused pass declines it (the Sequential then runs those two steps)."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    x = rng.standard_normal((2, 2, 9, 8))
+    weight = rng.standard_normal((5, 2, 3, 3))
+    assert backend.conv2d_max_pool2d_forward(x, weight, None, (1, 1), (1, 1), (2, 2), (2, 2), (0, 0)) is None
 
 
 BATCH_NORM_SHAPES = [(4, 3, 5, 6), (1, 2, 3, 3), (7, 5, 1, 1)]

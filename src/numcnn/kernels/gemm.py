@@ -18,11 +18,12 @@ from __future__ import annotations
 import itertools
 import os
 import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-__all__ = ["matmul"]
+__all__ = ["matmul", "split_over_threads", "thread_count"]
 
 # Below this many multiply-adds a product is too short for a hand-over to another thread to pay
 # (a hand-over costs some tens of microseconds; probed on the exercise 15.6 layers).
@@ -33,17 +34,19 @@ _pool: ThreadPoolExecutor | None = None
 _pool_key: tuple[int, int] = (0, 0)  # (process id, workers): a forked child needs its own threads
 
 
-def _workers(threads: int) -> ThreadPoolExecutor:
+def _workers() -> ThreadPoolExecutor:
+    """The worker threads: one fewer than numba's thread count (the calling thread is the other)."""
     global _pool, _pool_key
-    key = (os.getpid(), threads - 1)
+    key = (os.getpid(), max(1, thread_count() - 1))
     with _lock:
         if _pool is None or _pool_key != key:
-            _pool = ThreadPoolExecutor(max_workers=threads - 1, thread_name_prefix="numcnn-gemm")
+            _pool = ThreadPoolExecutor(max_workers=key[1], thread_name_prefix="numcnn-gemm")
             _pool_key = key
         return _pool
 
 
-def _thread_count() -> int:
+def thread_count() -> int:
+    """numba's thread count: how many parts :func:`matmul` and :func:`split_over_threads` make at most."""
     import numba
 
     return int(numba.get_num_threads())
@@ -53,7 +56,7 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
     """``a @ b`` for 2-D ``a`` ``(M, K)`` and ``b`` ``(K, N)``, split over numba's thread count when large."""
     rows, inner = a.shape
     columns = b.shape[1]
-    threads = _thread_count()
+    threads = thread_count()
     if (
         threads < 2
         or rows * inner * columns < MIN_SPLIT_MULTIPLY_ADDS
@@ -74,10 +77,31 @@ def matmul(a: np.ndarray, b: np.ndarray, out: np.ndarray | None = None) -> np.nd
             bands.append((a, b[:, lo:hi], out[:, lo:hi]))
         else:
             bands.append((a[lo:hi], b, out[lo:hi]))
-    pool = _workers(threads)
+    pool = _workers()
     futures = [pool.submit(np.matmul, left, right, out=target) for left, right, target in bands[1:]]
     left, right, target = bands[0]
     np.matmul(left, right, out=target)
     for future in futures:
         future.result()
     return out
+
+
+def split_over_threads(work: Callable[[int, int, int], None], count: int) -> int:
+    """Run ``work(first, last, part)`` on consecutive ranges covering ``0 … count − 1``, one per thread.
+
+    The calling thread takes the first range; numba's thread count decides how many ranges (one
+    when called from a worker, so that nothing waits for itself). Returns the number of ranges.
+    """
+    threads = min(thread_count(), count)
+    if threads < 2 or threading.current_thread().name.startswith("numcnn-gemm"):
+        work(0, count, 0)
+        return 1
+    edges = [count * t // threads for t in range(threads + 1)]
+    pool = _workers()
+    futures = [pool.submit(work, edges[t], edges[t + 1], t) for t in range(1, threads)]
+    try:
+        work(edges[0], edges[1], 0)
+    finally:
+        for future in futures:
+            future.result()
+    return threads

@@ -30,6 +30,8 @@ from numba import njit, prange
 __all__ = [
     "im2col_kernel",
     "col2im_kernel",
+    "im2col_images_kernel",
+    "col2im_images_kernel",
     "max_pool_forward_kernel",
     "max_pool_backward_kernel",
     "max_pool_2x2_kernel",
@@ -119,15 +121,15 @@ def col2im_kernel(cols, shape, window, out):
         c = block // blocks
         first_image = (block % blocks) * per_task
         for n in range(first_image, min(batch, first_image + per_task)):
-            _fold_plane(cols, c, n, batch, height, width, window, out)
+            _fold_plane(cols, c, n, batch, height, width, window, out, u64((c * batch + n) * plane_size))
 
 
 @njit(cache=True, inline="always")
-def _fold_plane(cols, c, n, batch, height, width, window, out):
-    """Plane ``(c, n)`` of :func:`col2im_kernel`'s output."""
+def _fold_plane(cols, c, n, batch, height, width, window, out, plane):
+    """Plane ``(c, n)`` of :func:`col2im_kernel`'s output, at flat offset ``plane`` of ``out``; ``cols``
+    holds ``batch`` images."""
     kernel_h, kernel_w, stride_h, stride_w, pad_h, pad_w, out_h, out_w = window
     plane_size = height * width
-    plane = u64((c * batch + n) * plane_size)
     for k in range(u64(0), u64(plane_size)):
         out[plane + k] = 0
     for i in range(kernel_h):
@@ -143,6 +145,33 @@ def _fold_plane(cols, c, n, batch, height, width, window, out):
                 step = u64(stride_w)
                 for t in range(u64(0), u64(hi - lo)):
                     out[first + t * step] += cols[values + t]
+
+
+@njit(nogil=True, cache=True)
+def im2col_images_kernel(src, plane_c, plane_n, shape, window, first, count, out):
+    """:func:`im2col_kernel` for images ``first … first + count − 1`` only, on the calling thread:
+    ``out`` flat ``(C, KH, KW, count, OH, OW)``. For the cache-blocked convolutions, which unfold a
+    few images at a time, each thread its own (numba releases the GIL here)."""
+    channels, _, height, width = shape
+    kernel_h, kernel_w, stride_w, pad_w, out_w = window[0], window[1], window[3], window[5], window[7]
+    for tap in range(channels * kernel_h * kernel_w):
+        j = tap % kernel_w
+        i = (tap // kernel_w) % kernel_h
+        c = tap // (kernel_w * kernel_h)
+        lo, hi = valid_columns(j, width, stride_w, pad_w, out_w)
+        for m in range(count):
+            _unfold_row(src, plane_c, plane_n, height, width, window, c, i, j, first + m, tap * count + m, lo, hi, out)
+
+
+@njit(nogil=True, cache=True)
+def col2im_images_kernel(cols, shape, window, first, count, out):
+    """The adjoint of :func:`im2col_images_kernel`: ``cols`` flat ``(C, KH, KW, count, OH, OW)`` folded onto
+    the planes of images ``first … first + count − 1`` of ``out`` (flat channel-major ``(C, N, H, W)``)."""
+    channels, batch, height, width = shape
+    plane_size = height * width
+    for c in range(channels):
+        for m in range(count):
+            _fold_plane(cols, c, m, count, height, width, window, out, u64((c * batch + first + m) * plane_size))
 
 
 @njit(parallel=True, cache=True)
