@@ -63,6 +63,43 @@ def test_a_model_without_batch_norm_is_copied_unchanged(rng):
     np.testing.assert_array_equal(fold_batch_norm(model).forward(x), model.forward(x))
 
 
-def test_graph_models_are_refused():
-    with pytest.raises(ConfigurationError, match="Sequential"):
-        fold_batch_norm(numcnn.models.build("resnet_mnist", rng=0))
+def test_graph_model_is_folded_and_equals_the_eval_model(rng):
+    """resnet_mnist: every BN follows a convolution read by nothing else, so all seven fold; the
+    residual additions still read the folded nodes by their batch norms' names."""
+    model = numcnn.models.build("resnet_mnist", rng=0, dtype=np.float64)
+    for node in model.nodes:
+        if isinstance(node.layer, BatchNorm2d):
+            count = node.layer.num_features
+            node.layer.params["weight"][...] = rng.uniform(0.5, 2.0, count)
+            node.layer.params["bias"][...] = rng.standard_normal(count)
+            node.layer.buffers["running_mean"][...] = rng.standard_normal(count)
+            node.layer.buffers["running_var"][...] = rng.uniform(0.2, 3.0, count)
+    model.eval()
+    x = rng.standard_normal((2, 1, 28, 28))
+    folded = fold_batch_norm(model)
+    assert not any(isinstance(node.layer, BatchNorm2d) for node in folded.nodes)
+    assert len(folded.nodes) == len(model.nodes) - sum(isinstance(n.layer, BatchNorm2d) for n in model.nodes)
+    np.testing.assert_allclose(folded.forward(x), model.forward(x), rtol=1e-10, atol=1e-12)
+
+
+def test_a_convolution_read_twice_is_not_folded(rng):
+    from numcnn.layers import Add, Conv2d, Graph
+
+    model = Graph(
+        [
+            ("conv", Conv2d(1, 2, 3, padding=1, rng=0, dtype=np.float64)),
+            ("norm", BatchNorm2d(2, dtype=np.float64), "conv"),
+            ("sum", Add(), ["norm", "conv"]),
+        ]
+    )
+    model.nodes[1].layer.buffers["running_var"][...] = 4.0
+    model.eval()
+    folded = fold_batch_norm(model)
+    assert [type(node.layer).__name__ for node in folded.nodes] == ["Conv2d", "BatchNorm2d", "Add"]
+    x = rng.standard_normal((2, 1, 5, 5))
+    np.testing.assert_allclose(folded.forward(x), model.forward(x), rtol=1e-12)
+
+
+def test_other_models_are_refused():
+    with pytest.raises(ConfigurationError, match="Sequential or Graph"):
+        fold_batch_norm(BatchNorm2d(3))

@@ -41,6 +41,7 @@ from numcnn.augment import Augmenter
 from numcnn.checkpoint import load_checkpoint, previous_path, save_checkpoint
 from numcnn.early_stopping import EarlyStopping
 from numcnn.errors import CheckpointError, ConfigurationError, DataError, NumcnnError
+from numcnn.inference import inference_model
 from numcnn.interrupt import StopRequests, TrainingInterrupted
 from numcnn.layers import Dropout
 from numcnn.layers.base import Layer
@@ -297,7 +298,7 @@ def evaluate(
 
     With ``parallel`` each process evaluates its part of ``split`` and the sums are added."""
     was_training = model.training
-    model.eval()
+    runner = inference_model(model)  # eval mode, batch norm folded into the convolutions
     total_loss, correct = 0.0, 0
     part = slice(0, len(split)) if parallel is None else parallel.part(len(split))
     images_part, labels_part = split.images[part], split.labels[part]
@@ -305,7 +306,7 @@ def evaluate(
         for start in range(0, len(labels_part), batch_size):
             images = images_part[start : start + batch_size]
             labels = labels_part[start : start + batch_size]
-            outputs = model.forward(images)
+            outputs = runner.forward(images)
             total_loss += loss.forward(outputs, labels) * len(labels)
             correct += int(np.count_nonzero(spec.predict_classes(outputs) == labels))
     finally:

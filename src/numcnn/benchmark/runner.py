@@ -30,6 +30,7 @@ import numpy as np
 
 from numcnn import kernels, models
 from numcnn.errors import ConfigurationError
+from numcnn.inference import inference_model
 from numcnn.layers.container import Sequential
 from numcnn.layers.fusion import plan_steps, step_backward, step_forward
 from numcnn.losses import LOSS_TYPES
@@ -154,9 +155,11 @@ class NumcnnRunner:
             train_step(self.model, self.loss, self.optimizer, batch)  # the step 'numcnn train' takes
 
     def infer(self, batches) -> None:
-        self.model.eval()
+        # As numcnn.train.evaluate runs it: eval mode, batch norm folded into the convolutions
+        # (the folding, a copy of the weights, is inside the timed run).
+        runner = inference_model(self.model)
         for x, _ in batches:
-            self.model.forward(x)
+            runner.forward(x)
         self.model.train()
 
 
