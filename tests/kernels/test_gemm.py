@@ -43,3 +43,53 @@ def test_split_product_from_a_worker_thread_does_not_deadlock(rng):
     with ThreadPoolExecutor(1, thread_name_prefix="numcnn-gemm") as pool:
         result = pool.submit(gemm.matmul, a, b).result(timeout=60)
     np.testing.assert_allclose(result, a @ b, rtol=1e-12)
+
+
+@pytest.fixture
+def numba_threads():
+    """Set numba's thread count for one test, restored afterwards."""
+    import numba
+
+    before = numba.get_num_threads()
+    yield numba.set_num_threads
+    numba.set_num_threads(before)
+
+
+def test_same_bits_on_one_thread_and_on_two(numba_threads, rng):
+    """How a product is cut depends on its shape alone: an MPI process on one thread and a local run
+    on two must compute bitwise the same products."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread only")
+    a = rng.standard_normal((50, 500)).astype(np.float32)
+    b = rng.standard_normal((500, 4096)).astype(np.float32)
+    numba_threads(1)
+    one = gemm.matmul(a, b)
+    tall = gemm.matmul(b.T, a.T)
+    numba_threads(2)
+    np.testing.assert_array_equal(gemm.matmul(a, b), one)
+    np.testing.assert_array_equal(gemm.matmul(b.T, a.T), tall)
+
+
+def test_cache_blocked_convolution_same_bits_on_any_thread_count(numba_threads, rng, monkeypatch):
+    import numba
+
+    from numcnn import kernels
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread only")
+    backend = kernels.get_backend("numba")
+    monkeypatch.setattr(backend, "direct_max_filters_times_rows", 0)
+    monkeypatch.setattr(backend, "blocked_min_unfolding_bytes", 0)
+    monkeypatch.setattr(backend, "unfold_block_bytes", 4000)
+    x = rng.standard_normal((7, 3, 10, 9)).astype(np.float32)
+    weight = rng.standard_normal((5, 3, 3, 3)).astype(np.float32)
+    results = []
+    for threads in (1, 2):
+        numba_threads(threads)
+        y, cache = backend.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+        grads = backend.conv2d_backward(np.cos(y), cache)
+        results.append((y, *grads))
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)

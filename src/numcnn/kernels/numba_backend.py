@@ -127,6 +127,11 @@ class BatchNormPlaneCache(NamedTuple):
     batch_statistics: bool  # True in training mode: μ and σ² depend on x
 
 
+def _image_blocks(batch: int, per_block: int) -> list[tuple[int, int]]:
+    """``(first image, count)`` of each block: a function of the shape alone, never of the thread count."""
+    return [(start, min(per_block, batch - start)) for start in range(0, batch, per_block)]
+
+
 def _is_product(kernel, stride, padding, input_size) -> bool:
     """Whether the unfolding is the input itself or one transposing copy of it (see ``im2col``)."""
     one_by_one = tuple(kernel) == (1, 1) and tuple(stride) == (1, 1)
@@ -309,10 +314,11 @@ class NumbaBackend(NumpyBackend):
         per_block = self._images_per_block(taps * positions * x.itemsize)
         y = np.empty((filters, n, positions), dtype=x.dtype)  # channel-major output
 
-        def work(first: int, last: int, _part: int) -> None:
+        blocks = _image_blocks(n, per_block)
+
+        def work(first: int, last: int) -> None:
             columns = np.empty(taps * per_block * positions, dtype=x.dtype)
-            for start in range(first, last, per_block):
-                count = min(per_block, last - start)
+            for start, count in blocks[first:last]:
                 block = columns[: taps * count * positions]
                 numba_kernels.im2col_images_kernel(flat, plane_c, plane_n, shape, window, start, count, block)
                 target = y[:, start : start + count].reshape(filters, count * positions)  # a view, ld N·OH·OW
@@ -320,7 +326,7 @@ class NumbaBackend(NumpyBackend):
                 if bias is not None:
                     target += bias[:, None]
 
-        gemm.split_over_threads(work, n)
+        gemm.split_over_threads(work, len(blocks))
         cache = BlockedConvCache(flat, plane_c, plane_n, shape, weight, window)
         return as_nchw(y.reshape(filters, n, out_h, out_w)), cache
 
@@ -335,23 +341,24 @@ class NumbaBackend(NumpyBackend):
         delta = np.ascontiguousarray(grad_output.transpose(1, 0, 2, 3)).reshape(filters, n, positions)  # δ (F, N, ·)
         grad_bias = delta.reshape(filters, -1) @ ones_vector(n * positions, delta.dtype)
         per_block = self._images_per_block(taps * positions * delta.itemsize)
-        partial_weight = np.zeros((gemm.thread_count(), filters, taps), dtype=delta.dtype)
+        blocks = _image_blocks(n, per_block)
+        # One partial weight gradient per block, summed in block order: the same sum however the
+        # blocks were shared out among the threads.
+        partial_weight = np.empty((len(blocks), filters, taps), dtype=delta.dtype)
         grad_input = np.empty(cache.shape, dtype=delta.dtype) if need_input_grad else None  # (C, N, H, W)
 
-        def work(first: int, last: int, part: int) -> None:
+        def work(first: int, last: int) -> None:
             columns = np.empty(taps * per_block * positions, dtype=delta.dtype)
             grad_columns = np.empty_like(columns) if need_input_grad else columns
-            product = np.empty((filters, taps), dtype=delta.dtype)
-            for start in range(first, last, per_block):
-                count = min(per_block, last - start)
+            for index in range(first, last):
+                start, count = blocks[index]
                 block = columns[: taps * count * positions]
                 numba_kernels.im2col_images_kernel(
                     cache.flat, cache.plane_c, cache.plane_n, cache.shape, cache.window, start, count, block
                 )
                 delta_block = delta[:, start : start + count].reshape(filters, count * positions)
                 # ∂E/∂W = δ φ(x) (eq. 15.38), summed block by block.
-                np.matmul(delta_block, block.reshape(taps, -1).T, out=product)
-                partial_weight[part] += product
+                np.matmul(delta_block, block.reshape(taps, -1).T, out=partial_weight[index])
                 if grad_input is not None:  # eq. 15.49: col2im(W_matᵀ δ)
                     folded = grad_columns[: taps * count * positions].reshape(taps, -1)
                     np.matmul(weight_t, delta_block, out=folded)
@@ -359,8 +366,8 @@ class NumbaBackend(NumpyBackend):
                         folded.reshape(-1), cache.shape, cache.window, start, count, grad_input.reshape(-1)
                     )
 
-        parts = gemm.split_over_threads(work, n)
-        grad_weight = partial_weight[:parts].sum(axis=0).reshape(weight.shape)
+        gemm.split_over_threads(work, len(blocks))
+        grad_weight = partial_weight.sum(axis=0).reshape(weight.shape)
         return (None if grad_input is None else as_nchw(grad_input)), grad_weight, grad_bias
 
     # -- convolutions that are one product: 1×1, or one window per image (im2col is a copy at most) --
