@@ -254,13 +254,19 @@ def test_flatten_parameters_keeps_shared_parameters_shared():
 def thread_counts(monkeypatch):
     """The thread module, with the counts it changes restored afterwards (later tests run with the
     numba threads and OpenBLAS limit they started with), and a reader of the counts in force."""
-    from threadpoolctl import threadpool_info, threadpool_limits
+    from threadpoolctl import ThreadpoolController, threadpool_info
 
     from numcnn.kernels import threads
 
     monkeypatch.setattr(threads, "_explicit", threads._explicit)
     monkeypatch.setattr(threads, "_blas_limiter", threads._blas_limiter)
-    blas_before = [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+    # Per library: NumPy's OpenBLAS and SciPy's (both "libscipy_openblas") may hold different counts,
+    # and a later test's numbers depend on NumPy's (the MPI sweep compares bits with one-thread ranks).
+    blas_before = {
+        library.filepath: library.num_threads
+        for library in ThreadpoolController().lib_controllers
+        if library.user_api == "blas"
+    }
     numba = sys.modules.get("numba")
     numba_before = numba.get_num_threads() if numba is not None else None
 
@@ -271,8 +277,9 @@ def thread_counts(monkeypatch):
         return counts
 
     yield threads, in_force
-    if blas_before:
-        threadpool_limits(limits=max(blas_before), user_api="blas")
+    for library in ThreadpoolController().lib_controllers:
+        if library.filepath in blas_before:
+            library.set_num_threads(blas_before[library.filepath])
     if numba_before is not None:
         numba.set_num_threads(numba_before)
 
