@@ -119,3 +119,14 @@ def test_bench_times_onnxruntime_for_inference_only():
     train, infer = result.measurements
     assert not train.onnxruntime and len(infer.onnxruntime) == 3 and len(infer.onnxruntime_ratios) == 3
     assert "numcnn/ORT" in format_report(result)
+
+
+def test_bench_trains_at_the_models_recommended_learning_rate():
+    """BASE diverged into overflow at a fixed lr of 0.01 (and timed NaN arithmetic): the default is now
+    each model's own rate, as `numcnn train` uses it; an explicit rate still wins."""
+    from numcnn import models
+    from numcnn.benchmark.runner import BenchConfig
+
+    assert BenchConfig(model="base").learning_rate(models.get_spec("base")) == 0.001
+    assert BenchConfig(model="resnet_mnist").learning_rate(models.get_spec("resnet_mnist")) == 0.01
+    assert BenchConfig(model="base", lr=0.05).learning_rate(models.get_spec("base")) == 0.05

@@ -41,7 +41,7 @@ def format_report(result: BenchResult) -> str:
         f"numcnn bench: model {config.model}, backend {result.backend}, {config.dtype}, threads: {thread_text}",
         *notes,
         f"load average at start {start[0]:.2f}, at end {end[0]:.2f} (1-minute; timings are noisy above ~0.5)",
-        f"train: SGD momentum {config.momentum:.2g}, lr {config.lr:.2g}; each run times {steps_text} consecutive "
+        f"train: SGD momentum {config.momentum:.2g}, lr {config.lr or 0:.2g}; each run times {steps_text} consecutive "
         f"steps, scaled to one epoch of {EPOCH_IMAGES:,} images",
         "infer: a full forward pass (eval mode) over 10,000 images; "
         f"{config.repeats} runs each, {interleaved}median (min–max)",

@@ -19,6 +19,7 @@ normalised MNIST pixels.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import resource
@@ -63,9 +64,15 @@ class BenchConfig:
     profile: bool = False
     profile_steps: int = 20
     compile_time: bool = True
-    lr: float = 0.01
+    # None: the model's recommended learning rate (its spec's ``training``, as ``numcnn train`` uses
+    # it), else 0.01 -- so that no model diverges into overflow while it is timed.
+    lr: float | None = None
     momentum: float = 0.9
     seed: int = 0
+
+    def learning_rate(self, spec: models.ModelSpec) -> float:
+        """``lr``, or the model's recommended one (0.01 where its spec names none)."""
+        return float(spec.training.get("lr", 0.01)) if self.lr is None else self.lr
 
     def validate(self) -> None:
         if self.repeats < 3:
@@ -147,7 +154,7 @@ class NumcnnRunner:
     def __init__(self, config: BenchConfig, spec: models.ModelSpec) -> None:
         self.model = models.build(config.model, rng=config.seed, dtype=np.dtype(config.dtype))
         self.loss = LOSS_TYPES[spec.loss]()
-        self.optimizer = SGD(self.model.parameters(), lr=config.lr, momentum=config.momentum)
+        self.optimizer = SGD(self.model.parameters(), lr=config.learning_rate(spec), momentum=config.momentum)
 
     def train_steps(self, batches) -> None:
         self.model.train()
@@ -186,6 +193,7 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     # later in this process, then uses it too: say so next to the thread counts.
     threads["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "default")
     spec = models.get_spec(config.model)
+    config = dataclasses.replace(config, lr=config.learning_rate(spec))  # the report names the rate used
     rng = np.random.default_rng(config.seed)
     ours = NumcnnRunner(config, spec)
     theirs, torch_note = _torch_runner(config, spec, ours, threads)
@@ -252,7 +260,7 @@ def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner, threads: dict):
         return None, "PyTorch timed in float32 only"
     count = config.threads or os.cpu_count() or 1
     try:
-        runner = TorchRunner(spec, ours.model, config.lr, config.momentum, count)
+        runner = TorchRunner(spec, ours.model, config.learning_rate(spec), config.momentum, count)
     except ConfigurationError as error:  # a layer without a torch.nn twin: time numcnn alone
         return None, f"PyTorch not timed: {error}"
     return runner, f"PyTorch {runner.torch.__version__}, {runner.threads()} threads"
