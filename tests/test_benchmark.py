@@ -130,3 +130,22 @@ def test_bench_trains_at_the_models_recommended_learning_rate():
     assert BenchConfig(model="base").learning_rate(models.get_spec("base")) == 0.001
     assert BenchConfig(model="resnet_mnist").learning_rate(models.get_spec("resnet_mnist")) == 0.01
     assert BenchConfig(model="base", lr=0.05).learning_rate(models.get_spec("base")) == 0.05
+
+
+def test_profile_of_a_graph_model_has_a_row_per_node():
+    """--profile on resnet_mnist: every node's forward and backward time (hooks between consecutive
+    nodes), then loss and optimiser; the hooks are removed afterwards."""
+    config = BenchConfig(
+        model="resnet_mnist", batch_sizes=(2,), steps=1, repeats=3, warmup_steps=1, infer_images=2,
+        backend="numpy", torch=False, onnxruntime=False, profile=True, profile_steps=1, compile_time=False,
+    )  # fmt: skip
+    result = run_benchmark(config, log=lambda line: None)
+    rows = result.profile[2]
+    model = numcnn.models.build("resnet_mnist", rng=0)
+    assert [name for name, _, _ in rows] == [f"{type(n.layer).__name__} {n.name}" for n in model.nodes] + [
+        "loss",
+        "optimizer",
+    ]
+    assert all(forward > 0 for _, forward, _ in rows[:-2])
+    assert all(backward > 0 for _, _, backward in rows[:-2])
+    assert "Conv2d block3_conv2" in format_report(result)
