@@ -1,24 +1,27 @@
-"""The ``"numba"`` backend: the ``"numpy"`` backend with its convolutions and max pooling compiled.
+"""The ``"numba"`` backend: the ``"numpy"`` backend with its convolutions, pooling, ReLU and batch norm compiled.
 
 Its compiled kernels keep channel-major ``(C, N, H, W)`` memory (each image's planes together, for
 per-image tasks; compiled loops do not pay NumPy's per-run cost that made the numpy backend go
 batch-last). What it inherits from :class:`~numcnn.kernels.numpy_backend.NumpyBackend` (linear
-layers, ReLU, average pooling) accepts any layout.
+layers, average pooling, and anything not 4-D) accepts any layout.
 
-* small stride-1 convolutions (LeNet's both) run as direct loops over the padded image
-  (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images;
-* larger ones keep im2col + GEMM (OpenBLAS), where NumPy needs several passes around the product
-  (pad, then copy windows; one strided add per kernel offset in col2im) and a compiled loop one:
-
-* im2col reads the input once, padding included, without a padded copy;
-* col2im adds each ``(c, n)`` plane's windows in one task (no per-offset passes over the batch);
+* small stride-1 convolutions (LeNet's both, the 16–20-channel 3×3 layers) run as direct loops over
+  the padded image (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its
+  own images; from 8 input channels their input gradient is a forward correlation of δ;
+* larger ones keep im2col + GEMM, where NumPy needs several passes around the product (pad, then
+  copy windows; one strided add per kernel offset in col2im) and a compiled loop one; the products
+  run in bands on both cores (:mod:`numcnn.kernels.gemm`), and a huge unfolding is made a few
+  images at a time instead (cache-blocked);
+* 1×1 convolutions and those with one window per image are a plain product (no unfolding);
 * max pooling, with the ReLU fused in, reads every input pixel once and records the flat index
-  of each window's first maximum, so the backward pass is a single scatter.
+  of each window's first maximum, so the backward pass is a single scatter (2×2 stride 2 written out);
+* batch norm and ReLU are one compiled pass per channel or plane (:mod:`numcnn.kernels.numba_norm`).
 
-The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions) and
-:mod:`numcnn.kernels.numba_kernels` (im2col, col2im, pooling); importing this module imports numba.
-When first used it gives OpenBLAS one thread unless the user chose a count
-(:func:`numcnn.kernels.threads.apply_numba_default`): the two thread pools must not fight over the cores.
+The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions),
+:mod:`numcnn.kernels.numba_kernels` (im2col, col2im, pooling, ReLU) and
+:mod:`numcnn.kernels.numba_norm`; importing this module imports numba. When first used it gives
+OpenBLAS one thread unless the user chose a count (:func:`numcnn.kernels.threads.apply_numba_default`):
+the two thread pools must not fight over the cores.
 """
 
 from __future__ import annotations
