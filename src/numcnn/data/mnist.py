@@ -353,30 +353,7 @@ def load_mnist(
             corrupt, failing verification, of the wrong kind, with labels outside 0-9, or
             with image and label counts that disagree.
     """
-    try:
-        directory = locate_mnist(data_dir)
-    except DataError:
-        if not download:
-            raise
-        directory = download_mnist(_default_download_dir(data_dir))
-    found = [_find_file(directory, name) for name in MNIST_FILES]
-    paths = [path for path in found if path is not None]
-    if len(paths) != len(found):  # deleted between locating and reading
-        raise DataError(f"{directory}: MNIST files disappeared while loading; {_FIX_HINT}")
-    arrays = []
-    for name, path in zip(MNIST_FILES, paths):
-        array = read_idx(path, sha256=MNIST_SHA256[name] if verify else None)
-        _check_kind(array, path, images="images" in name)
-        arrays.append(array)
-    for (images, labels), (image_path, label_path) in zip(
-        (arrays[0:2], arrays[2:4]), (paths[0:2], paths[2:4])
-    ):
-        if len(images) != len(labels):
-            raise DataError(
-                f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels"
-            )
-        if labels.size and labels.max() > 9:
-            raise DataError(f"{label_path}: label {int(labels.max())} is outside 0-9")
+    directory, arrays = _read_checked(data_dir, MNIST_FILES, download, verify)
     train_images, train_labels, test_images, test_labels = arrays
     return MnistData(train_images, train_labels, test_images, test_labels, directory=directory, verified=verify)
 
@@ -457,22 +434,35 @@ def load_mnist_test(
     Raises:
         DataError: as :func:`load_mnist`, for the two test files.
     """
+    _, (images, labels) = _read_checked(data_dir, MNIST_TEST_FILES, download, verify)
+    return images, labels
+
+
+def _read_checked(
+    data_dir: str | os.PathLike[str] | None, names: tuple[str, ...], download: bool, verify: bool
+) -> tuple[Path, list[np.ndarray]]:
+    """Locate (or download) the folder holding ``names`` -- (images, labels) pairs in MNIST's order --
+    and read them, checked: kind, checksum when ``verify``, equal counts per pair, labels 0-9."""
     try:
-        directory = locate_mnist(data_dir, MNIST_TEST_FILES)
+        directory = locate_mnist(data_dir, names)
     except DataError:
         if not download:
             raise
         directory = download_mnist(_default_download_dir(data_dir))
-    found = [_find_file(directory, name) for name in MNIST_TEST_FILES]
+    found = [_find_file(directory, name) for name in names]
     paths = [path for path in found if path is not None]
-    if len(paths) != len(found):
+    if len(paths) != len(found):  # deleted between locating and reading
         raise DataError(f"{directory}: MNIST files disappeared while loading; {_FIX_HINT}")
-    images = read_idx(paths[0], sha256=MNIST_SHA256[MNIST_TEST_FILES[0]] if verify else None)
-    _check_kind(images, paths[0], images=True)
-    labels = read_idx(paths[1], sha256=MNIST_SHA256[MNIST_TEST_FILES[1]] if verify else None)
-    _check_kind(labels, paths[1], images=False)
-    if len(images) != len(labels):
-        raise DataError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
-    if labels.size and labels.max() > 9:
-        raise DataError(f"{paths[1]}: label {int(labels.max())} is outside 0-9")
-    return images, labels
+    arrays = []
+    for name, path in zip(names, paths):
+        array = read_idx(path, sha256=MNIST_SHA256[name] if verify else None)
+        _check_kind(array, path, images="images" in name)
+        arrays.append(array)
+    for first in range(0, len(arrays), 2):
+        images, labels = arrays[first], arrays[first + 1]
+        image_path, label_path = paths[first], paths[first + 1]
+        if len(images) != len(labels):
+            raise DataError(f"{image_path} has {len(images)} images but {label_path} has {len(labels)} labels")
+        if labels.size and labels.max() > 9:
+            raise DataError(f"{label_path}: label {int(labels.max())} is outside 0-9")
+    return directory, arrays
