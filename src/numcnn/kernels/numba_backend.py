@@ -135,11 +135,19 @@ def _image_blocks(batch: int, per_block: int) -> list[tuple[int, int]]:
     return [(start, min(per_block, batch - start)) for start in range(0, batch, per_block)]
 
 
+def _is_one_by_one(kernel, stride, padding) -> bool:
+    """A 1×1 stride-1 convolution without padding: its unfolding is its channel-major input."""
+    return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
+
+
+def _is_one_window(kernel, padding, input_size) -> bool:
+    """One window per image (the kernel covers the unpadded input): the unfolding is one transposing copy."""
+    return tuple(kernel) == tuple(input_size) and tuple(padding) == (0, 0)
+
+
 def _is_product(kernel, stride, padding, input_size) -> bool:
     """Whether the unfolding is the input itself or one transposing copy of it (see ``im2col``)."""
-    one_by_one = tuple(kernel) == (1, 1) and tuple(stride) == (1, 1)
-    one_window = tuple(kernel) == tuple(input_size)
-    return tuple(padding) == (0, 0) and (one_by_one or one_window)
+    return _is_one_by_one(kernel, stride, padding) or _is_one_window(kernel, padding, input_size)
 
 
 def _is_2x2_tiling(kernel, stride, padding) -> bool:
@@ -407,10 +415,10 @@ class NumbaBackend(NumpyBackend):
     def im2col(self, x, kernel, stride, padding):
         n, c, h, w = x.shape
         out_size = conv_output_size_2d((h, w), kernel, stride, padding)
-        if padding == (0, 0) and kernel == (1, 1) and stride == (1, 1):
+        if _is_one_by_one(kernel, stride, padding):
             # A 1×1 convolution's unfolding is its channel-major input: a plain GEMM, no copy.
             return np.ascontiguousarray(x.transpose(1, 0, 2, 3)).reshape(c, 1, 1, n, h, w)
-        if padding == (0, 0) and tuple(kernel) == (h, w):
+        if _is_one_window(kernel, padding, (h, w)):
             # One window per image (a fully connected layer in convolution form): one transposing copy.
             return np.ascontiguousarray(x.transpose(1, 2, 3, 0)).reshape(c, h, w, n, 1, 1)
         flat, plane_c, plane_n = plane_layout(x)
@@ -422,9 +430,9 @@ class NumbaBackend(NumpyBackend):
 
     def col2im(self, grad_columns, input_size, stride, padding):
         c, kernel_h, kernel_w, n, out_h, out_w = grad_columns.shape
-        if padding == (0, 0) and (kernel_h, kernel_w) == (1, 1) and stride == (1, 1):
+        if _is_one_by_one((kernel_h, kernel_w), stride, padding):
             return np.ascontiguousarray(grad_columns).reshape(c, n, *input_size)  # the adjoints of im2col's
-        if padding == (0, 0) and (kernel_h, kernel_w) == tuple(input_size) and (out_h, out_w) == (1, 1):
+        if _is_one_window((kernel_h, kernel_w), padding, input_size):
             return np.ascontiguousarray(grad_columns.reshape(c, kernel_h, kernel_w, n).transpose(0, 3, 1, 2))
         out = np.empty((c, n, *input_size), dtype=grad_columns.dtype)
         window = _window((kernel_h, kernel_w), stride, padding, (out_h, out_w))
