@@ -327,3 +327,13 @@ def test_relu_keeps_a_nan(fast, reference):
     x = np.array([np.nan, -1.0, 0.0, 2.0]).reshape(1, 1, 2, 2)
     y, _ = fast.relu_forward(x)
     np.testing.assert_array_equal(y, reference.relu_forward(x)[0])
+
+
+def test_batch_norm_with_the_wrong_channel_count_is_a_shape_error(fast):
+    from numcnn.errors import ShapeError
+
+    x = np.ones((2, 3, 4, 4))
+    with pytest.raises(ShapeError, match="expects input"):
+        fast.batch_norm_train_forward(x, np.ones(2), np.zeros(2), 1e-5)
+    with pytest.raises(ShapeError, match="expects input"):
+        fast.batch_norm_eval_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), 1e-5)

@@ -135,6 +135,12 @@ def _image_blocks(batch: int, per_block: int) -> list[tuple[int, int]]:
     return [(start, min(per_block, batch - start)) for start in range(0, batch, per_block)]
 
 
+def _image_batch_for(x: np.ndarray, weight: np.ndarray) -> bool:
+    """``x`` is ``(N, C, H, W)`` with one γ per channel: the compiled batch norm's case (else the
+    reference runs, and raises its shape error where there is one)."""
+    return x.ndim == 4 and x.shape[1] == weight.shape[0]
+
+
 def _is_one_by_one(kernel, stride, padding) -> bool:
     """A 1×1 stride-1 convolution without padding: its unfolding is its channel-major input."""
     return tuple(kernel) == (1, 1) and tuple(stride) == (1, 1) and tuple(padding) == (0, 0)
@@ -504,8 +510,8 @@ class NumbaBackend(NumpyBackend):
 
     # -- batch normalisation of image batches (numcnn.kernels.numba_norm) ----------------------------
     def batch_norm_train_forward(self, x, weight, bias, eps, reduce=None):
-        if x.ndim != 4 or reduce is not None or x.shape[0] * x.shape[2] * x.shape[3] < 2:
-            return super().batch_norm_train_forward(x, weight, bias, eps, reduce)  # checks and synchronised BN
+        if not _image_batch_for(x, weight) or reduce is not None or x.shape[0] * x.shape[2] * x.shape[3] < 2:
+            return super().batch_norm_train_forward(x, weight, bias, eps, reduce)  # its errors; synchronised BN
         n, c, h, w = x.shape
         flat, plane_c, plane_n = plane_layout(x)
         y = np.empty((c, n, h, w), dtype=x.dtype)
@@ -522,11 +528,9 @@ class NumbaBackend(NumpyBackend):
         return as_nchw(y), cache, mean, variance, n * h * w
 
     def batch_norm_eval_forward(self, x, weight, bias, running_mean, running_var, eps):
-        if x.ndim != 4:
+        if not _image_batch_for(x, weight):
             return super().batch_norm_eval_forward(x, weight, bias, running_mean, running_var, eps)
         n, c, h, w = x.shape
-        if c != weight.shape[0]:
-            return super().batch_norm_eval_forward(x, weight, bias, running_mean, running_var, eps)  # its error
         inv_std = (1.0 / np.sqrt(running_var + eps)).astype(x.dtype, copy=False)
         layout = plane_layout(x)
         y = np.empty((c, n, h, w), dtype=x.dtype)
