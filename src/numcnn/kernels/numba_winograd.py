@@ -1,0 +1,495 @@
+"""Winograd F(2×2, 3×3): 3×3 stride-1 convolutions with 2.25× fewer multiplications, compiled with numba.
+
+Lavin & Gray (2016), *Fast Algorithms for Convolutional Neural Networks*. Cut each output plane into
+2×2 tiles; the 4×4 input patch ``d`` under a tile and a 3×3 kernel ``g`` give the tile as
+
+    ``Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A``                                         (Lavin eq. 8)
+
+with the constant matrices below. Summed over the input channels, the element-wise product becomes,
+for each of the 16 positions ``ξ`` of the 4×4 transformed tile, one matrix product
+
+    ``M[ξ] (F × T) = U[ξ] (F × C) · V[ξ] (C × T)``,   ``U = G g Gᵀ``,  ``V = Bᵀ d B``  (T: tiles)
+
+that is 16·F·C multiply-adds per tile of four outputs instead of the 36·F·C of seed 004 eq. 15.25.
+The identity is exact in exact arithmetic, so the backward passes are its chain rule, and equal the
+gradients of eqs. 15.38 and 15.49 (up to rounding):
+
+* ``∂E/∂M = A δ Aᵀ`` (δ's 2×2 tile lifted to 4×4), ``∂E/∂U[ξ] = Σ_T ∂E/∂M[ξ] · V[ξ]ᵀ`` and
+  ``∂E/∂g = Gᵀ (∂E/∂U) G`` (eq. 15.38);
+* ``∂E/∂V[ξ] = U[ξ]ᵀ · ∂E/∂M[ξ]`` and ``∂E/∂d = B (∂E/∂V) Bᵀ``, the 4×4 patches of neighbouring
+  tiles overlapping by two rows or columns and added up (eq. 15.49).
+
+F(2×2, 3×3)'s matrices hold only 0, ±1 and ±½, so in float32 its results differ from the direct
+sums by a few units in the last place (Lavin §5; the tests bound it against the reference).
+
+Work is shared out in groups of whole images (a count that depends on the shape alone): each task
+transforms its images into thread-local ``V`` and ``M`` blocks that stay in the cache, and writes
+its own part of the output -- or of the per-group weight gradients, summed in group order by the
+caller, so any thread count gives bitwise the same numbers. The padded input of one image is a
+zeroed ``(C, Hq, Wq)`` block with ``Hq = 2·TH + 2`` (``TH`` tile rows), so odd output sizes need
+no special case: the extra outputs are computed and dropped, the extra δ entries are zeros.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+__all__ = ["tile_grid", "weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward"]
+
+# Lavin eq. 8 for m = 2, r = 3 (rows of Bᵀ, G and Aᵀ).
+B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
+G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
+A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
+
+
+def tile_grid(out_size: tuple[int, int]) -> tuple[int, int]:
+    """``(TH, TW)``: 2×2 output tiles per column and row, covering an ``(OH, OW)`` output."""
+    return (out_size[0] + 1) // 2, (out_size[1] + 1) // 2
+
+
+def weight_transform(weight: np.ndarray) -> np.ndarray:
+    """``U[ξ, f, c] = (G g[f, c] Gᵀ)[ξ]`` for a ``(F, C, 3, 3)`` weight: ``(16, F, C)``, C-contiguous.
+
+    As one product: ``vec(G g Gᵀ) = (G ⊗ G) vec(g)`` for every kernel at once (an einsum over the
+    six indices took milliseconds for 64 channels).
+    """
+    filters, channels = weight.shape[:2]
+    kron = np.kron(G, G).astype(weight.dtype)  # (16, 9): [(a, b), (i, j)] = G[a, i] · G[b, j]
+    return np.ascontiguousarray((kron @ weight.reshape(filters * channels, 9).T).reshape(16, filters, channels))
+
+
+def weight_grad_transform(grad_u: np.ndarray) -> np.ndarray:
+    """``∂E/∂g[f, c] = Gᵀ (∂E/∂U[·, f, c]) G``: ``(16, F, C)`` → ``(F, C, 3, 3)`` (the adjoint of the above)."""
+    _, filters, channels = grad_u.shape
+    kron = np.kron(G, G).astype(grad_u.dtype)
+    return (grad_u.reshape(16, filters * channels).T @ kron).reshape(filters, channels, 3, 3)
+
+
+@njit(cache=True, nogil=True, fastmath={"contract"})
+def _gemm_nn(a, b, xi, out):
+    """``out[m, ξ] = Σ_k a[m, k] · b[k, ξ]`` over rows of length ``L``: ``(M, K) · (K, ·, L) → (M, ·, L)``.
+
+    Four output rows × four input rows per pass over ``L``; the sixteen entries of ``a`` a pass
+    needs are read into scalars, kept in registers (as in :mod:`numcnn.kernels.numba_conv`).
+    """
+    rows, inner = a.shape
+    length = b.shape[2]
+    for m in range(rows):
+        out[m, xi, :] = 0
+    full_rows, full_inner = rows - rows % 4, inner - inner % 4
+    for m in range(0, full_rows, 4):
+        o0, o1, o2, o3 = out[m, xi], out[m + 1, xi], out[m + 2, xi], out[m + 3, xi]
+        for k in range(0, full_inner, 4):
+            b0, b1, b2, b3 = b[k, xi], b[k + 1, xi], b[k + 2, xi], b[k + 3, xi]
+            w00, w01, w02, w03 = a[m, k], a[m, k + 1], a[m, k + 2], a[m, k + 3]
+            w10, w11, w12, w13 = a[m + 1, k], a[m + 1, k + 1], a[m + 1, k + 2], a[m + 1, k + 3]
+            w20, w21, w22, w23 = a[m + 2, k], a[m + 2, k + 1], a[m + 2, k + 2], a[m + 2, k + 3]
+            w30, w31, w32, w33 = a[m + 3, k], a[m + 3, k + 1], a[m + 3, k + 2], a[m + 3, k + 3]
+            for t in range(length):
+                x0, x1, x2, x3 = b0[t], b1[t], b2[t], b3[t]
+                o0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
+                o1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
+                o2[t] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
+                o3[t] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
+        for k in range(full_inner, inner):
+            bk = b[k, xi]
+            v0, v1, v2, v3 = a[m, k], a[m + 1, k], a[m + 2, k], a[m + 3, k]
+            for t in range(length):
+                x = bk[t]
+                o0[t] += v0 * x
+                o1[t] += v1 * x
+                o2[t] += v2 * x
+                o3[t] += v3 * x
+    for m in range(full_rows, rows):
+        o = out[m, xi]
+        for k in range(0, full_inner, 4):
+            b0, b1, b2, b3 = b[k, xi], b[k + 1, xi], b[k + 2, xi], b[k + 3, xi]
+            w0, w1, w2, w3 = a[m, k], a[m, k + 1], a[m, k + 2], a[m, k + 3]
+            for t in range(length):
+                o[t] += (w0 * b0[t] + w1 * b1[t]) + (w2 * b2[t] + w3 * b3[t])
+        for k in range(full_inner, inner):
+            bk = b[k, xi]
+            v = a[m, k]
+            for t in range(length):
+                o[t] += v * bk[t]
+
+
+@njit(cache=True, nogil=True, fastmath=True)
+def _gemm_nt_add(a, b, xi, zero, out):
+    """``out[m, n] += Σ_t a[m, ξ, t] · b[n, ξ, t]``: dot products over ``L``, eight (4 × 2) per pass.
+
+    Eight accumulators and six loaded vectors fit AVX2's sixteen registers (4 × 4 spilled).
+    ``fastmath`` lets LLVM vectorise the sums (it reorders them: equal up to rounding, and the same
+    rounding on any thread count).
+    """
+    rows, cols = a.shape[0], b.shape[0]
+    length = a.shape[2]
+    full_rows, full_cols = rows - rows % 4, cols - cols % 2
+    for m in range(0, full_rows, 4):
+        a0, a1, a2, a3 = a[m, xi], a[m + 1, xi], a[m + 2, xi], a[m + 3, xi]
+        for n in range(0, full_cols, 2):
+            b0, b1 = b[n, xi], b[n + 1, xi]
+            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
+            for t in range(length):
+                x0, x1 = b0[t], b1[t]
+                e0, e1, e2, e3 = a0[t], a1[t], a2[t], a3[t]
+                s00 += e0 * x0
+                s01 += e0 * x1
+                s10 += e1 * x0
+                s11 += e1 * x1
+                s20 += e2 * x0
+                s21 += e2 * x1
+                s30 += e3 * x0
+                s31 += e3 * x1
+            out[m, n] += s00
+            out[m, n + 1] += s01
+            out[m + 1, n] += s10
+            out[m + 1, n + 1] += s11
+            out[m + 2, n] += s20
+            out[m + 2, n + 1] += s21
+            out[m + 3, n] += s30
+            out[m + 3, n + 1] += s31
+        for n in range(full_cols, cols):
+            _dots(a, xi, m, m + 4, b[n, xi], zero, out, n)
+    for m in range(full_rows, rows):
+        for n in range(cols):
+            _dots(a, xi, m, m + 1, b[n, xi], zero, out, n)
+
+
+@njit(cache=True, nogil=True, fastmath=True, inline="always")
+def _dots(a, xi, first, last, column, zero, out, n):
+    """``out[m, n] += a[m, ξ] · column`` for ``first <= m < last``."""
+    for m in range(first, last):
+        row = a[m, xi]
+        total = zero
+        for t in range(column.shape[0]):
+            total += row[t] * column[t]
+        out[m, n] += total
+
+
+# -- the layout of a group of images -------------------------------------------------------------------
+# A group's tiles in tile row r are numbered ``q = g·S + s`` (image g, tile column s < TW), with
+# ``S = TW + 1`` slots per image and ``L = count·S``: one *super-row* holds tile row r of every image
+# in the group, so each transform is one long vectorised loop per tile row instead of a short one
+# per image (a 14-tile row left most of the work to the scalar remainder). Slot ``s = TW`` is a
+# spare tile: it reads the last padded columns of its image and the first of the next, its output
+# is dropped, and its δ is zero, so it adds nothing to either gradient.
+#
+# The group's padded images lie side by side, ``(C, Hq, 2·L + 2)``: image g's padded row y is at
+# columns ``g·Wq … g·Wq + Wq − 1`` (``Wq = 2·S``), so tile ``q`` starts at column ``2q``; two zero
+# columns at the end serve the last spare tile. ``V`` and ``M`` are kept per channel, ``(C, 16, L)``
+# and ``(F, 16, L)``, one tile row at a time: each channel's sixteen rows are one 2-D block (one
+# base pointer for LLVM, where sixteen separate rows cost more run-time alias checks than it makes).
+
+
+@njit(cache=True, nogil=True)
+def _load_images(src, plane_c, plane_n, shape, padding, first_image, count, padded_w, padded):
+    """The group's images into the zeroed padded block, rows offset by ``PH`` and columns by ``PW``."""
+    channels, _, height, width = shape
+    for g in range(count):
+        plane = (first_image + g) * plane_n
+        lo = g * padded_w + padding[1]
+        for c in range(channels):
+            for h in range(height):
+                start = plane + c * plane_c + h * width
+                target = padded[c, h + padding[0], lo : lo + width]
+                source = src[start : start + width]
+                for w in range(width):
+                    target[w] = source[w]
+
+
+@njit(cache=True, nogil=True)
+def _input_transform(padded, r, lo, length, v, scratch):
+    """``V[c, ξ, lo + q] = (Bᵀ d B)[ξ]`` for the tiles of tile row ``r``; ``scratch`` is ``(4, 2·L + 2)``.
+
+    ``Bᵀ`` (rows (1, 0, −1, 0), (0, 1, 1, 0), (0, −1, 1, 0), (0, 1, 0, −1)) acts on four padded rows
+    at once, then on the columns of each tile.
+    """
+    channels = padded.shape[0]
+    run = padded.shape[2]
+    t0, t1, t2, t3 = scratch[0], scratch[1], scratch[2], scratch[3]
+    for c in range(channels):
+        d0, d1, d2, d3 = padded[c, 2 * r], padded[c, 2 * r + 1], padded[c, 2 * r + 2], padded[c, 2 * r + 3]
+        for x in range(run):
+            t0[x] = d0[x] - d2[x]
+            t1[x] = d1[x] + d2[x]
+            t2[x] = d2[x] - d1[x]
+            t3[x] = d1[x] - d3[x]
+        for a in range(4):
+            row = scratch[a]
+            hi = lo + length
+            v0, v1 = v[c, 4 * a, lo:hi], v[c, 4 * a + 1, lo:hi]
+            v2, v3 = v[c, 4 * a + 2, lo:hi], v[c, 4 * a + 3, lo:hi]
+            for q in range(length):
+                e0, e1, e2, e3 = row[2 * q], row[2 * q + 1], row[2 * q + 2], row[2 * q + 3]
+                v0[q] = e0 - e2
+                v1[q] = e1 + e2
+                v2[q] = e2 - e1
+                v3[q] = e1 - e3
+
+
+@njit(cache=True, nogil=True)
+def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, out_size, scratch):
+    """``y = Aᵀ M A + b`` for the tiles of tile row ``r``, into ``out`` (flat channel-major ``(F, N, OH, OW)``).
+
+    ``Aᵀ`` has rows (1, 1, 1, 0) and (0, 1, −1, −1). Outputs beyond ``(OH, OW)`` (odd sizes) and the
+    spare tiles are dropped. ``scratch`` ``(4, 2·L + 2)``: rows 2 and 3 take the tiles' four outputs
+    as four runs (two passes over eight rows of ``M`` each, which vectorise better than one over
+    sixteen), rows 0 and 1 the output rows 2r and 2r + 1 of every image, interleaved from them.
+    """
+    out_h, out_w = out_size
+    filters = m.shape[0]
+    padded_w = 2 * (length // count)
+    hi = lo + length
+    upper, lower = scratch[0], scratch[1]
+    y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
+    y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
+    for f in range(filters):
+        b = bias[f]
+        m0, m1 = m[f, 0, lo:hi], m[f, 1, lo:hi]
+        m2, m3 = m[f, 2, lo:hi], m[f, 3, lo:hi]
+        m4, m5 = m[f, 4, lo:hi], m[f, 5, lo:hi]
+        m6, m7 = m[f, 6, lo:hi], m[f, 7, lo:hi]
+        m8, m9 = m[f, 8, lo:hi], m[f, 9, lo:hi]
+        m10, m11 = m[f, 10, lo:hi], m[f, 11, lo:hi]
+        m12, m13 = m[f, 12, lo:hi], m[f, 13, lo:hi]
+        m14, m15 = m[f, 14, lo:hi], m[f, 15, lo:hi]
+        for q in range(length):  # Aᵀ on the rows (first row of Aᵀ), then on the columns
+            s0, s1 = m0[q] + m4[q] + m8[q], m1[q] + m5[q] + m9[q]
+            s2, s3 = m2[q] + m6[q] + m10[q], m3[q] + m7[q] + m11[q]
+            y00[q] = b + s0 + s1 + s2
+            y01[q] = b + s1 - s2 - s3
+        for q in range(length):  # the second row of Aᵀ
+            s0, s1 = m4[q] - m8[q] - m12[q], m5[q] - m9[q] - m13[q]
+            s2, s3 = m6[q] - m10[q] - m14[q], m7[q] - m11[q] - m15[q]
+            y10[q] = b + s0 + s1 + s2
+            y11[q] = b + s1 - s2 - s3
+        for q in range(length):
+            upper[2 * q], upper[2 * q + 1] = y00[q], y01[q]
+            lower[2 * q], lower[2 * q + 1] = y10[q], y11[q]
+        for i in range(min(2, out_h - 2 * r)):
+            row = scratch[i]
+            for g in range(count):
+                start = (((f * batch + first_image + g) * out_h) + 2 * r + i) * out_w
+                target = out[start : start + out_w]
+                source = row[g * padded_w : g * padded_w + out_w]
+                for x in range(out_w):
+                    target[x] = source[x]
+
+
+@njit(cache=True, nogil=True)
+def _load_grad(grad, grad_plane_f, grad_plane_n, out_size, first_image, count, padded_w, padded_grad):
+    """δ of the group into the zeroed ``(F, 2·TH, 2·L)`` block, image g from column ``g·Wq``."""
+    out_h, out_w = out_size
+    filters = padded_grad.shape[0]
+    for g in range(count):
+        for f in range(filters):
+            for p in range(out_h):
+                start = (first_image + g) * grad_plane_n + f * grad_plane_f + p * out_w
+                target = padded_grad[f, p, g * padded_w : g * padded_w + out_w]
+                source = grad[start : start + out_w]
+                for x in range(out_w):
+                    target[x] = source[x]
+
+
+@njit(cache=True, nogil=True)
+def _grad_transform(padded_grad, r, lo, length, dm):
+    """``∂E/∂M[f, ξ, lo + q] = (A δ Aᵀ)[ξ]`` for the tiles of tile row ``r``.
+
+    ``A``'s rows are (1, 0), (1, 1), (1, −1), (0, −1). δ beyond ``(OH, OW)`` and at the spare tiles
+    is zero (the block was zeroed). Four passes, one per row of ``A``, each writing four rows of
+    ``∂E/∂M`` (fewer streams per loop vectorise better).
+    """
+    filters = padded_grad.shape[0]
+    hi = lo + length
+    for f in range(filters):
+        upper, lower = padded_grad[f, 2 * r], padded_grad[f, 2 * r + 1]
+        for a in range(4):
+            d0, d1 = dm[f, 4 * a, lo:hi], dm[f, 4 * a + 1, lo:hi]
+            d2, d3 = dm[f, 4 * a + 2, lo:hi], dm[f, 4 * a + 3, lo:hi]
+            for q in range(length):
+                # Row a of A on the tile's rows: (g0, g0 + g1, g0 − g1, −g1); then A on the columns.
+                if a == 0:
+                    h0, h1 = upper[2 * q], upper[2 * q + 1]
+                elif a == 1:
+                    h0, h1 = upper[2 * q] + lower[2 * q], upper[2 * q + 1] + lower[2 * q + 1]
+                elif a == 2:
+                    h0, h1 = upper[2 * q] - lower[2 * q], upper[2 * q + 1] - lower[2 * q + 1]
+                else:
+                    h0, h1 = -lower[2 * q], -lower[2 * q + 1]
+                d0[q], d1[q], d2[q], d3[q] = h0, h0 + h1, h0 - h1, -h1
+
+
+@njit(cache=True, nogil=True)
+def _input_grad_transform(dv, r, lo, length, split):
+    """``∂E/∂d = B (∂E/∂V) Bᵀ`` for the tiles of tile row ``r``, added into ``split`` ``(C, Hq, 2, L + 1)``.
+
+    ``B``'s rows are (1, 0, 0, 0), (0, 1, −1, 1), (−1, 1, 1, 0), (0, 0, 0, −1). ``split`` keeps each
+    padded row as its even and odd columns: a tile's columns 2q, 2q + 1, 2q + 2, 2q + 3 are
+    ``[0, q], [1, q], [0, q + 1], [1, q + 1]``, each added in its own unit-stride pass (neighbouring
+    tiles overlap by two columns, and tile rows by two rows: they are added one after the other).
+    """
+    channels = split.shape[0]
+    hi = lo + length
+    for c in range(channels):
+        v0, v1 = dv[c, 0, lo:hi], dv[c, 1, lo:hi]
+        v2, v3 = dv[c, 2, lo:hi], dv[c, 3, lo:hi]
+        v4, v5 = dv[c, 4, lo:hi], dv[c, 5, lo:hi]
+        v6, v7 = dv[c, 6, lo:hi], dv[c, 7, lo:hi]
+        v8, v9 = dv[c, 8, lo:hi], dv[c, 9, lo:hi]
+        v10, v11 = dv[c, 10, lo:hi], dv[c, 11, lo:hi]
+        v12, v13 = dv[c, 12, lo:hi], dv[c, 13, lo:hi]
+        v14, v15 = dv[c, 14, lo:hi], dv[c, 15, lo:hi]
+        for i in range(4):
+            row = split[c, 2 * r + i]
+            even, odd = row[0], row[1]
+            # Row i of B ∂E/∂V (one combination of its rows a, for each column b), then Bᵀ on the columns.
+            if i == 0:
+                _add_columns(v0, v1, v2, v3, even, odd)
+            elif i == 1:
+                for q in range(length):
+                    e0, e1 = v4[q] - v8[q] + v12[q], v5[q] - v9[q] + v13[q]
+                    e2, e3 = v6[q] - v10[q] + v14[q], v7[q] - v11[q] + v15[q]
+                    even[q] += e0
+                    odd[q] += e1 - e2 + e3
+                for q in range(length):
+                    e0, e1 = v4[q] - v8[q] + v12[q], v5[q] - v9[q] + v13[q]
+                    e2, e3 = v6[q] - v10[q] + v14[q], v7[q] - v11[q] + v15[q]
+                    even[q + 1] += e1 + e2 - e0
+                    odd[q + 1] -= e3
+            elif i == 2:
+                for q in range(length):
+                    e0, e1 = v4[q] + v8[q] - v0[q], v5[q] + v9[q] - v1[q]
+                    e2, e3 = v6[q] + v10[q] - v2[q], v7[q] + v11[q] - v3[q]
+                    even[q] += e0
+                    odd[q] += e1 - e2 + e3
+                for q in range(length):
+                    e0, e1 = v4[q] + v8[q] - v0[q], v5[q] + v9[q] - v1[q]
+                    e2, e3 = v6[q] + v10[q] - v2[q], v7[q] + v11[q] - v3[q]
+                    even[q + 1] += e1 + e2 - e0
+                    odd[q + 1] -= e3
+            else:
+                for q in range(length):
+                    even[q] -= v12[q]
+                    odd[q] -= v13[q] - v14[q] + v15[q]
+                for q in range(length):
+                    even[q + 1] -= v13[q] + v14[q] - v12[q]
+                    odd[q + 1] += v15[q]
+
+
+@njit(cache=True, nogil=True)
+def _add_columns(e0, e1, e2, e3, even, odd):
+    """Bᵀ on the columns of one tile row ``(e0, e1, e2, e3)`` of every tile, added into the split row."""
+    for q in range(e0.shape[0]):
+        even[q] += e0[q]
+        odd[q] += e1[q] - e2[q] + e3[q]
+    for q in range(e0.shape[0]):
+        even[q + 1] += e1[q] + e2[q] - e0[q]
+        odd[q + 1] -= e3[q]
+
+
+@njit(cache=True, nogil=True)
+def _store_input_grad(split, padding, first_image, count, shape, scratch, out):
+    """Interleave the group's padded gradients and crop them into ``out`` (flat channel-major ``(C, N, H, W)``)."""
+    channels, batch, height, width = shape
+    length = split.shape[3] - 1
+    padded_w = 2 * (length // count)
+    for c in range(channels):
+        for h in range(height):
+            even, odd = split[c, h + padding[0], 0], split[c, h + padding[0], 1]
+            for q in range(length):
+                scratch[2 * q] = even[q]
+                scratch[2 * q + 1] = odd[q]
+            for g in range(count):
+                dst = ((c * batch + first_image + g) * height + h) * width
+                target = out[dst : dst + width]
+                source = scratch[g * padded_w + padding[1] : g * padded_w + padding[1] + width]
+                for w in range(width):
+                    target[w] = source[w]
+
+
+@njit(cache=True)
+def _group_geometry(batch, group, per_group, out_size, chunk_tiles):
+    """``(first image, count, TH, Wq, L, tile rows per chunk)`` of one group."""
+    start = group * per_group
+    count = min(per_group, batch - start)
+    tiles_h = (out_size[0] + 1) // 2
+    slots = (out_size[1] + 1) // 2 + 1
+    length = count * slots
+    return start, count, tiles_h, 2 * slots, length, max(1, min(tiles_h, chunk_tiles // length))
+
+
+@njit(cache=True, nogil=True)
+def winograd_forward(src, plane_c, plane_n, shape, padding, out_size, u, bias, per_group, chunk_tiles, groups, out):
+    """Eq. 15.25 for a 3×3 stride-1 convolution; ``out`` flat channel-major ``(F, N, OH, OW)``.
+
+    ``u = weight_transform(W)`` ``(16, F, C)``; ``bias`` has ``F`` entries (zeros for none); each task
+    handles ``per_group`` consecutive images, about ``chunk_tiles`` tiles (whole tile rows) at a time;
+    this call runs the groups in ``range(*groups)`` (the caller shares the groups out among threads).
+    """
+    channels, batch, _, _ = shape
+    filters = u.shape[1]
+    for group in range(groups[0], groups[1]):
+        start, count, tiles_h, padded_w, length, chunk = _group_geometry(batch, group, per_group, out_size, chunk_tiles)
+        padded = np.zeros((channels, 2 * tiles_h + 2, 2 * length + 2), dtype=u.dtype)
+        scratch = np.empty((4, 2 * length + 2), dtype=u.dtype)
+        v_memory = np.empty(channels * 16 * chunk * length, dtype=u.dtype)
+        m_memory = np.empty(filters * 16 * chunk * length, dtype=u.dtype)
+        _load_images(src, plane_c, plane_n, shape, padding, start, count, padded_w, padded)
+        for first_row in range(0, tiles_h, chunk):
+            rows = min(chunk, tiles_h - first_row)
+            # Views of exactly this chunk's size (C-contiguous: the products' rows vectorise).
+            v = v_memory[: channels * 16 * rows * length].reshape(channels, 16, rows * length)
+            m = m_memory[: filters * 16 * rows * length].reshape(filters, 16, rows * length)
+            for k in range(rows):
+                _input_transform(padded, first_row + k, k * length, length, v, scratch)
+            for xi in range(16):
+                _gemm_nn(u[xi], v, xi, m)
+            for k in range(rows):
+                _output_transform(
+                    m, first_row + k, k * length, length, bias, out, start, count, batch, out_size, scratch
+                )
+
+
+@njit(cache=True, nogil=True)
+def winograd_backward(
+    src, plane_c, plane_n, shape, padding, grad, grad_plane_f, grad_plane_n, out_size, u_t, per_group,
+    chunk_tiles, groups, need_input, zero, partial, grad_input,
+):  # fmt: skip
+    """Both gradients of a 3×3 stride-1 convolution (eqs. 15.38 and 15.49 through the Winograd identity).
+
+    ``partial[group]`` ``(16, F, C)`` gets ``∂E/∂U`` summed over the group's tiles (the caller sums the
+    groups in order and applies :func:`weight_grad_transform`); if ``need_input``, ``grad_input``
+    flat channel-major ``(C, N, H, W)`` gets ``∂E/∂x``. ``u_t`` is ``U`` with F and C swapped ``(16, C, F)``.
+    """
+    channels, batch, _, _ = shape
+    filters = u_t.shape[2]
+    for group in range(groups[0], groups[1]):
+        start, count, tiles_h, padded_w, length, chunk = _group_geometry(batch, group, per_group, out_size, chunk_tiles)
+        padded = np.zeros((channels, 2 * tiles_h + 2, 2 * length + 2), dtype=u_t.dtype)
+        padded_grad = np.zeros((filters, 2 * tiles_h, 2 * length), dtype=u_t.dtype)
+        scratch = np.empty((4, 2 * length + 2), dtype=u_t.dtype)
+        v_memory = np.empty(channels * 16 * chunk * length, dtype=u_t.dtype)
+        dm_memory = np.empty(filters * 16 * chunk * length, dtype=u_t.dtype)
+        _load_images(src, plane_c, plane_n, shape, padding, start, count, padded_w, padded)
+        _load_grad(grad, grad_plane_f, grad_plane_n, out_size, start, count, padded_w, padded_grad)
+        split = np.zeros((channels, 2 * tiles_h + 2, 2, length + 1) if need_input else (1, 1, 1, 1), dtype=u_t.dtype)
+        sums = partial[group]
+        sums[:, :, :] = 0
+        for first_row in range(0, tiles_h, chunk):
+            rows = min(chunk, tiles_h - first_row)
+            v = v_memory[: channels * 16 * rows * length].reshape(channels, 16, rows * length)
+            dm = dm_memory[: filters * 16 * rows * length].reshape(filters, 16, rows * length)
+            for k in range(rows):
+                _input_transform(padded, first_row + k, k * length, length, v, scratch)
+                _grad_transform(padded_grad, first_row + k, k * length, length, dm)
+            for xi in range(16):
+                _gemm_nt_add(dm, v, xi, zero, sums[xi])
+            if need_input:
+                for xi in range(16):  # ∂E/∂V overwrites V (no longer needed)
+                    _gemm_nn(u_t[xi], dm, xi, v)
+                for k in range(rows):
+                    _input_grad_transform(v, first_row + k, k * length, length, split)
+        if need_input:
+            _store_input_grad(split, padding, start, count, shape, scratch[0], grad_input)

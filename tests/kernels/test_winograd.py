@@ -1,0 +1,124 @@
+"""Winograd F(2×2, 3×3) in the numba backend: the same convolution, forward and both gradients.
+
+Independent references: the readable reference backend (seed 004 eqs. 15.25, 15.38, 15.49) in
+float64, to rounding; and the algebra of the transforms themselves.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("numba")
+
+from numcnn import kernels
+from numcnn.kernels import numba_winograd
+
+SHAPES = [
+    # (N, C, H, W, F, padding)
+    (3, 5, 9, 11, 7, (1, 1)),  # odd output width, filters and channels not multiples of 4
+    (2, 4, 8, 8, 4, (0, 0)),  # even output (6×6), no padding
+    (2, 3, 7, 6, 6, (2, 2)),  # padding 2: odd output height
+    (1, 1, 3, 3, 1, (0, 0)),  # one output pixel
+    (5, 2, 5, 4, 3, (1, 0)),  # rectangular padding, 5 images in groups of 2 or 3
+]
+
+
+@pytest.fixture
+def winograd(monkeypatch):
+    """The numba backend with Winograd for every 3×3 stride-1 convolution, however small."""
+    backend = kernels.get_backend("numba")
+    monkeypatch.setattr(backend, "winograd_min_channels", 1)
+    monkeypatch.setattr(backend, "winograd_min_output", 1)
+    monkeypatch.setattr(backend, "winograd_max_products", 10**9)
+    return backend
+
+
+# (images per group, tiles per chunk)
+SPLITS = {"default": (8, 512), "one-tile-row": (2, 1), "odd-groups": (3, 7)}
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
+@pytest.mark.parametrize("n, c, h, w, f, padding", SHAPES)
+def test_winograd_equals_the_reference(winograd, monkeypatch, n, c, h, w, f, padding, split, dtype, rtol, rng):
+    """Groups of 1–8 images, chunks of one tile row or several: the same numbers as eqs. 15.25–15.49."""
+    monkeypatch.setattr(winograd, "winograd_images_per_group", split[0])
+    monkeypatch.setattr(winograd, "winograd_chunk_tiles", split[1])
+    reference = kernels.get_backend("reference")
+    x = rng.standard_normal((n, c, h, w))
+    weight, bias = rng.standard_normal((f, c, 3, 3)), rng.standard_normal(f)
+    y_ref, cache_ref = reference.conv2d_forward(x, weight, bias, (1, 1), padding)
+    delta = rng.standard_normal(y_ref.shape)
+    expected = [y_ref, *reference.conv2d_backward(delta, cache_ref)]
+
+    y, cache = winograd.conv2d_forward(x.astype(dtype), weight.astype(dtype), bias.astype(dtype), (1, 1), padding)
+    assert isinstance(cache, numba_winograd_cache())
+    ours = [y, *winograd.conv2d_backward(delta.astype(dtype), cache)]
+    for got, want, name in zip(ours, expected, ["y", "∂E/∂x", "∂E/∂W", "∂E/∂b"]):
+        assert got.dtype == dtype, name
+        # Relative to the largest entry: Winograd's error is that of its transformed sums.
+        scale = np.abs(want).max()
+        np.testing.assert_allclose(got, want, rtol=0, atol=rtol * scale, err_msg=name)
+    grad_x, grad_w, _ = winograd.conv2d_backward(delta.astype(dtype), cache, need_input_grad=False)
+    assert grad_x is None
+    np.testing.assert_array_equal(grad_w, ours[2])
+
+
+def numba_winograd_cache():
+    from numcnn.kernels.numba_backend import WinogradConvCache
+
+    return WinogradConvCache
+
+
+def test_weight_gradient_transform_is_the_adjoint_of_the_weight_transform(rng):
+    """⟨U(g), H⟩ = ⟨g, Gᵀ H G⟩: what makes ∂E/∂g = Gᵀ (∂E/∂U) G the chain rule of U = G g Gᵀ."""
+    g = rng.standard_normal((3, 2, 3, 3))
+    h = rng.standard_normal((16, 3, 2))
+    lhs = np.sum(numba_winograd.weight_transform(g) * h)
+    rhs = np.sum(g * numba_winograd.weight_grad_transform(h))
+    assert lhs == pytest.approx(rhs, rel=1e-13)
+
+
+def test_one_tile_is_lavins_formula(rng):
+    """One 4×4 patch and one kernel: Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A equals the 2×2 correlation."""
+    d, g = rng.standard_normal((4, 4)), rng.standard_normal((3, 3))
+    B_T, G, A_T = numba_winograd.B_T, numba_winograd.G, numba_winograd.A_T
+    y = A_T @ ((G @ g @ G.T) * (B_T @ d @ B_T.T)) @ A_T.T
+    direct = np.array([[np.sum(d[i : i + 3, j : j + 3] * g) for j in range(2)] for i in range(2)])
+    np.testing.assert_allclose(y, direct, rtol=1e-13)
+
+
+def test_the_numba_backend_picks_winograd_only_where_it_was_measured_to_win():
+    backend = kernels.get_backend("numba")
+    assert backend.use_winograd((16, 16, 3, 3), (1, 1), (28, 28))  # resnet_mnist's first blocks
+    assert backend.use_winograd((20, 20, 3, 3), (1, 1), (24, 24))  # SK's second convolution
+    assert backend.use_winograd((50, 20, 3, 3), (1, 1), (10, 10))  # SK's third
+    assert not backend.use_winograd((50, 50, 3, 3), (1, 1), (8, 8))  # SK's fourth: F·C too large
+    assert not backend.use_winograd((20, 1, 3, 3), (1, 1), (26, 26))  # one input channel: direct
+    assert not backend.use_winograd((16, 16, 3, 3), (1, 1), (7, 7))  # planes smaller than 8×8
+    assert not backend.use_winograd((8, 8, 3, 3), (1, 1), (28, 28))  # few channels
+    assert not backend.use_winograd((32, 16, 3, 3), (2, 2), (14, 14))  # stride 2
+    assert not backend.use_winograd((16, 16, 5, 5), (1, 1), (28, 28))  # not 3×3
+
+
+def test_winograd_gives_the_same_bits_on_any_thread_count(winograd, rng):
+    """Tasks are groups of images fixed by the shape, partial weight gradients summed in group order."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("needs two threads")
+    x = rng.standard_normal((11, 8, 13, 12)).astype(np.float32)
+    weight = rng.standard_normal((6, 8, 3, 3)).astype(np.float32)
+    delta = rng.standard_normal((11, 6, 13, 12)).astype(np.float32)
+    results = []
+    previous = numba.get_num_threads()
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            y, cache = winograd.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+            results.append([y, *winograd.conv2d_backward(delta, cache)])
+    finally:
+        numba.set_num_threads(previous)
+    for one, two in zip(*results):
+        np.testing.assert_array_equal(one, two)
