@@ -193,10 +193,9 @@ def _load_images(src, plane_c, plane_n, shape, padding, first_image, count, padd
         for c in range(channels):
             for h in range(height):
                 start = plane + c * plane_c + h * width
-                target = padded[c, h + padding[0], lo : lo + width]
-                source = src[start : start + width]
-                for w in range(width):
-                    target[w] = source[w]
+                row = padded[c, h + padding[0]]
+                for w in range(width):  # indices, not slices: a view costs two atomic reference counts
+                    row[lo + w] = src[start + w]
 
 
 @njit(cache=True, nogil=True)
@@ -272,10 +271,9 @@ def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, ou
             row = scratch[i]
             for g in range(count):
                 start = (((f * batch + first_image + g) * out_h) + 2 * r + i) * out_w
-                target = out[start : start + out_w]
-                source = row[g * padded_w : g * padded_w + out_w]
+                first = g * padded_w
                 for x in range(out_w):
-                    target[x] = source[x]
+                    out[start + x] = row[first + x]
 
 
 @njit(cache=True, nogil=True)
@@ -287,10 +285,10 @@ def _load_grad(grad, grad_plane_f, grad_plane_n, out_size, first_image, count, p
         for f in range(filters):
             for p in range(out_h):
                 start = (first_image + g) * grad_plane_n + f * grad_plane_f + p * out_w
-                target = padded_grad[f, p, g * padded_w : g * padded_w + out_w]
-                source = grad[start : start + out_w]
+                row = padded_grad[f, p]
+                first = g * padded_w
                 for x in range(out_w):
-                    target[x] = source[x]
+                    row[first + x] = grad[start + x]
 
 
 @njit(cache=True, nogil=True)
@@ -403,10 +401,9 @@ def _store_input_grad(split, padding, first_image, count, shape, scratch, out):
                 scratch[2 * q + 1] = odd[q]
             for g in range(count):
                 dst = ((c * batch + first_image + g) * height + h) * width
-                target = out[dst : dst + width]
-                source = scratch[g * padded_w + padding[1] : g * padded_w + padding[1] + width]
+                first = g * padded_w + padding[1]
                 for w in range(width):
-                    target[w] = source[w]
+                    out[dst + w] = scratch[first + w]
 
 
 @njit(cache=True)
