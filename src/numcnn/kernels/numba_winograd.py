@@ -22,12 +22,14 @@ gradients of eqs. 15.38 and 15.49 (up to rounding):
 F(2×2, 3×3)'s matrices hold only 0, ±1 and ±½, so in float32 its results differ from the direct
 sums by a few units in the last place (Lavin §5; the tests bound it against the reference).
 
-Work is shared out in groups of whole images (a count that depends on the shape alone): each task
-transforms its images into thread-local ``V`` and ``M`` blocks that stay in the cache, and writes
-its own part of the output -- or of the per-group weight gradients, summed in group order by the
-caller, so any thread count gives bitwise the same numbers. The padded input of one image is a
-zeroed ``(C, Hq, Wq)`` block with ``Hq = 2·TH + 2`` (``TH`` tile rows), so odd output sizes need
-no special case: the extra outputs are computed and dropped, the extra δ entries are zeros.
+Work is shared out in groups of whole images (a count that depends on the shape alone): the caller
+runs the groups on the threads of :mod:`numcnn.kernels.gemm` (plain ``njit`` kernels that release
+the GIL: ``prange`` versions took three times as long to compile). Each group transforms its images
+into ``V`` and ``M`` blocks that stay in the cache, and writes its own part of the output -- or of
+the per-group weight gradients, summed in group order by the caller, so any thread count gives
+bitwise the same numbers. Padded images have ``Hq = 2·TH + 2`` rows (``TH`` tile rows), so odd
+output sizes need no special case: the extra outputs are computed and dropped, the extra δ
+entries are zeros. The layout of a group is described below, before :func:`_load_images`.
 """
 
 from __future__ import annotations
