@@ -151,6 +151,32 @@ def test_lenet5_training_steps_agree_between_backends(backend, dtype):
         np.testing.assert_allclose(final[backend][key], value, rtol=rtol, atol=rtol * 1e-2, err_msg=key)
 
 
+@pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
+@pytest.mark.parametrize("model_name", ["sk", "resnet_mnist"])
+def test_winograd_models_train_like_the_reference_in_float64(model_name):
+    """Two SGD steps of SK (a Sequential) and resnet_mnist (a Graph with additions): their 16–20-channel
+    3×3 layers run by Winograd in the numba backend, everything else as before; the weights after
+    the steps equal the reference backend's to rounding."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 1, 28, 28))
+    targets = rng.integers(0, 10, size=3)
+    final = {}
+    for name in ("reference", "numba"):
+        with kernels.use_backend(name):
+            model = numcnn.models.build(model_name, rng=0, dtype=np.float64)
+            optimizer = numcnn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+            loss = numcnn.CrossEntropyLoss()
+            for _ in range(2):
+                optimizer.zero_grad()
+                loss(model.forward(x), targets)
+                model.backward(loss.backward(), need_input_grad=False)
+                optimizer.step()
+            final[name] = model.state_dict()
+    assert kernels.get_backend("numba").use_winograd((20, 20, 3, 3), (1, 1), (24, 24))  # SK's second conv
+    for key, value in final["reference"].items():
+        np.testing.assert_allclose(final["numba"][key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
 @pytest.mark.parametrize("backend", FAST)
 def test_gradcheck_passes_on_the_fast_path(backend, rng, distinct_values):
     model = numcnn.Sequential(
