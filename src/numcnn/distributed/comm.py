@@ -10,6 +10,7 @@ one-line message and ``MPI_Abort``, which ends every process of the job with tha
 from __future__ import annotations
 
 import sys
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -89,6 +90,9 @@ def world() -> World:
     return World(mpi().COMM_WORLD)
 
 
+ABORT_GRACE_SECONDS = 0.5
+
+
 @contextmanager
 def abort_on_error(current: World, code: int = 1) -> Iterator[None]:
     """Run a distributed section so that an error on any rank ends the whole job, not only that rank.
@@ -110,4 +114,8 @@ def abort_on_error(current: World, code: int = 1) -> Iterator[None]:
         else:
             message = f"numcnn: error: rank {current.rank} failed: {type(error).__name__}: {one_line(error)}"
         print(message, file=sys.stderr, flush=True)
+        # The launcher forwards each rank's stderr through its own proxy, and MPI_Abort tears the
+        # proxies down at once: on a loaded machine the line above was lost with them (seen once in
+        # CI: exit 1, empty stderr). A moment's pause lets it through; an error path can afford it.
+        time.sleep(ABORT_GRACE_SECONDS)
         current.abort(code)
