@@ -37,17 +37,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["tile_grid", "weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward"]
+__all__ = ["weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward"]
 
 # Lavin eq. 8 for m = 2, r = 3 (rows of Bᵀ, G and Aᵀ).
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
 G = np.array([[1, 0, 0], [0.5, 0.5, 0.5], [0.5, -0.5, 0.5], [0, 0, 1]], dtype=np.float64)
 A_T = np.array([[1, 1, 1, 0], [0, 1, -1, -1]], dtype=np.float64)
-
-
-def tile_grid(out_size: tuple[int, int]) -> tuple[int, int]:
-    """``(TH, TW)``: 2×2 output tiles per column and row, covering an ``(OH, OW)`` output."""
-    return (out_size[0] + 1) // 2, (out_size[1] + 1) // 2
 
 
 def weight_transform(weight: np.ndarray) -> np.ndarray:
