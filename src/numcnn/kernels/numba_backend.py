@@ -84,6 +84,7 @@ class WinogradConvCache(NamedTuple):
     plane_n: int
     shape: tuple[int, int, int, int]  # (C, N, H, W)
     weight: np.ndarray  # (F, C, 3, 3)
+    transformed: np.ndarray  # U = G g Gᵀ, (16, F, C): the forward pass's, reused by backward
     padding: tuple[int, int]
     out_size: tuple[int, int]  # (OH, OW)
 
@@ -247,7 +248,7 @@ class NumbaBackend(NumpyBackend):
         bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
         y = np.empty((filters, n, *out_size), dtype=x.dtype)
         per_group = self.winograd_images_per_group
-        cache = WinogradConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, tuple(padding), out_size)
+        cache = WinogradConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, u, tuple(padding), out_size)
 
         def work(first: int, last: int) -> None:
             numba_winograd.winograd_forward(
@@ -264,7 +265,7 @@ class NumbaBackend(NumpyBackend):
         batch = cache.shape[1]
         dtype = grad_output.dtype
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
-        u_t = np.ascontiguousarray(numba_winograd.weight_transform(weight.astype(dtype, copy=False)).transpose(0, 2, 1))
+        u_t = np.ascontiguousarray(cache.transformed.astype(dtype, copy=False).transpose(0, 2, 1))  # Uᵀ (16, C, F)
         per_group = self.winograd_images_per_group
         partial = np.empty(((batch + per_group - 1) // per_group, 16, filters, channels), dtype=dtype)
         grad_input = np.empty(cache.shape if need_input_grad else (1,), dtype=dtype)  # (C, N, H, W)
