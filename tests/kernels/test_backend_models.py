@@ -127,6 +127,20 @@ def test_fusion_can_be_switched_off_per_model():
     assert all(first == last for first, last in model.steps)
 
 
+def _weights_after_steps(backend, model_name, x, targets, dtype, steps):
+    """The state dict of a registry model after ``steps`` SGD-with-momentum steps on ``backend``."""
+    with kernels.use_backend(backend):
+        model = numcnn.models.build(model_name, rng=0, dtype=dtype)
+        optimizer = numcnn.SGD(model.parameters(), lr=0.05, momentum=0.9)
+        loss = numcnn.CrossEntropyLoss()
+        for _ in range(steps):
+            optimizer.zero_grad()
+            loss(model.forward(x), targets)
+            model.backward(loss.backward(), need_input_grad=False)
+            optimizer.step()
+        return model.state_dict()
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_lenet5_training_steps_agree_between_backends(backend, dtype):
@@ -134,18 +148,7 @@ def test_lenet5_training_steps_agree_between_backends(backend, dtype):
     rng = np.random.default_rng(5)
     x = rng.standard_normal((4, 1, 28, 28)).astype(dtype)
     targets = rng.integers(0, 10, size=4)
-    final = {}
-    for name in ("reference", backend):
-        with kernels.use_backend(name):
-            model = numcnn.models.build("lenet5", rng=0, dtype=dtype)
-            optimizer = numcnn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-            loss = numcnn.CrossEntropyLoss()
-            for _ in range(3):
-                optimizer.zero_grad()
-                loss(model.forward(x), targets)
-                model.backward(loss.backward(), need_input_grad=False)
-                optimizer.step()
-            final[name] = model.state_dict()
+    final = {name: _weights_after_steps(name, "lenet5", x, targets, dtype, 3) for name in ("reference", backend)}
     rtol = 1e-9 if dtype == np.float64 else 1e-3
     for key, value in final["reference"].items():
         np.testing.assert_allclose(final[backend][key], value, rtol=rtol, atol=rtol * 1e-2, err_msg=key)
@@ -160,21 +163,26 @@ def test_winograd_models_train_like_the_reference_in_float64(model_name):
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 1, 28, 28))
     targets = rng.integers(0, 10, size=3)
-    final = {}
-    for name in ("reference", "numba"):
-        with kernels.use_backend(name):
-            model = numcnn.models.build(model_name, rng=0, dtype=np.float64)
-            optimizer = numcnn.SGD(model.parameters(), lr=0.05, momentum=0.9)
-            loss = numcnn.CrossEntropyLoss()
-            for _ in range(2):
-                optimizer.zero_grad()
-                loss(model.forward(x), targets)
-                model.backward(loss.backward(), need_input_grad=False)
-                optimizer.step()
-            final[name] = model.state_dict()
+    final = {name: _weights_after_steps(name, model_name, x, targets, np.float64, 2) for name in ("reference", "numba")}
     assert kernels.get_backend("numba").use_winograd((20, 20, 3, 3), (1, 1), (24, 24))  # SK's second conv
     for key, value in final["reference"].items():
         np.testing.assert_allclose(final["numba"][key], value, rtol=1e-9, atol=1e-12, err_msg=key)
+
+
+@pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
+def test_gradcheck_passes_through_winograd(rng, distinct_values):
+    """Finite differences in float64 through a convolution the numba backend runs by Winograd."""
+    model = numcnn.Sequential(
+        numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),  # 16 channels, 8×8: Winograd
+        numcnn.ReLU(),
+        numcnn.Flatten(),
+        numcnn.Linear(16 * 8 * 8, 2, rng=rng, dtype=np.float64),
+    )
+    assert kernels.get_backend("numba").use_winograd((16, 16, 3, 3), (1, 1), (8, 8))
+    x = distinct_values((2, 16, 8, 8))
+    with kernels.use_backend("numba"):
+        report = numcnn.gradcheck(model, x, loss=numcnn.CrossEntropyLoss(), targets=np.array([1, 0]), rng=rng)
+    assert report.passed, str(report)
 
 
 @pytest.mark.parametrize("backend", FAST)
