@@ -65,6 +65,64 @@ def test_winograd_equals_the_reference(winograd, monkeypatch, n, c, h, w, f, pad
     np.testing.assert_array_equal(grad_w, ours[2])
 
 
+POOLED_SHAPES = [
+    # (N, C, H, W, F, padding): convolution outputs 9×8 (odd rows: the last is not pooled), 6×6, 7×7
+    (3, 5, 9, 8, 7, (1, 1)),
+    (2, 4, 8, 8, 4, (0, 0)),
+    (9, 3, 9, 9, 5, (0, 0)),  # 9 images: a group of 8 and a group of 1
+]
+
+
+@pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, c, h, w, f, padding", POOLED_SHAPES)
+def test_winograd_conv_relu_pool_in_its_output_transform(
+    winograd, monkeypatch, n, c, h, w, f, padding, split, dtype, rng
+):
+    """Conv2d → ReLU → 2×2 stride-2 MaxPool2d with the pooling in Winograd's output transform.
+
+    Small integers: every transformed product is exact (the transforms hold only 0, ±1, ±½), so
+    outputs tie often and the tie rule (first maximum, row-major) and the ReLU's cut are checked
+    exactly against the reference's three layers, then backward through the returned caches.
+    """
+    monkeypatch.setattr(winograd, "winograd_images_per_group", split[0])
+    monkeypatch.setattr(winograd, "winograd_chunk_tiles", split[1])
+    reference = kernels.get_backend("reference")
+    x = rng.integers(-1, 2, size=(n, c, h, w)).astype(dtype)
+    weight = rng.integers(-1, 2, size=(f, c, 3, 3)).astype(dtype)
+    bias = rng.integers(-1, 2, size=f).astype(dtype)
+    conv_y, conv_ref = reference.conv2d_forward(x, weight, bias, (1, 1), padding)
+    y_ref, pool_ref = reference.max_pool2d_forward(conv_y, (2, 2), (2, 2), (0, 0), relu=True)
+
+    fused = winograd.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), padding, (2, 2), (2, 2), (0, 0))
+    assert fused is not None
+    y, conv_cache, pool_cache = fused
+    assert isinstance(conv_cache, numba_winograd_cache())
+    assert y.dtype == dtype
+    np.testing.assert_array_equal(y, y_ref)
+    delta = rng.standard_normal(y.shape).astype(dtype)
+    grad_conv = winograd.max_pool2d_backward(delta, pool_cache)
+    np.testing.assert_array_equal(grad_conv, reference.max_pool2d_backward(delta, pool_ref))
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    grads = zip(winograd.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref))
+    for ours, theirs in grads:
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=tolerance * np.abs(theirs).max())
+    # Inference records no maxima; a backward pass that follows anyway finds them again.
+    y_eval, _, pool_eval = winograd.conv2d_max_pool2d_forward(
+        x, weight, bias, (1, 1), padding, (2, 2), (2, 2), (0, 0), record=False
+    )
+    np.testing.assert_array_equal(y_eval, y_ref)
+    np.testing.assert_array_equal(winograd.max_pool2d_backward(delta, pool_eval), grad_conv)
+
+
+def test_winograd_declines_other_pooling_in_one_pass(winograd, rng):
+    """Only 2×2 stride-2 windows are output tiles; other pooling runs after the convolution."""
+    x = rng.standard_normal((2, 4, 8, 8))
+    weight = rng.standard_normal((3, 4, 3, 3))
+    assert winograd.conv2d_max_pool2d_forward(x, weight, None, (1, 1), (1, 1), (3, 3), (2, 2), (0, 0)) is None
+    assert winograd.conv2d_max_pool2d_forward(x, weight, None, (1, 1), (1, 1), (2, 2), (1, 1), (0, 0)) is None
+
+
 def numba_winograd_cache():
     from numcnn.kernels.numba_backend import WinogradConvCache
 

@@ -240,24 +240,30 @@ class NumbaBackend(NumpyBackend):
             and min(out_size) >= self.winograd_min_output
         )
 
-    def _winograd_conv2d_forward(self, x, weight, bias, padding, out_size):
+    def _winograd_conv2d_forward(self, x, weight, bias, padding, out_size, pool=0):
+        """The convolution by Winograd; ``pool`` 1 or 2: then ReLU → 2×2 stride-2 max pooling in the
+        output transform (2 records the maxima), returning ``(y, conv cache, argmax or None)``."""
         n, c, h, w = x.shape
         filters = weight.shape[0]
         flat, plane_c, plane_n = plane_layout(x)
         u = numba_winograd.weight_transform(weight.astype(x.dtype, copy=False))  # U = G g Gᵀ (16, F, C)
         bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-        y = np.empty((filters, n, *out_size), dtype=x.dtype)
+        y_size = out_size if pool == 0 else (out_size[0] // 2, out_size[1] // 2)
+        y = np.empty((filters, n, *y_size), dtype=x.dtype)
+        argmax = np.empty(y.shape if pool == 2 else (1,), dtype=np.int32)
         per_group = self.winograd_images_per_group
         cache = WinogradConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, u, tuple(padding), out_size)
 
         def work(first: int, last: int) -> None:
             numba_winograd.winograd_forward(
                 flat, plane_c, plane_n, (c, n, h, w), tuple(padding), out_size, u, bias_vector,
-                per_group, self.winograd_chunk_tiles, (first, last), y.reshape(-1),
+                per_group, self.winograd_chunk_tiles, (first, last), pool, y.reshape(-1), argmax.reshape(-1),
             )  # fmt: skip
 
         gemm.split_over_threads(work, -(-n // per_group))
-        return as_nchw(y), cache
+        if pool == 0:
+            return as_nchw(y), cache
+        return as_nchw(y), cache, (argmax if pool == 2 else None)  # argmax channel-major (F, N, POH, POW)
 
     def _winograd_conv2d_backward(self, grad_output, cache: WinogradConvCache, need_input_grad):
         weight = cache.weight
@@ -311,7 +317,11 @@ class NumbaBackend(NumpyBackend):
     def conv2d_max_pool2d_forward(
         self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
     ):
-        """``max_pool(relu(conv(x)))`` in one kernel; ``None`` when the direct kernels do not run this layer.
+        """``max_pool(relu(conv(x)))`` in one kernel; ``None`` when the backend declines these shapes.
+
+        Two kernels fuse: the direct convolution (pooling its accumulator rows; it declines 2×2
+        stride-2 pooling, faster as two steps), and Winograd's (only 2×2 stride-2 pooling, whose
+        windows are its output tiles).
 
         Returns ``(y, conv_cache, pool_cache)``: the caches the two layers' backward passes use, as if
         Conv2d and the fused ReLU → MaxPool2d had run one after the other.
@@ -321,7 +331,14 @@ class NumbaBackend(NumpyBackend):
         filters, kernel = weight.shape[0], weight.shape[2:]
         conv_size = conv_output_size_2d((h, w), kernel, stride, padding)
         if self.use_winograd(weight.shape, stride, conv_size):
-            return None  # Winograd's convolution, then the pooling kernel
+            if not _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
+                return None  # Winograd's convolution, then the pooling kernel
+            # Each 2×2 output tile is one pooling window: pooled in the output transform.
+            y, conv_cache, argmax = self._winograd_conv2d_forward(
+                x, weight, bias, padding, conv_size, pool=2 if record else 1
+            )
+            pool = (pool_kernel, pool_stride, pool_padding)
+            return y, conv_cache, self._conv_pool_cache(x, weight, bias, stride, padding, conv_size, pool, argmax)
         if not self.use_direct(weight.shape, stride, conv_size[1]):
             return None
         if _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
@@ -339,16 +356,24 @@ class NumbaBackend(NumpyBackend):
             _window(pool_kernel, pool_stride, pool_padding, pooled), bool(record), y.reshape(-1), argmax.reshape(-1),
         )  # fmt: skip
         conv_cache = DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
-        window = PoolWindow(conv_size, pool_kernel, pool_stride, pool_padding)
-        if record:
-            pool_cache = PlaneMaxPoolCache(window, argmax, None, True)
-        else:  # should backward follow after all, the convolution's output is computed then
-
-            def conv_output() -> np.ndarray:
-                return self.conv2d_forward(x, weight, bias, stride, padding)[0]
-
-            pool_cache = PlaneMaxPoolCache(window, None, conv_output, True)
+        pool_cache = self._conv_pool_cache(
+            x, weight, bias, stride, padding, conv_size, (pool_kernel, pool_stride, pool_padding),
+            argmax if record else None,
+        )  # fmt: skip
         return as_nchw(y), conv_cache, pool_cache
+
+    def _conv_pool_cache(self, x, weight, bias, stride, padding, conv_size, pool, argmax):
+        """The fused step's pooling cache: the recorded maxima (``argmax``, channel-major ``(F, N, POH, POW)``),
+        or (inference, ``argmax`` None) a way to compute the convolution's output again should a
+        backward pass follow after all."""
+        window = PoolWindow(conv_size, *pool)
+        if argmax is not None:
+            return PlaneMaxPoolCache(window, argmax, None, True)
+
+        def conv_output() -> np.ndarray:
+            return self.conv2d_forward(x, weight, bias, stride, padding)[0]
+
+        return PlaneMaxPoolCache(window, None, conv_output, True)
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
         if isinstance(cache, ColumnsConvCache):

@@ -226,41 +226,50 @@ def _input_transform(padded, r, lo, length, v, scratch):
 
 
 @njit(cache=True, nogil=True)
+def _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11):
+    """The four outputs ``Aᵀ M A + b`` of filter ``f``'s tiles ``lo … lo + L − 1``, as four runs.
+
+    ``Aᵀ`` has rows (1, 1, 1, 0) and (0, 1, −1, −1): on the rows of ``M``, then on the columns; two
+    passes over eight rows of ``M`` each, which vectorise better than one over sixteen.
+    """
+    hi = lo + length
+    b = bias[f]
+    m0, m1 = m[f, 0, lo:hi], m[f, 1, lo:hi]
+    m2, m3 = m[f, 2, lo:hi], m[f, 3, lo:hi]
+    m4, m5 = m[f, 4, lo:hi], m[f, 5, lo:hi]
+    m6, m7 = m[f, 6, lo:hi], m[f, 7, lo:hi]
+    m8, m9 = m[f, 8, lo:hi], m[f, 9, lo:hi]
+    m10, m11 = m[f, 10, lo:hi], m[f, 11, lo:hi]
+    m12, m13 = m[f, 12, lo:hi], m[f, 13, lo:hi]
+    m14, m15 = m[f, 14, lo:hi], m[f, 15, lo:hi]
+    for q in range(length):  # the first row of Aᵀ
+        s0, s1 = m0[q] + m4[q] + m8[q], m1[q] + m5[q] + m9[q]
+        s2, s3 = m2[q] + m6[q] + m10[q], m3[q] + m7[q] + m11[q]
+        y00[q] = b + s0 + s1 + s2
+        y01[q] = b + s1 - s2 - s3
+    for q in range(length):  # the second
+        s0, s1 = m4[q] - m8[q] - m12[q], m5[q] - m9[q] - m13[q]
+        s2, s3 = m6[q] - m10[q] - m14[q], m7[q] - m11[q] - m15[q]
+        y10[q] = b + s0 + s1 + s2
+        y11[q] = b + s1 - s2 - s3
+
+
+@njit(cache=True, nogil=True)
 def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, out_size, scratch):
     """``y = Aᵀ M A + b`` for the tiles of tile row ``r``, into ``out`` (flat channel-major ``(F, N, OH, OW)``).
 
-    ``Aᵀ`` has rows (1, 1, 1, 0) and (0, 1, −1, −1). Outputs beyond ``(OH, OW)`` (odd sizes) and the
-    spare tiles are dropped. ``scratch`` ``(4, 2·L + 2)``: rows 2 and 3 take the tiles' four outputs
-    as four runs (two passes over eight rows of ``M`` each, which vectorise better than one over
-    sixteen), rows 0 and 1 the output rows 2r and 2r + 1 of every image, interleaved from them.
+    Outputs beyond ``(OH, OW)`` (odd sizes) and the spare tiles are dropped. ``scratch``
+    ``(4, 2·L + 2)``: rows 2 and 3 take the tiles' four outputs as four runs, rows 0 and 1 the
+    output rows 2r and 2r + 1 of every image, interleaved from them.
     """
     out_h, out_w = out_size
     filters = m.shape[0]
     padded_w = 2 * (length // count)
-    hi = lo + length
     upper, lower = scratch[0], scratch[1]
     y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
     y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
     for f in range(filters):
-        b = bias[f]
-        m0, m1 = m[f, 0, lo:hi], m[f, 1, lo:hi]
-        m2, m3 = m[f, 2, lo:hi], m[f, 3, lo:hi]
-        m4, m5 = m[f, 4, lo:hi], m[f, 5, lo:hi]
-        m6, m7 = m[f, 6, lo:hi], m[f, 7, lo:hi]
-        m8, m9 = m[f, 8, lo:hi], m[f, 9, lo:hi]
-        m10, m11 = m[f, 10, lo:hi], m[f, 11, lo:hi]
-        m12, m13 = m[f, 12, lo:hi], m[f, 13, lo:hi]
-        m14, m15 = m[f, 14, lo:hi], m[f, 15, lo:hi]
-        for q in range(length):  # Aᵀ on the rows (first row of Aᵀ), then on the columns
-            s0, s1 = m0[q] + m4[q] + m8[q], m1[q] + m5[q] + m9[q]
-            s2, s3 = m2[q] + m6[q] + m10[q], m3[q] + m7[q] + m11[q]
-            y00[q] = b + s0 + s1 + s2
-            y01[q] = b + s1 - s2 - s3
-        for q in range(length):  # the second row of Aᵀ
-            s0, s1 = m4[q] - m8[q] - m12[q], m5[q] - m9[q] - m13[q]
-            s2, s3 = m6[q] - m10[q] - m14[q], m7[q] - m11[q] - m15[q]
-            y10[q] = b + s0 + s1 + s2
-            y11[q] = b + s1 - s2 - s3
+        _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11)
         for q in range(length):
             upper[2 * q], upper[2 * q + 1] = y00[q], y01[q]
             lower[2 * q], lower[2 * q + 1] = y10[q], y11[q]
@@ -271,6 +280,53 @@ def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, ou
                 first = g * padded_w
                 for x in range(out_w):
                     out[start + x] = row[first + x]
+
+
+@njit(cache=True, nogil=True)
+def _pooled_output_transform(m, r, lo, length, bias, pool, out, argmax, first_image, count, batch, out_size, scratch):
+    """ReLU → 2×2 stride-2 max pooling of the tiles of tile row ``r`` (``r`` < ``POH``).
+
+    A 2×2 output tile *is* a pooling window, so each tile's four outputs are reduced to one in the
+    cache and the convolution's output is never stored. ``out`` is flat channel-major
+    ``(F, N, POH, POW)``, ``POH, POW = OH // 2, OW // 2``. ``pool`` 2 also records in ``argmax``
+    (int32, same layout) the flat index ``row·OW + col`` of each window's first maximum in the
+    convolution's output plane, or −1 where the ReLU cuts the gradient -- the numba pooling kernel's
+    record, row-major order with strict '>' (the same maxima and ties, since the four outputs are the
+    numbers :func:`_output_transform` stores).
+    """
+    out_w = out_size[1]
+    pooled_h, pooled_w = out_size[0] // 2, out_size[1] // 2
+    filters = m.shape[0]
+    slots = length // count
+    best = scratch[0, :length]
+    which = np.zeros(length, dtype=np.int32)
+    y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
+    y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
+    for f in range(filters):
+        _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11)
+        if pool == 2:
+            for q in range(length):
+                value, code = y00[q], 0
+                if y01[q] > value:
+                    value, code = y01[q], 1
+                if y10[q] > value:
+                    value, code = y10[q], out_w
+                if y11[q] > value:
+                    value, code = y11[q], out_w + 1
+                best[q] = value
+                which[q] = code
+        else:  # inference: the maxima alone vectorise
+            for q in range(length):
+                best[q] = max(y00[q], y01[q], y10[q], y11[q])
+        for g in range(count):
+            dst = ((f * batch + first_image + g) * pooled_h + r) * pooled_w
+            first = g * slots
+            for s in range(pooled_w):
+                value = best[first + s]
+                alive = value > 0  # the ReLU: zero output, no gradient
+                out[dst + s] = value if alive else 0
+                if pool == 2:
+                    argmax[dst + s] = (2 * r * out_w + 2 * s + which[first + s]) if alive else -1
 
 
 @njit(cache=True, nogil=True)
@@ -415,12 +471,17 @@ def _group_geometry(batch, group, per_group, out_size, chunk_tiles):
 
 
 @njit(cache=True, nogil=True)
-def winograd_forward(src, plane_c, plane_n, shape, padding, out_size, u, bias, per_group, chunk_tiles, groups, out):
+def winograd_forward(
+    src, plane_c, plane_n, shape, padding, out_size, u, bias, per_group, chunk_tiles, groups, pool, out, argmax
+):
     """Eq. 15.25 for a 3×3 stride-1 convolution; ``out`` flat channel-major ``(F, N, OH, OW)``.
 
     ``u = weight_transform(W)`` ``(16, F, C)``; ``bias`` has ``F`` entries (zeros for none); each task
     handles ``per_group`` consecutive images, about ``chunk_tiles`` tiles (whole tile rows) at a time;
     this call runs the groups in ``range(*groups)`` (the caller shares the groups out among threads).
+    ``pool`` 1 or 2: the convolution → ReLU → 2×2 stride-2 max pooling instead, ``out`` then
+    ``(F, N, OH // 2, OW // 2)`` and, for 2, the maxima's places in ``argmax`` (see
+    :func:`_pooled_output_transform`); ``argmax`` is not touched otherwise.
     """
     channels, batch, _, _ = shape
     filters = u.shape[1]
@@ -441,9 +502,15 @@ def winograd_forward(src, plane_c, plane_n, shape, padding, out_size, u, bias, p
             for xi in range(16):
                 _gemm_nn(u[xi], v, xi, m)
             for k in range(rows):
-                _output_transform(
-                    m, first_row + k, k * length, length, bias, out, start, count, batch, out_size, scratch
-                )
+                if pool == 0:
+                    _output_transform(
+                        m, first_row + k, k * length, length, bias, out, start, count, batch, out_size, scratch
+                    )
+                elif first_row + k < out_size[0] // 2:  # a last, odd output row is not pooled
+                    _pooled_output_transform(
+                        m, first_row + k, k * length, length, bias, pool, out, argmax, start, count, batch,
+                        out_size, scratch,
+                    )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)
