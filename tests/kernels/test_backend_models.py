@@ -127,6 +127,92 @@ def test_fusion_can_be_switched_off_per_model():
     assert all(first == last for first, last in model.steps)
 
 
+NUMBA = pytest.mark.skipif(not kernels.numba_available(), reason="no numba")
+
+
+def _loss_and_gradients(model, x, targets, backend):
+    with kernels.use_backend(backend):
+        model.zero_grad()
+        loss = numcnn.CrossEntropyLoss()
+        value = loss(model.forward(x), targets)
+        grad_x = model.backward(loss.backward())
+        return value, grad_x, [g.copy() for _, g in model.parameters()]
+
+
+def _assert_same_results(results, expected, dtype, close):
+    close(results[0], expected[0], dtype)
+    close(results[1], expected[1], dtype)
+    for ours, theirs in zip(results[2], expected[2]):
+        close(ours, theirs, dtype)
+
+
+@NUMBA
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_batch_norm_relu_runs_as_one_step_in_training_on_numba(dtype, close):
+    rng = np.random.default_rng(3)
+    model = numcnn.Sequential(
+        numcnn.Conv2d(1, 4, 3, rng=rng, dtype=dtype),
+        numcnn.BatchNorm2d(4, dtype=dtype),
+        numcnn.ReLU(),  # fused into the batch norm
+        numcnn.Conv2d(4, 4, 3, rng=rng, dtype=dtype),
+        numcnn.BatchNorm2d(4, dtype=dtype),
+        numcnn.ReLU(),  # fused into the pooling instead
+        numcnn.MaxPool2d(2),
+        numcnn.Flatten(),
+        numcnn.Linear(64, 3, rng=rng, dtype=dtype),
+    )
+    x = np.random.default_rng(4).standard_normal((5, 1, 12, 12)).astype(dtype)
+    targets = np.array([0, 2, 1, 1, 0])
+    running = {name: value.copy() for name, value in model.state_dict().items()}
+    expected = _loss_and_gradients(model, x, targets, "reference")
+    reference_state = model.state_dict()
+    model.load_state_dict(running)
+    results = _loss_and_gradients(model, x, targets, "numba")
+    assert {step for step in model.steps if step[1] > step[0]} == {(1, 2), (5, 6)}
+    _assert_same_results(results, expected, dtype, close)
+    for name, value in model.state_dict().items():  # the running statistics were updated alike
+        close(value, reference_state[name], dtype)
+    model.eval()
+    with kernels.use_backend("numba"):
+        model.forward(x)
+    assert {step for step in model.steps if step[1] > step[0]} == {(5, 6)}  # evaluation: BN on its own
+
+
+def _residual_block(rng, dtype):
+    return numcnn.Graph(
+        [
+            ("conv1", numcnn.Conv2d(2, 3, 3, padding=1, rng=rng, dtype=dtype)),
+            ("bn1", numcnn.BatchNorm2d(3, dtype=dtype)),
+            ("relu1", numcnn.ReLU()),
+            ("conv2", numcnn.Conv2d(3, 2, 3, padding=1, rng=rng, dtype=dtype)),
+            ("bn2", numcnn.BatchNorm2d(2, dtype=dtype)),
+            ("add", numcnn.Add(), ("input", "bn2")),
+            ("relu2", numcnn.ReLU()),
+            ("flat", numcnn.Flatten()),
+            ("fc", numcnn.Linear(2 * 6 * 6, 3, rng=rng, dtype=dtype)),
+        ]
+    )
+
+
+@NUMBA
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_a_graph_runs_batch_norm_relu_as_one_step_where_only_the_relu_reads_it(dtype, close):
+    model = _residual_block(np.random.default_rng(5), dtype)
+    x = np.random.default_rng(6).standard_normal((4, 2, 6, 6)).astype(dtype)
+    targets = np.array([0, 1, 2, 1])
+    expected = _loss_and_gradients(model, x, targets, "reference")
+    assert model.cache == {}  # the reference backend never fuses
+    results = _loss_and_gradients(model, x, targets, "numba")
+    assert model.cache == {"relu1": "bn1"}  # bn2 feeds the Add, not a ReLU
+    _assert_same_results(results, expected, dtype, close)
+    # A hook on the batch norm keeps its output: no fusion, the same numbers.
+    seen = []
+    model["bn1"].register_forward_hook(lambda layer, inputs, output: seen.append(output.shape))
+    hooked = _loss_and_gradients(model, x, targets, "numba")
+    assert model.cache == {} and seen == [(4, 3, 6, 6)]
+    _assert_same_results(hooked, expected, dtype, close)
+
+
 def _weights_after_steps(backend, model_name, x, targets, dtype, steps):
     """The state dict of a registry model after ``steps`` SGD-with-momentum steps on ``backend``."""
     with kernels.use_backend(backend):

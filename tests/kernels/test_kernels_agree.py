@@ -304,6 +304,51 @@ def test_batch_norm_training_equals_the_reference(fast, reference, close, dtype,
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
+def test_batch_norm_with_a_fused_relu_equals_batch_norm_then_relu(fast, reference, close, dtype, shape, rng, layouts):
+    """relu(BN(x)) in one pass, and its backward from δ of the ReLU's output: the reference's two
+    layers one after the other (half the outputs cut by the ReLU, so the mask matters)."""
+    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
+    weight, bias = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
+    delta = rng.standard_normal(shape).astype(dtype)
+    y_ref, norm_ref, mean_ref, var_ref, _ = reference.batch_norm_train_forward(x, weight, bias, 1e-5)
+    z_ref, relu_ref = reference.relu_forward(y_ref)
+    assert 0 < np.count_nonzero(z_ref) < z_ref.size
+    grads_ref = reference.batch_norm_backward(reference.relu_backward(delta, relu_ref), norm_ref)
+    for variant in layouts(x).values():
+        z, cache, mean, var, count = fast.batch_norm_relu_train_forward(variant, weight, bias, 1e-5)
+        assert count == x.size // x.shape[1]
+        for ours, theirs in zip((z, mean, var), (z_ref, mean_ref, var_ref)):
+            close(ours, theirs, dtype)
+        for delta_variant in layouts(delta).values():
+            for ours, theirs in zip(fast.batch_norm_backward(delta_variant, cache), grads_ref):
+                close(ours, theirs, dtype)
+        grad_input, grad_weight, grad_bias = fast.batch_norm_backward(delta, cache, need_input_grad=False)
+        assert grad_input is None
+        close(grad_weight, grads_ref[1], dtype)
+        close(grad_bias, grads_ref[2], dtype)
+
+
+def test_numba_batch_norm_with_a_fused_relu_gives_the_bits_of_the_two_kernels(rng):
+    """The fused pass stores max(y, 0) of the same y, and masks δ where that is zero: bit for bit
+    the numba batch norm followed by the numba ReLU."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    x = rng.standard_normal((6, 5, 7, 9)).astype(np.float32)
+    weight, bias = rng.standard_normal(5).astype(np.float32), rng.standard_normal(5).astype(np.float32)
+    delta = rng.standard_normal(x.shape).astype(np.float32)
+    y, norm_cache, *_ = backend.batch_norm_train_forward(x, weight, bias, 1e-5)
+    z_two, relu_cache = backend.relu_forward(y)
+    grads_two = backend.batch_norm_backward(backend.relu_backward(delta, relu_cache), norm_cache)
+    z, cache, *_ = backend.batch_norm_relu_train_forward(x, weight, bias, 1e-5)
+    np.testing.assert_array_equal(z, z_two)
+    for ours, theirs in zip(backend.batch_norm_backward(delta, cache), grads_two):
+        np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
 def test_batch_norm_evaluation_equals_the_reference(fast, reference, close, dtype, rng, layouts):
     x = rng.standard_normal((3, 4, 5, 5)).astype(dtype)
     weight, bias = rng.standard_normal(4).astype(dtype), rng.standard_normal(4).astype(dtype)

@@ -37,12 +37,15 @@ class Backend(Protocol):
     Capability flags, read by :class:`~numcnn.layers.Sequential` when it plans fused steps:
 
     * ``fuses_relu_pool``: ReLU → MaxPool2d may run as ``max_pool2d_forward(..., relu=True)``;
-    * ``fuses_conv_pool``: Conv2d → ReLU → MaxPool2d may run through :meth:`conv2d_max_pool2d_forward`.
+    * ``fuses_conv_pool``: Conv2d → ReLU → MaxPool2d may run through :meth:`conv2d_max_pool2d_forward`;
+    * ``fuses_batch_norm_relu``: BatchNorm2d → ReLU (training) may run through
+      :meth:`batch_norm_relu_train_forward`.
     """
 
     name: str
     fuses_relu_pool: bool
     fuses_conv_pool: bool
+    fuses_batch_norm_relu: bool
 
     # -- convolution (eqs. 15.25, 15.38, 15.49) -------------------------------------------------
     def conv2d_forward(
@@ -122,6 +125,14 @@ class Backend(Protocol):
     ) -> tuple[np.ndarray, Any, np.ndarray, np.ndarray, int]:
         """``y = γ x̂ + β`` with the batch statistics, as ``(y, cache, μ, biased σ², m)``; with ``reduce``
         the statistics are summed over processes (synchronised BN). Shape: ``(N, C, ...)`` → same."""
+        ...
+
+    def batch_norm_relu_train_forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float, reduce: Any = None
+    ) -> tuple[np.ndarray, Any, np.ndarray, np.ndarray, int]:
+        """``relu(γ x̂ + β)`` with the batch statistics, as :meth:`batch_norm_train_forward` returns its
+        result; :meth:`batch_norm_backward` of the cache takes δ of the ReLU's output (the ReLU's
+        derivative included). Shape: ``(N, C, ...)`` → same."""
         ...
 
     def batch_norm_eval_forward(

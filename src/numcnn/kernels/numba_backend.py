@@ -144,6 +144,9 @@ class BatchNormPlaneCache(NamedTuple):
     inv_std: np.ndarray  # (C,) s = 1/√(σ² + ε) of the batch (training) or of the running variance
     weight: np.ndarray  # (C,) γ
     batch_statistics: bool  # True in training mode: μ and σ² depend on x
+    # A fused ReLU's output max(γ x̂ + β, 0), flat channel-major (C, N, H, W): δ then arrives for it,
+    # and is cut where it is zero. None: no ReLU fused.
+    activated: np.ndarray | None = None
 
 
 def _image_blocks(batch: int, per_block: int) -> list[tuple[int, int]]:
@@ -622,9 +625,25 @@ class NumbaBackend(NumpyBackend):
         return as_nchw(out)
 
     # -- batch normalisation of image batches (numcnn.kernels.numba_norm) ----------------------------
+    fuses_batch_norm_relu = True
+
     def batch_norm_train_forward(self, x, weight, bias, eps, reduce=None):
-        if not _image_batch_for(x, weight) or reduce is not None or x.shape[0] * x.shape[2] * x.shape[3] < 2:
+        if not self._batch_norm_kernel_takes(x, weight, reduce):
             return super().batch_norm_train_forward(x, weight, bias, eps, reduce)  # its errors; synchronised BN
+        return self._batch_norm_train(x, weight, bias, eps, relu=False)
+
+    def batch_norm_relu_train_forward(self, x, weight, bias, eps, reduce=None):
+        """``relu(batch_norm(x))``: the batch norm's last pass stores ``max(y, 0)``, and its backward
+        masks δ as it reads it (:mod:`numcnn.kernels.numba_norm`); the ReLU's two passes are saved."""
+        if not self._batch_norm_kernel_takes(x, weight, reduce):
+            return super().batch_norm_relu_train_forward(x, weight, bias, eps, reduce)
+        return self._batch_norm_train(x, weight, bias, eps, relu=True)
+
+    @staticmethod
+    def _batch_norm_kernel_takes(x, weight, reduce) -> bool:
+        return _image_batch_for(x, weight) and reduce is None and x.shape[0] * x.shape[2] * x.shape[3] >= 2
+
+    def _batch_norm_train(self, x, weight, bias, eps, relu):
         n, c, h, w = x.shape
         flat, plane_c, plane_n = plane_layout(x)
         y = np.empty((c, n, h, w), dtype=x.dtype)
@@ -632,12 +651,13 @@ class NumbaBackend(NumpyBackend):
         mean = np.empty(c, dtype=np.float64)
         variance = np.empty(c, dtype=np.float64)
         numba_norm.batch_norm_train_forward_kernel(
-            flat, plane_c, plane_n, (c, n, h, w), weight, bias, float(eps),
+            flat, plane_c, plane_n, (c, n, h, w), weight, bias, float(eps), relu,
             y.reshape(-1), normalized.reshape(-1), mean, variance,
         )  # fmt: skip
         mean, variance = mean.astype(x.dtype), variance.astype(x.dtype)
         inv_std = 1.0 / np.sqrt(variance + x.dtype.type(eps))
-        cache = BatchNormPlaneCache(normalized.reshape(-1), None, None, (c, n, h, w), inv_std, weight, True)
+        activated = y.reshape(-1) if relu else None
+        cache = BatchNormPlaneCache(normalized.reshape(-1), None, None, (c, n, h, w), inv_std, weight, True, activated)
         return as_nchw(y), cache, mean, variance, n * h * w
 
     def batch_norm_eval_forward(self, x, weight, bias, running_mean, running_var, eps):
@@ -666,9 +686,11 @@ class NumbaBackend(NumpyBackend):
         out = np.empty(cache.shape if need_input_grad else (1, 1, 1, 1), dtype=grad_output.dtype)
         grad_weight = np.empty(c, dtype=np.float64)
         grad_bias = np.empty(c, dtype=np.float64)
+        relu = cache.activated is not None
+        activated = cache.activated if relu else normalized[:1]
         numba_norm.batch_norm_backward_kernel(
             grad_flat, grad_plane_c, grad_plane_n, normalized, cache.shape, cache.weight, cache.inv_std,
-            cache.batch_statistics, bool(need_input_grad), out.reshape(-1), grad_weight, grad_bias,
+            cache.batch_statistics, relu, activated, bool(need_input_grad), out.reshape(-1), grad_weight, grad_bias,
         )  # fmt: skip
         dtype = grad_output.dtype
         grad_input = as_nchw(out) if need_input_grad else None

@@ -9,6 +9,8 @@ over axes ``(0, 2, 3)`` are strided. Here every channel's ``N`` planes are one t
 * forward (training): ``Σ x`` → ``μ``; ``Σ (x − μ)²`` → ``σ²`` (two passes, as the reference, not
   ``Σ x² − m μ²``, which cancels badly); then ``x̂ = (x − μ) s`` and ``y = γ x̂ + β`` in one pass;
 * backward: ``Σ δ`` and ``Σ δ x̂`` in one pass, then ``∂ℓ/∂x = (γ s/m)(m δ − Σ δ − x̂ Σ δ x̂)`` in one;
+* a following ReLU fused (training): ``max(y, 0)`` is stored instead of ``y``, and backward masks
+  δ where that output is zero as it reads it -- the ReLU's own two passes (and its δ array) saved;
 * evaluation: ``y = γ (x − μ̂) s + β``, one pass.
 
 The sums are accumulated in float64 whatever the data's dtype (the reference's float32 pairwise
@@ -32,8 +34,11 @@ u64 = np.uint64
 
 
 @njit(parallel=True, cache=True, fastmath=_REASSOCIATE)
-def batch_norm_train_forward_kernel(src, plane_c, plane_n, shape, weight, bias, eps, out, normalized, mean, variance):
-    """Training forward: ``out`` = y, ``normalized`` = x̂, the batch ``mean`` and the biased ``variance``."""
+def batch_norm_train_forward_kernel(
+    src, plane_c, plane_n, shape, weight, bias, eps, relu, out, normalized, mean, variance
+):  # fmt: skip
+    """Training forward: ``out`` = y (``relu``: ``max(y, 0)``, a following ReLU fused), ``normalized`` = x̂,
+    the batch ``mean`` and the biased ``variance``."""
     channels, batch, height, width = shape
     plane = height * width
     count = batch * plane
@@ -61,22 +66,31 @@ def batch_norm_train_forward_kernel(src, plane_c, plane_n, shape, weight, bias, 
         for n in range(batch):
             start = u64(c * plane_c + n * plane_n)
             dst = u64((c * batch + n) * plane)
-            for k in range(u64(plane)):
-                value = (src[start + k] - shift) * scale
-                normalized[dst + k] = value
-                out[dst + k] = value * gamma + beta
+            if relu:
+                for k in range(u64(plane)):
+                    value = (src[start + k] - shift) * scale
+                    normalized[dst + k] = value
+                    out[dst + k] = max(value * gamma + beta, 0)
+            else:
+                for k in range(u64(plane)):
+                    value = (src[start + k] - shift) * scale
+                    normalized[dst + k] = value
+                    out[dst + k] = value * gamma + beta
 
 
 @njit(parallel=True, cache=True, fastmath=_REASSOCIATE)
 def batch_norm_backward_kernel(
-    grad, plane_c, plane_n, normalized, shape, weight, inv_std, batch_statistics, need_input_grad,
-    out, grad_weight, grad_bias,
+    grad, plane_c, plane_n, normalized, shape, weight, inv_std, batch_statistics, relu, activated,
+    need_input_grad, out, grad_weight, grad_bias,
 ):  # fmt: skip
     """``∂ℓ/∂γ = Σ δ x̂``, ``∂ℓ/∂β = Σ δ`` and, if ``need_input_grad``, ``∂ℓ/∂x`` into ``out``.
 
     ``normalized`` (x̂) is flat channel-major; ``grad`` (δ) has plane strides ``plane_c``/``plane_n``.
     With ``batch_statistics`` the input gradient goes through μ and σ² (training mode); without,
-    it is the affine map's ``γ s δ`` (evaluation mode).
+    it is the affine map's ``γ s δ`` (evaluation mode). With ``relu``, ``grad`` is δ of a fused
+    ReLU's output ``activated`` (flat channel-major): δ of the batch norm's own output is ``grad``
+    where ``activated > 0`` and zero elsewhere, as the ReLU's backward gives it -- read in place
+    in both passes, never stored.
     """
     channels, batch, height, width = shape
     plane = height * width
@@ -87,10 +101,16 @@ def batch_norm_backward_kernel(
         for n in range(batch):
             start = u64(c * plane_c + n * plane_n)
             src = u64((c * batch + n) * plane)
-            for k in range(u64(plane)):
-                delta = grad[start + k]
-                sum_grad += delta
-                sum_grad_normalized += delta * normalized[src + k]
+            if relu:
+                for k in range(u64(plane)):
+                    delta = grad[start + k] if activated[src + k] > 0 else grad.dtype.type(0)
+                    sum_grad += delta
+                    sum_grad_normalized += delta * normalized[src + k]
+            else:
+                for k in range(u64(plane)):
+                    delta = grad[start + k]
+                    sum_grad += delta
+                    sum_grad_normalized += delta * normalized[src + k]
         grad_bias[c] = sum_grad
         grad_weight[c] = sum_grad_normalized
         if not need_input_grad:
@@ -108,8 +128,13 @@ def batch_norm_backward_kernel(
         for n in range(batch):
             start = u64(c * plane_c + n * plane_n)
             dst = u64((c * batch + n) * plane)
-            for k in range(u64(plane)):
-                out[dst + k] = scale * grad[start + k] - offset - slope * normalized[dst + k]
+            if relu:
+                for k in range(u64(plane)):
+                    delta = grad[start + k] if activated[dst + k] > 0 else grad.dtype.type(0)
+                    out[dst + k] = scale * delta - offset - slope * normalized[dst + k]
+            else:
+                for k in range(u64(plane)):
+                    out[dst + k] = scale * grad[start + k] - offset - slope * normalized[dst + k]
 
 
 @njit(parallel=True, cache=True)

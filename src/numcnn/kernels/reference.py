@@ -8,13 +8,15 @@ The interface it implements is declared in :class:`numcnn.kernels.interface.Back
 
 ``fuses_relu_pool`` tells :class:`~numcnn.layers.Sequential` whether to run ReLU → MaxPool2d as one
 step, ``fuses_conv_pool`` whether Conv2d → ReLU → MaxPool2d may run through
-``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``); the reference backend
-never fuses, so on it every layer runs exactly as written.
+``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``), ``fuses_batch_norm_relu``
+whether BatchNorm2d → ReLU runs through ``batch_norm_relu_train_forward``; the reference backend
+never fuses, so on it every layer runs exactly as written (its fused methods are the compositions,
+written out, that the fast backends' are tested against).
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -28,12 +30,18 @@ class _ReluMaxPoolCache(NamedTuple):
     pool: pooling.MaxPool2dCache
 
 
+class _BatchNormReluCache(NamedTuple):
+    batch_norm: Any  # the backend's batch_norm_train_forward cache
+    relu: Any  # the backend's relu_forward cache of the batch norm's output
+
+
 class ReferenceBackend:
     """Adapters from the backend interface to :mod:`numcnn.functional`."""
 
     name = "reference"
     fuses_relu_pool = False
     fuses_conv_pool = False
+    fuses_batch_norm_relu = False
 
     def conv2d_max_pool2d_forward(
         self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
@@ -91,8 +99,18 @@ class ReferenceBackend:
     def batch_norm_train_forward(self, x, weight, bias, eps, reduce=None):
         return normalization.batch_norm_train_forward(x, weight, bias, eps, reduce)
 
+    def batch_norm_relu_train_forward(self, x, weight, bias, eps, reduce=None):
+        """The composition ``relu(batch_norm(x))``, written out: the oracle for the fused fast kernels
+        (and what a fast backend falls back to for inputs its kernels do not take)."""
+        y, norm_cache, mean, variance, count = self.batch_norm_train_forward(x, weight, bias, eps, reduce)
+        z, relu_cache = self.relu_forward(y)
+        return z, _BatchNormReluCache(norm_cache, relu_cache), mean, variance, count
+
     def batch_norm_eval_forward(self, x, weight, bias, running_mean, running_var, eps):
         return normalization.batch_norm_eval_forward(x, weight, bias, running_mean, running_var, eps)
 
     def batch_norm_backward(self, grad_output, cache, need_input_grad=True):
+        if isinstance(cache, _BatchNormReluCache):  # δ of the ReLU's output: through the ReLU first
+            grad_norm = self.relu_backward(grad_output, cache.relu)
+            return self.batch_norm_backward(grad_norm, cache.batch_norm, need_input_grad)
         return normalization.batch_norm_backward(grad_output, cache, need_input_grad)

@@ -50,8 +50,9 @@ class ReLU(Layer):
     def require_cache(self):
         if self.cache is None:
             raise NumcnnError(
-                "ReLU.backward() was called before forward(); inside a Sequential a ReLU before a MaxPool2d "
-                "may run fused into the pooling, whose backward includes the ReLU: call the Sequential's backward"
+                "ReLU.backward() was called before forward(); inside a Sequential or Graph a ReLU may run fused "
+                "into the MaxPool2d after it or the BatchNorm2d before it, whose backward includes the ReLU: "
+                "call the container's backward"
             )
         return self.cache
 

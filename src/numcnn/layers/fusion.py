@@ -16,6 +16,11 @@ Two patterns run as one step when the active backend offers it (the reference ba
   unchanged: pooling (with the ReLU), then the convolution. When the backend declines for a layer's
   shapes, the step runs as Conv2d followed by the fused ReLU → MaxPool2d.
 
+* **BatchNorm2d → ReLU** (numba backend, training mode): the batch norm stores ``max(y, 0)`` in its
+  last pass and masks δ as its backward reads it (:meth:`BatchNorm2d.forward_relu`), saving the
+  ReLU's two passes over memory; the ReLU does not run, and backward steps over it. Where the ReLU
+  is followed by a MaxPool2d, the ReLU → MaxPool2d fusion is taken instead (it saves as much).
+
 Every layer touches only its own state: this module only plans the steps and calls the layers.
 
 Only exactly these classes are fused (a subclass may change the maths), and never a layer with a
@@ -32,6 +37,7 @@ from numcnn import kernels
 from numcnn.layers.activation import ReLU
 from numcnn.layers.base import Layer
 from numcnn.layers.convolution import Conv2d
+from numcnn.layers.normalization import BatchNorm2d
 from numcnn.layers.pooling import MaxPool2d
 
 __all__ = ["plan_steps", "step_forward", "step_backward", "fused_forward", "fused_backward"]
@@ -45,18 +51,30 @@ def _fusable(layers: list[Layer], first: int, kinds: tuple[type[Layer], ...]) ->
     )
 
 
+def _norm_relu_fusable(layers: list[Layer], first: int, fuse_pool: bool) -> bool:
+    """BatchNorm2d → ReLU in training mode, unless the ReLU fuses with a following MaxPool2d."""
+    return (
+        _fusable(layers, first, (BatchNorm2d, ReLU))
+        and layers[first].training
+        and not (fuse_pool and _fusable(layers, first + 1, (ReLU, MaxPool2d)))
+    )
+
+
 def plan_steps(layers: list[Layer], allow_fusion: bool = True) -> list[tuple[int, int]]:
     """The forward steps as ``(first, last)`` layer indices: ``(k, k)`` for a layer on its own,
-    ``(k, k + 1)`` for ReLU → MaxPool2d, ``(k, k + 2)`` for Conv2d → ReLU → MaxPool2d."""
+    ``(k, k + 1)`` for ReLU → MaxPool2d or BatchNorm2d → ReLU, ``(k, k + 2)`` for Conv2d → ReLU → MaxPool2d."""
     backend = kernels.active()
     fuse_pool = allow_fusion and backend.fuses_relu_pool
     fuse_conv = fuse_pool and backend.fuses_conv_pool
+    fuse_norm = allow_fusion and backend.fuses_batch_norm_relu
     steps, index = [], 0
     while index < len(layers):
         if fuse_conv and _fusable(layers, index, (Conv2d, ReLU, MaxPool2d)):
             size = 3
-        elif fuse_pool and _fusable(layers, index, (ReLU, MaxPool2d)):
-            size = 2
+        elif (fuse_pool and _fusable(layers, index, (ReLU, MaxPool2d))) or (
+            fuse_norm and _norm_relu_fusable(layers, index, fuse_pool)
+        ):
+            size = 2  # ReLU → MaxPool2d, or BatchNorm2d → ReLU
         else:
             size = 1
         steps.append((index, index + size - 1))
@@ -69,6 +87,9 @@ def step_forward(layers: list[Layer], step: tuple[int, int], x: np.ndarray) -> n
     first, last = step
     if first == last:
         return layers[first].forward_with_hooks(x)
+    norm = layers[first]
+    if isinstance(norm, BatchNorm2d):  # BatchNorm2d → ReLU
+        return norm.forward_relu(x)
     pool = layers[last]
     assert isinstance(pool, MaxPool2d)  # what plan_steps fuses
     if last - first == 2:
@@ -82,10 +103,12 @@ def step_forward(layers: list[Layer], step: tuple[int, int], x: np.ndarray) -> n
 
 
 def step_backward(layers: list[Layer], step: tuple[int, int], grad: np.ndarray, need_input_grad: bool):
-    """Back-propagate through one step; a fused pool's backward already includes its ReLU."""
+    """Back-propagate through one step; a fused pool's or batch norm's backward already includes its ReLU."""
     first, last = step
     if first == last:
         return layers[first].backward_with_hooks(grad, need_input_grad=need_input_grad or first > 0)
+    if isinstance(layers[first], BatchNorm2d):  # BatchNorm2d → ReLU: δ of the ReLU's output
+        return layers[first].backward(grad, need_input_grad=need_input_grad or first > 0)
     if last - first == 2:  # pooling (with the ReLU), then the convolution
         grad_conv_output = layers[last].backward(grad, need_input_grad=True)
         assert grad_conv_output is not None

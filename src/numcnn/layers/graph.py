@@ -21,6 +21,10 @@ which must be the graph's input or the outputs of earlier nodes (so no cycle can
 ``forward`` runs the nodes in order; ``backward`` runs them in reverse, accumulating each tensor's
 gradient from all its consumers before handing it to the node that produced it. A ``Graph`` has one
 input and one output, so it is a ``Layer``: it can be a whole model or one block of a ``Sequential``.
+
+Where the backend fuses them (numba), a BatchNorm2d whose output only a ReLU reads runs with it as
+one step in training mode, as in a ``Sequential`` (:mod:`numcnn.layers.fusion`); hooked layers
+never fuse, so every recorded activation and δ exists.
 """
 
 from __future__ import annotations
@@ -30,9 +34,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from numcnn import kernels
 from numcnn.errors import ConfigurationError
 from numcnn.functional.merge import add_backward, add_forward
+from numcnn.layers.activation import ReLU
 from numcnn.layers.base import Layer
+from numcnn.layers.normalization import BatchNorm2d
 
 __all__ = ["Merge", "Add", "Graph", "Node"]
 
@@ -191,23 +198,63 @@ class Graph(Layer):
         return cls(nodes, input_name=config.get("input_name", "input"), output=config.get("output"))
 
     # -- computation ----------------------------------------------------------------------------
+    def _norm_relu_pairs(self) -> dict[str, str]:
+        """``{batch norm node: ReLU node}`` for the BatchNorm2d → ReLU pairs that run as one step.
+
+        As in :mod:`numcnn.layers.fusion`: where the backend fuses them, in training mode, neither
+        layer hooked, and the ReLU the only reader of the batch norm's output (which is then never
+        stored) -- the batch norm computes ``relu(BN(x))`` and its backward takes the ReLU's δ.
+        """
+        if not kernels.active().fuses_batch_norm_relu:
+            return {}
+        readers: dict[str, list[Node]] = {}
+        for node in self._active:
+            for name in node.inputs:
+                readers.setdefault(name, []).append(node)
+        pairs = {}
+        for node in self._active:
+            following = readers.get(node.name, [])
+            if (
+                type(node.layer) is BatchNorm2d
+                and node.layer.training
+                and not node.layer.has_hooks()
+                and node.name != self.output
+                and len(following) == 1
+                and type(following[0].layer) is ReLU
+                and not following[0].layer.has_hooks()
+            ):
+                pairs[node.name] = following[0].name
+        return pairs
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         tensors = {self.input_name: x}
+        fused = self._norm_relu_pairs()
+        relus = set(fused.values())
         for node in self._active:
+            if node.name in relus:
+                continue  # computed by its batch norm
             arguments = [tensors[name] for name in node.inputs]
-            tensors[node.name] = node.layer.forward_with_hooks(*arguments)
-        # Every layer cached what its backward needs; the graph itself needs only its structure.
-        self.cache = True
+            if node.name in fused:
+                assert isinstance(node.layer, BatchNorm2d)
+                tensors[fused[node.name]] = node.layer.forward_relu(*arguments)
+            else:
+                tensors[node.name] = node.layer.forward_with_hooks(*arguments)
+        # Every layer cached what its backward needs; the graph keeps which ReLUs ran inside their
+        # batch norms ({ReLU node: batch norm node}), for backward to hand their δ straight on.
+        self.cache = {relu: norm for norm, relu in fused.items()}
         return tensors[self.output]
 
     def backward(self, grad_output: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         """Reverse topological order; a tensor read by several nodes gets the sum of their gradients."""
-        self.require_cache()
+        fused_relus = self.require_cache()
         grads: dict[str, np.ndarray] = {self.output: grad_output}
         for node in reversed(self._active):
             grad = grads.pop(node.name, None)
             if grad is None:
                 continue  # this node's output does not reach the graph's output by this route
+            if node.name in fused_relus:  # the ReLU ran inside its batch norm, whose backward includes it
+                grads[fused_relus[node.name]] = grad
+                continue
             wants = need_input_grad or any(name != self.input_name for name in node.inputs)
             input_grads: tuple[np.ndarray | None, ...]
             if isinstance(node.layer, Merge):

@@ -62,7 +62,20 @@ class _BatchNorm(Layer):
             )
             self.cache = (backend, cache)  # backward runs on the backend that made the cache
             return y
-        y, cache, mean, variance, count = backend.batch_norm_train_forward(x, weight, bias, self.eps, self.reduce)
+        return self._train_forward(backend, backend.batch_norm_train_forward, x)
+
+    def forward_relu(self, x: np.ndarray) -> np.ndarray:
+        """``relu(BN(x))`` in training mode, one backend pass (used by :class:`~numcnn.layers.Sequential`
+        and :class:`~numcnn.layers.Graph` for BatchNorm2d → ReLU where the backend fuses it);
+        :meth:`backward` then takes δ of the ReLU's output and includes the ReLU's derivative."""
+        x = np.asarray(x, dtype=self.dtype)
+        self._check_input(x)
+        backend = kernels.active()
+        return self._train_forward(backend, backend.batch_norm_relu_train_forward, x)
+
+    def _train_forward(self, backend, forward, x: np.ndarray) -> np.ndarray:
+        """Normalise with the batch statistics by ``forward`` (a backend method) and update the running ones."""
+        y, cache, mean, variance, count = forward(x, self.params["weight"], self.params["bias"], self.eps, self.reduce)
         self.cache = (backend, cache)
         update_running_stats(
             self.buffers["running_mean"], self.buffers["running_var"], mean, variance, count, self.momentum
