@@ -115,6 +115,30 @@ def test_winograd_conv_relu_pool_in_its_output_transform(
     np.testing.assert_array_equal(winograd.max_pool2d_backward(delta, pool_eval), grad_conv)
 
 
+def test_inference_pools_larger_layers_by_winograd_and_a_backward_pass_still_works(rng):
+    """SK's fourth convolution (50→50, F·C beyond the training rule) in eval mode: Conv2d → ReLU →
+    2×2 max pooling by Winograd, the reference's numbers; a backward pass that follows anyway is exact."""
+    backend = kernels.get_backend("numba")
+    reference = kernels.get_backend("reference")
+    x = rng.standard_normal((3, 50, 10, 10))
+    weight, bias = rng.standard_normal((50, 50, 3, 3)) * 0.1, rng.standard_normal(50)
+    y, conv_cache, pool_cache = backend.conv2d_max_pool2d_forward(
+        x, weight, bias, (1, 1), (0, 0), (2, 2), (2, 2), (0, 0), record=False
+    )
+    assert isinstance(conv_cache, numba_winograd_cache())
+    conv_y, conv_ref = reference.conv2d_forward(x, weight, bias, (1, 1), (0, 0))
+    y_ref, pool_ref = reference.max_pool2d_forward(conv_y, (2, 2), (2, 2), (0, 0), relu=True)
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-12 * np.abs(y_ref).max())
+    delta = rng.standard_normal(y.shape)
+    grad_conv = backend.max_pool2d_backward(delta, pool_cache)
+    np.testing.assert_array_equal(grad_conv, reference.max_pool2d_backward(delta, pool_ref))
+    grads = zip(backend.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref))
+    for ours, theirs in grads:
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12 * np.abs(theirs).max())
+    # Training (recording) keeps the training rule: this layer is not Winograd's there.
+    assert backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (0, 0), (2, 2), (2, 2), (0, 0)) is None
+
+
 def test_winograd_declines_other_pooling_in_one_pass(winograd, rng):
     """Only 2×2 stride-2 windows are output tiles; other pooling runs after the convolution."""
     x = rng.standard_normal((2, 4, 8, 8))
@@ -153,6 +177,10 @@ def test_the_numba_backend_picks_winograd_only_where_it_was_measured_to_win():
     assert backend.use_winograd((20, 20, 3, 3), (1, 1), (24, 24))  # SK's second convolution
     assert backend.use_winograd((50, 20, 3, 3), (1, 1), (10, 10))  # SK's third
     assert not backend.use_winograd((50, 50, 3, 3), (1, 1), (8, 8))  # SK's fourth: F·C too large
+    # ... except for a pooled forward pass in inference (no weight gradient to fall behind)
+    assert backend.use_winograd((50, 50, 3, 3), (1, 1), (8, 8), inference=True)
+    assert backend.use_winograd((100, 100, 3, 3), (1, 1), (8, 8), inference=True)  # SK-2's fourth
+    assert not backend.use_winograd((128, 128, 3, 3), (1, 1), (8, 8), inference=True)
     assert not backend.use_winograd((20, 1, 3, 3), (1, 1), (26, 26))  # one input channel: direct
     assert not backend.use_winograd((16, 16, 3, 3), (1, 1), (7, 7))  # planes smaller than 8×8
     assert not backend.use_winograd((8, 8, 3, 3), (1, 1), (28, 28))  # few channels
