@@ -12,6 +12,7 @@ import pytest
 
 import numcnn
 from numcnn import kernels
+from numcnn.inference import inference_model
 from numcnn.layers.flat import contiguous_span, flatten_parameters
 
 
@@ -178,6 +179,27 @@ def test_batch_norm_relu_runs_as_one_step_in_training_on_numba(dtype, close):
     assert {step for step in model.steps if step[1] > step[0]} == {(5, 6)}  # evaluation: BN on its own
 
 
+@NUMBA
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_conv_relu_runs_as_one_step_on_numba(dtype, close):
+    rng = np.random.default_rng(7)
+    model = numcnn.Sequential(
+        numcnn.Conv2d(1, 4, 3, rng=rng, dtype=dtype),
+        numcnn.ReLU(),  # fused into the convolution
+        numcnn.Conv2d(4, 4, 3, rng=rng, dtype=dtype),
+        numcnn.ReLU(),
+        numcnn.MaxPool2d(2),  # Conv2d → ReLU → MaxPool2d as a whole
+        numcnn.Flatten(),
+        numcnn.Linear(64, 3, rng=rng, dtype=dtype),
+    )
+    x = np.random.default_rng(8).standard_normal((5, 1, 12, 12)).astype(dtype)
+    targets = np.array([0, 2, 1, 1, 0])
+    expected = _loss_and_gradients(model, x, targets, "reference")
+    results = _loss_and_gradients(model, x, targets, "numba")
+    assert {step for step in model.steps if step[1] > step[0]} == {(0, 1), (2, 4)}
+    _assert_same_results(results, expected, dtype, close)
+
+
 def _residual_block(rng, dtype):
     return numcnn.Graph(
         [
@@ -211,6 +233,14 @@ def test_a_graph_runs_batch_norm_relu_as_one_step_where_only_the_relu_reads_it(d
     hooked = _loss_and_gradients(model, x, targets, "numba")
     assert model.cache == {} and seen == [(4, 3, 6, 6)]
     _assert_same_results(hooked, expected, dtype, close)
+    # For inference the batch norms are folded into the convolutions: conv1 (now named bn1) → relu1 fuses.
+    folded = inference_model(model)
+    with kernels.use_backend("reference"):
+        want = folded.forward(x)
+    with kernels.use_backend("numba"):
+        got = folded.forward(x)
+    assert folded.cache == {"relu1": "bn1"}
+    close(got, want, dtype)
 
 
 def _weights_after_steps(backend, model_name, x, targets, dtype, steps):

@@ -90,6 +90,45 @@ def test_conv2d_equals_the_reference(
     close(grad_w, grads_ref[1], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("n, c, h, w, f, kernel, stride, padding", CONV_CASES)
+def test_conv2d_with_a_fused_relu_equals_conv_then_relu(
+    fast, reference, close, n, c, h, w, f, kernel, stride, padding, dtype, rng
+):
+    """relu(conv(x)) in one pass on every path (direct, Winograd, im2col, one product), and its
+    backward from δ of the ReLU's output: the reference's two layers one after the other."""
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight = rng.standard_normal((f, c, *kernel)).astype(dtype)
+    bias = rng.standard_normal(f).astype(dtype)
+    y_ref, conv_ref = reference.conv2d_forward(x, weight, bias, stride, padding)
+    z_ref, relu_ref = reference.relu_forward(y_ref)
+    delta = rng.standard_normal(z_ref.shape).astype(dtype)
+    grads_ref = reference.conv2d_backward(reference.relu_backward(delta, relu_ref), conv_ref)
+    z, cache = fast.conv2d_relu_forward(np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3),
+                                        weight, bias, stride, padding)
+    assert z.dtype == dtype
+    close(z, z_ref, dtype)
+    for ours, theirs in zip(fast.conv2d_backward(delta, cache), grads_ref):
+        close(ours, theirs, dtype)
+
+
+def test_numba_conv_with_a_fused_relu_gives_the_bits_of_the_two_kernels(rng):
+    """Winograd's, the direct kernel's and im2col's fused ReLU: bit for bit conv, then the ReLU kernel."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    for c, kernel in ((16, (3, 3)), (2, (5, 5)), (300, (2, 2))):  # Winograd, direct, im2col + GEMM
+        x = rng.standard_normal((3, c, 10, 10)).astype(np.float32)
+        weight = rng.standard_normal((5, c, *kernel)).astype(np.float32)
+        bias = rng.standard_normal(5).astype(np.float32)
+        y, conv_cache = backend.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+        z, cache = backend.conv2d_relu_forward(x, weight, bias, (1, 1), (1, 1))
+        assert type(cache.inner) is type(conv_cache)
+        np.testing.assert_array_equal(z, backend.relu_forward(y)[0])
+    assert type(cache.inner).__name__ == "ColumnsConvCache"  # the last shape took the im2col path
+
+
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "im2col"])
 def test_numba_direct_and_im2col_paths_agree(direct, close, rng, monkeypatch):
     """The numba backend picks direct loops or im2col + GEMM by size; both must give the same numbers."""
@@ -369,6 +408,17 @@ def test_batch_norm_keeps_a_nan(fast):
     x[0, 0, 0, 0] = np.nan
     y = fast.batch_norm_train_forward(x, np.ones(1), np.zeros(1), 1e-5)[0]
     assert np.isnan(y).all()
+
+
+def test_fused_relus_keep_a_nan(fast):
+    """Conv2d → ReLU and BatchNorm2d → ReLU in one pass: a NaN stays NaN, as through the ReLU alone."""
+    x = np.ones((2, 16, 8, 8))
+    x[0, 0, 3, 3] = np.nan
+    for c, kernel in ((16, (3, 3)), (16, (1, 1)), (1, (3, 3))):  # Winograd, a product, direct (numba)
+        z, _ = fast.conv2d_relu_forward(x[:, :c], np.ones((2, c, *kernel)), None, (1, 1), (1, 1))
+        assert np.isnan(z[0]).any() and not np.isnan(z[1]).any()
+    z = fast.batch_norm_relu_train_forward(x, np.ones(16), np.zeros(16), 1e-5)[0]
+    assert np.isnan(z[:, 0]).all()
 
 
 def test_relu_keeps_a_nan(fast, reference):

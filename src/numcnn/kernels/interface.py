@@ -38,6 +38,7 @@ class Backend(Protocol):
 
     * ``fuses_relu_pool``: ReLU → MaxPool2d may run as ``max_pool2d_forward(..., relu=True)``;
     * ``fuses_conv_pool``: Conv2d → ReLU → MaxPool2d may run through :meth:`conv2d_max_pool2d_forward`;
+    * ``fuses_conv_relu``: Conv2d → ReLU may run through :meth:`conv2d_relu_forward`;
     * ``fuses_batch_norm_relu``: BatchNorm2d → ReLU (training) may run through
       :meth:`batch_norm_relu_train_forward`.
     """
@@ -45,6 +46,7 @@ class Backend(Protocol):
     name: str
     fuses_relu_pool: bool
     fuses_conv_pool: bool
+    fuses_conv_relu: bool
     fuses_batch_norm_relu: bool
 
     # -- convolution (eqs. 15.25, 15.38, 15.49) -------------------------------------------------
@@ -58,6 +60,13 @@ class Backend(Protocol):
         self, grad_output: np.ndarray, cache: Any, need_input_grad: bool = True
     ) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
         """``(∂E/∂x or None, ∂E/∂W, ∂E/∂b)`` from δ = ``∂E/∂y`` ``(N, F, OH, OW)``."""
+        ...
+
+    def conv2d_relu_forward(
+        self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None, stride: Pair, padding: Pair
+    ) -> tuple[np.ndarray, Any]:
+        """``relu(W ⋆ x + b)`` in one pass, as ``(y, cache)``; :meth:`conv2d_backward` of the cache takes δ
+        of the ReLU's output (the ReLU's derivative included). Shapes as :meth:`conv2d_forward`."""
         ...
 
     def conv2d_max_pool2d_forward(

@@ -37,6 +37,7 @@ from numcnn.functional.im2col import conv_output_size_2d
 from numcnn.kernels import gemm, numba_conv, numba_kernels, numba_norm, numba_winograd, threads
 from numcnn.kernels.common import PoolWindow, check_conv_input, ones_vector
 from numcnn.kernels.numpy_backend import NumpyBackend
+from numcnn.kernels.reference import FusedReluCache
 
 __all__ = [
     "NumbaBackend",
@@ -249,30 +250,32 @@ class NumbaBackend(NumpyBackend):
             and min(out_size) >= self.winograd_min_output
         )
 
-    def _winograd_conv2d_forward(self, x, weight, bias, padding, out_size, pool=0):
-        """The convolution by Winograd; ``pool`` 1 or 2: then ReLU → 2×2 stride-2 max pooling in the
-        output transform (2 records the maxima), returning ``(y, conv cache, argmax or None)``."""
+    def _winograd_conv2d_forward(self, x, weight, bias, padding, out_size, epilogue=numba_winograd.EPILOGUE_NONE):
+        """The convolution by Winograd, with an ``epilogue`` of :func:`numba_winograd.winograd_forward`:
+        ``(y, conv cache)``, and for the pooling epilogues ``(y, conv cache, argmax or None)``."""
         n, c, h, w = x.shape
         filters = weight.shape[0]
         flat, plane_c, plane_n = plane_layout(x)
         u = numba_winograd.weight_transform(weight.astype(x.dtype, copy=False))  # U = G g Gᵀ (16, F, C)
         bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
-        y_size = out_size if pool == 0 else (out_size[0] // 2, out_size[1] // 2)
+        pooled = epilogue >= numba_winograd.EPILOGUE_POOL
+        record = epilogue == numba_winograd.EPILOGUE_POOL_RECORD
+        y_size = (out_size[0] // 2, out_size[1] // 2) if pooled else out_size
         y = np.empty((filters, n, *y_size), dtype=x.dtype)
-        argmax = np.empty(y.shape if pool == 2 else (1,), dtype=np.int32)
+        argmax = np.empty(y.shape if record else (1,), dtype=np.int32)
         per_group = self.winograd_images_per_group
         cache = WinogradConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, u, tuple(padding), out_size)
 
         def work(first: int, last: int) -> None:
             numba_winograd.winograd_forward(
                 flat, plane_c, plane_n, (c, n, h, w), tuple(padding), out_size, u, bias_vector,
-                per_group, self.winograd_chunk_tiles, (first, last), pool, y.reshape(-1), argmax.reshape(-1),
+                per_group, self.winograd_chunk_tiles, (first, last), epilogue, y.reshape(-1), argmax.reshape(-1),
             )  # fmt: skip
 
         gemm.split_over_threads(work, -(-n // per_group))
-        if pool == 0:
+        if not pooled:
             return as_nchw(y), cache
-        return as_nchw(y), cache, (argmax if pool == 2 else None)  # argmax channel-major (F, N, POH, POW)
+        return as_nchw(y), cache, (argmax if record else None)  # argmax channel-major (F, N, POH, POW)
 
     def _winograd_conv2d_backward(self, grad_output, cache: WinogradConvCache, need_input_grad):
         weight = cache.weight
@@ -298,26 +301,44 @@ class NumbaBackend(NumpyBackend):
         return (as_nchw(grad_input) if need_input_grad else None), grad_weight, _bias_gradient(grad_output)
 
     def conv2d_forward(self, x, weight, bias, stride, padding):
+        return self._conv2d_forward(x, weight, bias, stride, padding, relu=False)
+
+    fuses_conv_relu = True
+
+    def conv2d_relu_forward(self, x, weight, bias, stride, padding):
+        """``relu(conv(x))``: stored by Winograd's output transform or the direct kernel's copy out of
+        its rows as ``max(y, 0)``, after the other paths' products in place; the ReLU's own pass and
+        array are saved. The cache keeps the output for the ReLU's mask in backward."""
+        y, cache = self._conv2d_forward(x, weight, bias, stride, padding, relu=True)
+        return y, FusedReluCache(cache, y)  # relu_forward's cache is its output, y here
+
+    def _conv2d_forward(self, x, weight, bias, stride, padding, relu):
         check_conv_input(x, weight)
         n, c, h, w = x.shape
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         out_h, out_w = conv_output_size_2d((h, w), kernel, stride, padding)
         if self.use_winograd(weight.shape, stride, (out_h, out_w)):
-            return self._winograd_conv2d_forward(x, weight, bias, padding, (out_h, out_w))
+            epilogue = numba_winograd.EPILOGUE_RELU if relu else numba_winograd.EPILOGUE_NONE
+            return self._winograd_conv2d_forward(x, weight, bias, padding, (out_h, out_w), epilogue)
         if not self.use_direct(weight.shape, stride, out_w):
             unfolding_bytes = weight[0].size * n * out_h * out_w * x.itemsize
             if unfolding_bytes >= self.blocked_min_unfolding_bytes and not _is_product(
                 weight.shape[2:], stride, padding, (h, w)
             ):
-                return self._blocked_conv2d_forward(x, weight, bias, stride, padding)
-            return self._columns_conv2d_forward(x, weight, bias, stride, padding)
+                y, cache = self._blocked_conv2d_forward(x, weight, bias, stride, padding)
+            else:
+                y, cache = self._columns_conv2d_forward(x, weight, bias, stride, padding)
+            if relu:  # in place over the channel-major array the product wrote, on numba's threads
+                written = y.transpose(1, 0, 2, 3)  # (F, N, OH, OW), C-contiguous
+                numba_kernels.relu_forward_kernel(*plane_layout(y), written.shape, written.reshape(-1))
+            return y, cache
         flat, plane_c, plane_n = plane_layout(x)
         weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))
         bias_vector = np.zeros(filters, dtype=x.dtype) if bias is None else np.ascontiguousarray(bias)
         y = np.empty((filters, n, out_h, out_w), dtype=x.dtype)
         numba_conv.conv_forward_direct(
-            flat, plane_c, plane_n, (c, n, h, w), kernel, padding, weight_matrix, bias_vector, y.reshape(-1)
+            flat, plane_c, plane_n, (c, n, h, w), kernel, padding, weight_matrix, bias_vector, relu, y.reshape(-1)
         )
         return as_nchw(y), DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
 
@@ -343,9 +364,8 @@ class NumbaBackend(NumpyBackend):
             if not _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
                 return None  # the convolution (Winograd's or not), then the pooling kernel
             # Each 2×2 output tile is one pooling window: pooled in the output transform.
-            y, conv_cache, argmax = self._winograd_conv2d_forward(
-                x, weight, bias, padding, conv_size, pool=2 if record else 1
-            )
+            epilogue = numba_winograd.EPILOGUE_POOL_RECORD if record else numba_winograd.EPILOGUE_POOL
+            y, conv_cache, argmax = self._winograd_conv2d_forward(x, weight, bias, padding, conv_size, epilogue)
             window = PoolWindow(conv_size, pool_kernel, pool_stride, pool_padding)
             if record:
                 return y, conv_cache, PlaneMaxPoolCache(window, argmax, None, True)
@@ -383,6 +403,7 @@ class NumbaBackend(NumpyBackend):
         return as_nchw(y), conv_cache, pool_cache
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
+        grad_output, cache = self.through_fused_relu(grad_output, cache)
         if isinstance(cache, ColumnsConvCache):
             return self._columns_conv2d_backward(grad_output, cache, need_input_grad)
         if isinstance(cache, BlockedConvCache):
@@ -415,7 +436,7 @@ class NumbaBackend(NumpyBackend):
                 rotated = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(channels, -1)
                 numba_conv.conv_forward_direct(
                     grad_flat, grad_plane_f, grad_plane_n, (filters, batch, *grad_output.shape[2:]), kernel, full,
-                    rotated, np.zeros(channels, dtype=grad_output.dtype), out.reshape(-1),
+                    rotated, np.zeros(channels, dtype=grad_output.dtype), False, out.reshape(-1),
                 )  # fmt: skip
             else:
                 numba_conv.conv_input_grad_direct(

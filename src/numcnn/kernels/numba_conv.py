@@ -71,20 +71,27 @@ def _tap_offsets(channels, kernel, padded_size):
 
 
 @njit(parallel=True, cache=True)
-def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, bias, out):
+def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, bias, relu, out):
     """Forward pass (eq. 15.25), stride 1; ``out`` flat channel-major ``(F, N, OH, OW)``.
 
-    ``weight`` is the ``(F, C·KH·KW)`` matrix ``W_mat``; ``bias`` has ``F`` entries (zeros for none).
+    ``weight`` is the ``(F, C·KH·KW)`` matrix ``W_mat``; ``bias`` has ``F`` entries (zeros for none);
+    ``relu``: ``max(y, 0)`` is stored (a following ReLU fused into the copy out of the wide rows).
     """
     _channels, batch, height, width = shape
     padded_w = width + 2 * padding[1]
     out_h, out_w = height + 2 * padding[0] - kernel[0] + 1, padded_w - kernel[1] + 1
+    zero = out.dtype.type(0)
     for n in prange(batch):
         acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias)
         for f in range(acc.shape[0]):
             for p in range(out_h):
                 dst = ((f * batch + n) * out_h + p) * out_w
-                out[dst : dst + out_w] = acc[f, p * padded_w : p * padded_w + out_w]
+                row = acc[f, p * padded_w : p * padded_w + out_w]
+                if relu:
+                    for q in range(out_w):
+                        out[dst + q] = max(row[q], zero)
+                else:
+                    out[dst : dst + out_w] = row
 
 
 @njit(parallel=True, cache=True, fastmath=True)

@@ -67,10 +67,11 @@ def batch_norm_train_forward_kernel(
             start = u64(c * plane_c + n * plane_n)
             dst = u64((c * batch + n) * plane)
             if relu:
+                zero = out.dtype.type(0)  # max of two floats of the data's dtype: no float64 round trip
                 for k in range(u64(plane)):
                     value = (src[start + k] - shift) * scale
                     normalized[dst + k] = value
-                    out[dst + k] = max(value * gamma + beta, 0)
+                    out[dst + k] = max(value * gamma + beta, zero)
             else:
                 for k in range(u64(plane)):
                     value = (src[start + k] - shift) * scale

@@ -37,7 +37,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
-__all__ = ["weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward"]
+__all__ = [
+    "EPILOGUE_NONE", "EPILOGUE_POOL", "EPILOGUE_POOL_RECORD", "EPILOGUE_RELU",
+    "weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward",
+]  # fmt: skip
+
+# What winograd_forward does with the convolution's output tiles.
+EPILOGUE_NONE = 0
+EPILOGUE_RELU = 1  # max(y, 0)
+EPILOGUE_POOL = 2  # ReLU → 2×2 stride-2 max pooling
+EPILOGUE_POOL_RECORD = 3  # the same, recording the maxima's places for backward
 
 # Lavin eq. 8 for m = 2, r = 3 (rows of Bᵀ, G and Aᵀ).
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -255,8 +264,9 @@ def _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11):
 
 
 @njit(cache=True, nogil=True)
-def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, out_size, scratch):
-    """``y = Aᵀ M A + b`` for the tiles of tile row ``r``, into ``out`` (flat channel-major ``(F, N, OH, OW)``).
+def _output_transform(m, r, lo, length, bias, relu, out, first_image, count, batch, out_size, scratch):
+    """``y = Aᵀ M A + b`` (``relu``: ``max(y, 0)``) for the tiles of tile row ``r``, into ``out`` (flat
+    channel-major ``(F, N, OH, OW)``).
 
     Outputs beyond ``(OH, OW)`` (odd sizes) and the spare tiles are dropped. ``scratch``
     ``(4, 2·L + 2)``: rows 2 and 3 take the tiles' four outputs as four runs, rows 0 and 1 the
@@ -268,11 +278,17 @@ def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, ou
     upper, lower = scratch[0], scratch[1]
     y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
     y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
+    zero = m.dtype.type(0)
     for f in range(filters):
         _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11)
-        for q in range(length):
-            upper[2 * q], upper[2 * q + 1] = y00[q], y01[q]
-            lower[2 * q], lower[2 * q + 1] = y10[q], y11[q]
+        if relu:
+            for q in range(length):
+                upper[2 * q], upper[2 * q + 1] = max(y00[q], zero), max(y01[q], zero)
+                lower[2 * q], lower[2 * q + 1] = max(y10[q], zero), max(y11[q], zero)
+        else:
+            for q in range(length):
+                upper[2 * q], upper[2 * q + 1] = y00[q], y01[q]
+                lower[2 * q], lower[2 * q + 1] = y10[q], y11[q]
         for i in range(min(2, out_h - 2 * r)):
             row = scratch[i]
             for g in range(count):
@@ -283,12 +299,12 @@ def _output_transform(m, r, lo, length, bias, out, first_image, count, batch, ou
 
 
 @njit(cache=True, nogil=True)
-def _pooled_output_transform(m, r, lo, length, bias, pool, out, argmax, first_image, count, batch, out_size, scratch):
+def _pooled_output_transform(m, r, lo, length, bias, record, out, argmax, first_image, count, batch, out_size, scratch):
     """ReLU → 2×2 stride-2 max pooling of the tiles of tile row ``r`` (``r`` < ``POH``).
 
     A 2×2 output tile *is* a pooling window, so each tile's four outputs are reduced to one in the
     cache and the convolution's output is never stored. ``out`` is flat channel-major
-    ``(F, N, POH, POW)``, ``POH, POW = OH // 2, OW // 2``. ``pool`` 2 also records in ``argmax``
+    ``(F, N, POH, POW)``, ``POH, POW = OH // 2, OW // 2``. ``record`` also stores in ``argmax``
     (int32, same layout) the flat index ``row·OW + col`` of each window's first maximum in the
     convolution's output plane, or −1 where the ReLU cuts the gradient -- the numba pooling kernel's
     record, row-major order with strict '>' (the same maxima and ties, since the four outputs are the
@@ -304,7 +320,7 @@ def _pooled_output_transform(m, r, lo, length, bias, pool, out, argmax, first_im
     y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
     for f in range(filters):
         _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11)
-        if pool == 2:
+        if record:
             for q in range(length):
                 value, code = y00[q], 0
                 if y01[q] > value:
@@ -325,7 +341,7 @@ def _pooled_output_transform(m, r, lo, length, bias, pool, out, argmax, first_im
                 value = best[first + s]
                 alive = value > 0  # the ReLU: zero output, no gradient
                 out[dst + s] = value if alive else 0
-                if pool == 2:
+                if record:
                     argmax[dst + s] = (2 * r * out_w + 2 * s + which[first + s]) if alive else -1
 
 
@@ -472,16 +488,17 @@ def _group_geometry(batch, group, per_group, out_size, chunk_tiles):
 
 @njit(cache=True, nogil=True)
 def winograd_forward(
-    src, plane_c, plane_n, shape, padding, out_size, u, bias, per_group, chunk_tiles, groups, pool, out, argmax
+    src, plane_c, plane_n, shape, padding, out_size, u, bias, per_group, chunk_tiles, groups, epilogue, out, argmax
 ):
     """Eq. 15.25 for a 3×3 stride-1 convolution; ``out`` flat channel-major ``(F, N, OH, OW)``.
 
     ``u = weight_transform(W)`` ``(16, F, C)``; ``bias`` has ``F`` entries (zeros for none); each task
     handles ``per_group`` consecutive images, about ``chunk_tiles`` tiles (whole tile rows) at a time;
     this call runs the groups in ``range(*groups)`` (the caller shares the groups out among threads).
-    ``pool`` 1 or 2: the convolution → ReLU → 2×2 stride-2 max pooling instead, ``out`` then
-    ``(F, N, OH // 2, OW // 2)`` and, for 2, the maxima's places in ``argmax`` (see
-    :func:`_pooled_output_transform`); ``argmax`` is not touched otherwise.
+    ``epilogue``: ``EPILOGUE_NONE``, ``EPILOGUE_RELU`` (``max(y, 0)``), or the convolution → ReLU →
+    2×2 stride-2 max pooling, ``out`` then ``(F, N, OH // 2, OW // 2)``: ``EPILOGUE_POOL``, and
+    ``EPILOGUE_POOL_RECORD`` with the maxima's places in ``argmax`` (see
+    :func:`_pooled_output_transform`; ``argmax`` is not touched otherwise).
     """
     channels, batch, _, _ = shape
     filters = u.shape[1]
@@ -502,14 +519,15 @@ def winograd_forward(
             for xi in range(16):
                 _gemm_nn(u[xi], v, xi, m)
             for k in range(rows):
-                if pool == 0:
+                if epilogue < EPILOGUE_POOL:
                     _output_transform(
-                        m, first_row + k, k * length, length, bias, out, start, count, batch, out_size, scratch
-                    )
+                        m, first_row + k, k * length, length, bias, epilogue == EPILOGUE_RELU, out, start, count,
+                        batch, out_size, scratch,
+                    )  # fmt: skip
                 elif first_row + k < out_size[0] // 2:  # a last, odd output row is not pooled
                     _pooled_output_transform(
-                        m, first_row + k, k * length, length, bias, pool, out, argmax, start, count, batch,
-                        out_size, scratch,
+                        m, first_row + k, k * length, length, bias, epilogue == EPILOGUE_POOL_RECORD, out, argmax,
+                        start, count, batch, out_size, scratch,
                     )  # fmt: skip
 
 

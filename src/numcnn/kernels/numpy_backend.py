@@ -63,6 +63,7 @@ class NumpyBackend(ReferenceBackend):
         return batch_last_conv.conv2d_forward(x, weight, bias, stride, padding, self.block_bytes, self.workspace)
 
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
+        grad_output, cache = self.through_fused_relu(grad_output, cache)
         return batch_last_conv.conv2d_backward(grad_output, cache, need_input_grad, self.block_bytes, self.workspace)
 
     # -- pooling -------------------------------------------------------------------------------

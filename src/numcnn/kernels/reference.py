@@ -8,8 +8,9 @@ The interface it implements is declared in :class:`numcnn.kernels.interface.Back
 
 ``fuses_relu_pool`` tells :class:`~numcnn.layers.Sequential` whether to run ReLU → MaxPool2d as one
 step, ``fuses_conv_pool`` whether Conv2d → ReLU → MaxPool2d may run through
-``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``), ``fuses_batch_norm_relu``
-whether BatchNorm2d → ReLU runs through ``batch_norm_relu_train_forward``; the reference backend
+``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``), ``fuses_conv_relu`` and
+``fuses_batch_norm_relu`` whether Conv2d → ReLU and BatchNorm2d → ReLU run through
+``conv2d_relu_forward`` and ``batch_norm_relu_train_forward``; the reference backend
 never fuses, so on it every layer runs exactly as written (its fused methods are the compositions,
 written out, that the fast backends' are tested against).
 """
@@ -30,9 +31,11 @@ class _ReluMaxPoolCache(NamedTuple):
     pool: pooling.MaxPool2dCache
 
 
-class _BatchNormReluCache(NamedTuple):
-    batch_norm: Any  # the backend's batch_norm_train_forward cache
-    relu: Any  # the backend's relu_forward cache of the batch norm's output
+class FusedReluCache(NamedTuple):
+    """The cache of a layer with a following ReLU fused into it: backward gets δ of the ReLU's output."""
+
+    inner: Any  # the backend's cache of the layer itself
+    relu: Any  # the backend's relu_forward cache of the layer's output
 
 
 class ReferenceBackend:
@@ -41,6 +44,7 @@ class ReferenceBackend:
     name = "reference"
     fuses_relu_pool = False
     fuses_conv_pool = False
+    fuses_conv_relu = False
     fuses_batch_norm_relu = False
 
     def conv2d_max_pool2d_forward(
@@ -56,8 +60,22 @@ class ReferenceBackend:
     def conv2d_forward(self, x, weight, bias, stride, padding):
         return convolution.conv2d_forward(x, weight, bias, stride, padding)
 
+    def conv2d_relu_forward(self, x, weight, bias, stride, padding):
+        """The composition ``relu(conv(x))``, written out: the oracle for the fused fast kernels."""
+        y, conv_cache = self.conv2d_forward(x, weight, bias, stride, padding)
+        z, relu_cache = self.relu_forward(y)
+        return z, FusedReluCache(conv_cache, relu_cache)
+
     def conv2d_backward(self, grad_output, cache, need_input_grad=True):
+        grad_output, cache = self.through_fused_relu(grad_output, cache)
         return convolution.conv2d_backward(grad_output, cache, need_input_grad)
+
+    def through_fused_relu(self, grad_output, cache):
+        """``(δ, cache)`` of the layer itself: where a ReLU was fused into it (:class:`FusedReluCache`),
+        δ of the ReLU's output through the ReLU's backward, and the layer's own cache."""
+        if isinstance(cache, FusedReluCache):
+            return self.relu_backward(grad_output, cache.relu), cache.inner
+        return grad_output, cache
 
     # -- pooling ----------------------------------------------------------------------------------
     def max_pool2d_forward(self, x, kernel, stride, padding, relu=False, record=True):
@@ -104,13 +122,13 @@ class ReferenceBackend:
         (and what a fast backend falls back to for inputs its kernels do not take)."""
         y, norm_cache, mean, variance, count = self.batch_norm_train_forward(x, weight, bias, eps, reduce)
         z, relu_cache = self.relu_forward(y)
-        return z, _BatchNormReluCache(norm_cache, relu_cache), mean, variance, count
+        return z, FusedReluCache(norm_cache, relu_cache), mean, variance, count
 
     def batch_norm_eval_forward(self, x, weight, bias, running_mean, running_var, eps):
         return normalization.batch_norm_eval_forward(x, weight, bias, running_mean, running_var, eps)
 
     def batch_norm_backward(self, grad_output, cache, need_input_grad=True):
-        if isinstance(cache, _BatchNormReluCache):  # δ of the ReLU's output: through the ReLU first
-            grad_norm = self.relu_backward(grad_output, cache.relu)
-            return self.batch_norm_backward(grad_norm, cache.batch_norm, need_input_grad)
+        if isinstance(cache, FusedReluCache):  # the inner cache may be another backend method's
+            grad_output, cache = self.through_fused_relu(grad_output, cache)
+            return self.batch_norm_backward(grad_output, cache, need_input_grad)
         return normalization.batch_norm_backward(grad_output, cache, need_input_grad)

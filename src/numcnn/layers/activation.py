@@ -51,8 +51,8 @@ class ReLU(Layer):
         if self.cache is None:
             raise NumcnnError(
                 "ReLU.backward() was called before forward(); inside a Sequential or Graph a ReLU may run fused "
-                "into the MaxPool2d after it or the BatchNorm2d before it, whose backward includes the ReLU: "
-                "call the container's backward"
+                "into the MaxPool2d after it or the Conv2d or BatchNorm2d before it, whose backward includes "
+                "the ReLU: call the container's backward"
             )
         return self.cache
 

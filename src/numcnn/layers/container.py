@@ -23,8 +23,8 @@ class Sequential(Layer):
     Parameter names follow PyTorch's ``state_dict``: ``"<index>.<name>"``, e.g. ``"0.weight"``.
 
     On a fast backend a ReLU directly followed by a MaxPool2d runs as one fused step, and on numba
-    also a Conv2d before them, or (training) a BatchNorm2d before a ReLU (:mod:`numcnn.layers.fusion`),
-    with identical outputs and gradients; set ``allow_fusion = False``
+    also a Conv2d before them, or a Conv2d or (training) BatchNorm2d before a ReLU
+    (:mod:`numcnn.layers.fusion`), with identical outputs and gradients; set ``allow_fusion = False``
     on an instance to run every layer separately. Layers with hooks are never fused. The cache of a
     Sequential is the plan of its last forward pass (:attr:`steps`).
     """

@@ -80,6 +80,16 @@ class Conv2d(WindowLayer):
         self.cache = (backend, cache)  # backward runs on the backend that made the cache
         return y
 
+    def forward_relu(self, x: np.ndarray) -> np.ndarray:
+        """``relu(conv(x))`` in one backend pass (used by :class:`~numcnn.layers.Sequential` and
+        :class:`~numcnn.layers.Graph` for Conv2d → ReLU where the backend fuses it); :meth:`backward`
+        then takes δ of the ReLU's output and includes the ReLU's derivative."""
+        x = np.asarray(x, dtype=self.dtype)
+        backend = kernels.active()
+        y, cache = backend.conv2d_relu_forward(x, *self.backend_arguments())
+        self.cache = (backend, cache)
+        return y
+
     def backend_arguments(self) -> tuple[np.ndarray, np.ndarray | None, tuple[int, int], tuple[int, int]]:
         """``(weight, bias, stride, padding)`` as a backend's convolution takes them (the kernels in use:
         absent connections zeroed)."""

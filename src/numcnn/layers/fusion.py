@@ -1,6 +1,6 @@
 """Transparent layer fusion for :class:`~numcnn.layers.Sequential`.
 
-Two patterns run as one step when the active backend offers it (the reference backend never does):
+These patterns run as one step when the active backend offers it (the reference backend never does):
 
 * **ReLU → MaxPool2d.** ReLU is monotone, so ``max_pool(relu(x)) = relu(max_pool(x))``: the fused
   step reads ``x`` once and never materialises the ReLU's output. Its backward routes each window's
@@ -20,6 +20,9 @@ Two patterns run as one step when the active backend offers it (the reference ba
   last pass and masks δ as its backward reads it (:meth:`BatchNorm2d.forward_relu`), saving the
   ReLU's two passes over memory; the ReLU does not run, and backward steps over it. Where the ReLU
   is followed by a MaxPool2d, the ReLU → MaxPool2d fusion is taken instead (it saves as much).
+* **Conv2d → ReLU** (numba backend): the convolution stores ``max(y, 0)`` (:meth:`Conv2d.forward_relu`;
+  e.g. after batch norm was folded into it for inference); its backward applies the ReLU's mask
+  first. Not where a MaxPool2d follows: Conv2d → ReLU → MaxPool2d is fused as a whole.
 
 Every layer touches only its own state: this module only plans the steps and calls the layers.
 
@@ -51,30 +54,33 @@ def _fusable(layers: list[Layer], first: int, kinds: tuple[type[Layer], ...]) ->
     )
 
 
-def _norm_relu_fusable(layers: list[Layer], first: int, fuse_pool: bool) -> bool:
-    """BatchNorm2d → ReLU in training mode, unless the ReLU fuses with a following MaxPool2d."""
-    return (
-        _fusable(layers, first, (BatchNorm2d, ReLU))
-        and layers[first].training
-        and not (fuse_pool and _fusable(layers, first + 1, (ReLU, MaxPool2d)))
-    )
+def _relu_fusable(layers: list[Layer], first: int, fuse_pool: bool, fuse_conv: bool, fuse_norm: bool) -> bool:
+    """Conv2d → ReLU, or BatchNorm2d → ReLU in training mode, unless the ReLU fuses with a following
+    MaxPool2d."""
+    if fuse_pool and _fusable(layers, first + 1, (ReLU, MaxPool2d)):
+        return False
+    if fuse_conv and _fusable(layers, first, (Conv2d, ReLU)):
+        return True
+    return fuse_norm and _fusable(layers, first, (BatchNorm2d, ReLU)) and layers[first].training
 
 
 def plan_steps(layers: list[Layer], allow_fusion: bool = True) -> list[tuple[int, int]]:
     """The forward steps as ``(first, last)`` layer indices: ``(k, k)`` for a layer on its own,
-    ``(k, k + 1)`` for ReLU → MaxPool2d or BatchNorm2d → ReLU, ``(k, k + 2)`` for Conv2d → ReLU → MaxPool2d."""
+    ``(k, k + 1)`` for ReLU → MaxPool2d, Conv2d → ReLU or BatchNorm2d → ReLU, ``(k, k + 2)`` for
+    Conv2d → ReLU → MaxPool2d."""
     backend = kernels.active()
     fuse_pool = allow_fusion and backend.fuses_relu_pool
     fuse_conv = fuse_pool and backend.fuses_conv_pool
+    fuse_conv_relu = allow_fusion and backend.fuses_conv_relu
     fuse_norm = allow_fusion and backend.fuses_batch_norm_relu
     steps, index = [], 0
     while index < len(layers):
         if fuse_conv and _fusable(layers, index, (Conv2d, ReLU, MaxPool2d)):
             size = 3
-        elif (fuse_pool and _fusable(layers, index, (ReLU, MaxPool2d))) or (
-            fuse_norm and _norm_relu_fusable(layers, index, fuse_pool)
+        elif (fuse_pool and _fusable(layers, index, (ReLU, MaxPool2d))) or _relu_fusable(
+            layers, index, fuse_pool, fuse_conv_relu, fuse_norm
         ):
-            size = 2  # ReLU → MaxPool2d, or BatchNorm2d → ReLU
+            size = 2  # ReLU → MaxPool2d, or Conv2d / BatchNorm2d → ReLU
         else:
             size = 1
         steps.append((index, index + size - 1))
@@ -87,9 +93,10 @@ def step_forward(layers: list[Layer], step: tuple[int, int], x: np.ndarray) -> n
     first, last = step
     if first == last:
         return layers[first].forward_with_hooks(x)
-    norm = layers[first]
-    if isinstance(norm, BatchNorm2d):  # BatchNorm2d → ReLU
-        return norm.forward_relu(x)
+    if isinstance(layers[last], ReLU):  # Conv2d → ReLU or BatchNorm2d → ReLU
+        producer = layers[first]
+        assert isinstance(producer, (Conv2d, BatchNorm2d))
+        return producer.forward_relu(x)
     pool = layers[last]
     assert isinstance(pool, MaxPool2d)  # what plan_steps fuses
     if last - first == 2:
@@ -107,7 +114,7 @@ def step_backward(layers: list[Layer], step: tuple[int, int], grad: np.ndarray, 
     first, last = step
     if first == last:
         return layers[first].backward_with_hooks(grad, need_input_grad=need_input_grad or first > 0)
-    if isinstance(layers[first], BatchNorm2d):  # BatchNorm2d → ReLU: δ of the ReLU's output
+    if isinstance(layers[last], ReLU):  # Conv2d / BatchNorm2d → ReLU: δ of the ReLU's output
         return layers[first].backward(grad, need_input_grad=need_input_grad or first > 0)
     if last - first == 2:  # pooling (with the ReLU), then the convolution
         grad_conv_output = layers[last].backward(grad, need_input_grad=True)

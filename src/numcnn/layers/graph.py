@@ -22,9 +22,9 @@ which must be the graph's input or the outputs of earlier nodes (so no cycle can
 gradient from all its consumers before handing it to the node that produced it. A ``Graph`` has one
 input and one output, so it is a ``Layer``: it can be a whole model or one block of a ``Sequential``.
 
-Where the backend fuses them (numba), a BatchNorm2d whose output only a ReLU reads runs with it as
-one step in training mode, as in a ``Sequential`` (:mod:`numcnn.layers.fusion`); hooked layers
-never fuse, so every recorded activation and δ exists.
+Where the backend fuses them (numba), a Conv2d, or in training mode a BatchNorm2d, whose output only a
+ReLU reads runs with it as one step, as in a ``Sequential`` (:mod:`numcnn.layers.fusion`); hooked
+layers never fuse, so every recorded activation and δ exists.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ from numcnn.errors import ConfigurationError
 from numcnn.functional.merge import add_backward, add_forward
 from numcnn.layers.activation import ReLU
 from numcnn.layers.base import Layer
+from numcnn.layers.convolution import Conv2d
 from numcnn.layers.normalization import BatchNorm2d
 
 __all__ = ["Merge", "Add", "Graph", "Node"]
@@ -198,14 +199,16 @@ class Graph(Layer):
         return cls(nodes, input_name=config.get("input_name", "input"), output=config.get("output"))
 
     # -- computation ----------------------------------------------------------------------------
-    def _norm_relu_pairs(self) -> dict[str, str]:
-        """``{batch norm node: ReLU node}`` for the BatchNorm2d → ReLU pairs that run as one step.
+    def _relu_pairs(self) -> dict[str, str]:
+        """``{producer node: ReLU node}`` for the Conv2d → ReLU and (training) BatchNorm2d → ReLU pairs
+        that run as one step.
 
-        As in :mod:`numcnn.layers.fusion`: where the backend fuses them, in training mode, neither
-        layer hooked, and the ReLU the only reader of the batch norm's output (which is then never
-        stored) -- the batch norm computes ``relu(BN(x))`` and its backward takes the ReLU's δ.
+        As in :mod:`numcnn.layers.fusion`: where the backend fuses them, neither layer hooked, and the
+        ReLU the only reader of the producer's output (which is then never stored) -- the producer
+        computes ``relu(·)`` of its output and its backward takes the ReLU's δ.
         """
-        if not kernels.active().fuses_batch_norm_relu:
+        backend = kernels.active()
+        if not (backend.fuses_conv_relu or backend.fuses_batch_norm_relu):
             return {}
         readers: dict[str, list[Node]] = {}
         for node in self._active:
@@ -214,9 +217,12 @@ class Graph(Layer):
         pairs = {}
         for node in self._active:
             following = readers.get(node.name, [])
+            kind = type(node.layer)
+            fusable = (kind is Conv2d and backend.fuses_conv_relu) or (
+                kind is BatchNorm2d and backend.fuses_batch_norm_relu and node.layer.training
+            )
             if (
-                type(node.layer) is BatchNorm2d
-                and node.layer.training
+                fusable
                 and not node.layer.has_hooks()
                 and node.name != self.output
                 and len(following) == 1
@@ -228,19 +234,19 @@ class Graph(Layer):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         tensors = {self.input_name: x}
-        fused = self._norm_relu_pairs()
+        fused = self._relu_pairs()
         relus = set(fused.values())
         for node in self._active:
             if node.name in relus:
-                continue  # computed by its batch norm
+                continue  # computed by the node before it
             arguments = [tensors[name] for name in node.inputs]
             if node.name in fused:
-                assert isinstance(node.layer, BatchNorm2d)
+                assert isinstance(node.layer, (Conv2d, BatchNorm2d))
                 tensors[fused[node.name]] = node.layer.forward_relu(*arguments)
             else:
                 tensors[node.name] = node.layer.forward_with_hooks(*arguments)
-        # Every layer cached what its backward needs; the graph keeps which ReLUs ran inside their
-        # batch norms ({ReLU node: batch norm node}), for backward to hand their δ straight on.
+        # Every layer cached what its backward needs; the graph keeps which ReLUs ran inside the node
+        # before them ({ReLU node: that node}), for backward to hand their δ straight on.
         self.cache = {relu: norm for norm, relu in fused.items()}
         return tensors[self.output]
 
@@ -252,7 +258,7 @@ class Graph(Layer):
             grad = grads.pop(node.name, None)
             if grad is None:
                 continue  # this node's output does not reach the graph's output by this route
-            if node.name in fused_relus:  # the ReLU ran inside its batch norm, whose backward includes it
+            if node.name in fused_relus:  # the ReLU ran inside the node before it, whose backward includes it
                 grads[fused_relus[node.name]] = grad
                 continue
             wants = need_input_grad or any(name != self.input_name for name in node.inputs)
