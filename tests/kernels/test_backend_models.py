@@ -301,6 +301,29 @@ def test_gradcheck_passes_through_winograd(rng, distinct_values):
     assert report.passed, str(report)
 
 
+def test_gradcheck_passes_through_the_fused_relu_steps(rng, distinct_values):
+    """Finite differences in float64 through BatchNorm2d → ReLU (training), Winograd with the ReLU in its
+    output transform, and Winograd with the 2×2 pooling in it -- each one fused step on numba."""
+    model = numcnn.Sequential(
+        numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),
+        numcnn.BatchNorm2d(16, dtype=np.float64),
+        numcnn.ReLU(),  # into the batch norm
+        numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),
+        numcnn.ReLU(),  # into Winograd's output transform
+        numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),
+        numcnn.ReLU(),
+        numcnn.MaxPool2d(2),  # the three as Winograd with the pooling in its output transform
+        numcnn.Flatten(),
+        numcnn.Linear(16 * 4 * 4, 2, rng=rng, dtype=np.float64),
+    )
+    x = distinct_values((2, 16, 8, 8))
+    with kernels.use_backend("numba"):
+        report = numcnn.gradcheck(model, x, loss=numcnn.CrossEntropyLoss(), targets=np.array([1, 0]), rng=rng)
+        model.forward(x)
+    assert report.passed, str(report)
+    assert {step for step in model.steps if step[1] > step[0]} == {(1, 2), (3, 4), (5, 7)}
+
+
 @pytest.mark.parametrize("backend", FAST)
 def test_gradcheck_passes_on_the_fast_path(backend, rng, distinct_values):
     model = numcnn.Sequential(
