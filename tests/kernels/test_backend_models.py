@@ -85,28 +85,37 @@ def small_lenet(dtype, rng):
 FAST = ["numpy", pytest.param("numba", marks=pytest.mark.skipif(not kernels.numba_available(), reason="no numba"))]
 
 
+NUMBA = pytest.mark.skipif(not kernels.numba_available(), reason="no numba")
+
+
+def _loss_and_gradients(model, x, targets, backend):
+    with kernels.use_backend(backend):
+        model.zero_grad()
+        loss = numcnn.CrossEntropyLoss()
+        value = loss(model.forward(x), targets)
+        grad_x = model.backward(loss.backward())
+        return value, grad_x, [g.copy() for _, g in model.parameters()]
+
+
+def _assert_same_results(results, expected, dtype, close):
+    close(results[0], expected[0], dtype)
+    close(results[1], expected[1], dtype)
+    for ours, theirs in zip(results[2], expected[2]):
+        close(ours, theirs, dtype)
+
+
 @pytest.mark.parametrize("backend", FAST)
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_fused_sequential_gives_the_reference_outputs_and_gradients(backend, dtype, close):
     model = small_lenet(dtype, np.random.default_rng(1))
     x = np.random.default_rng(2).integers(-3, 4, size=(3, 1, 12, 12)).astype(dtype)  # ties and zeros
     targets = np.array([0, 2, 1])
-    results = {}
-    for name in ("reference", backend):
-        with kernels.use_backend(name):
-            model.zero_grad()
-            loss = numcnn.CrossEntropyLoss()
-            value = loss(model.forward(x), targets)
-            grad_x = model.backward(loss.backward())
-            results[name] = (value, grad_x, [g.copy() for _, g in model.parameters()])
+    expected = _loss_and_gradients(model, x, targets, "reference")
+    results = _loss_and_gradients(model, x, targets, backend)
     # Both ReLU → MaxPool2d pairs ran fused; numba also fuses the convolution before each of them.
     fused = {step for step in model.steps if step[1] > step[0]}
     assert fused == ({(0, 2), (3, 5)} if backend == "numba" else {(1, 2), (4, 5)})
-    (ref_value, ref_grad, ref_grads), (value, grad, grads) = results["reference"], results[backend]
-    close(value, ref_value, dtype)
-    close(grad, ref_grad, dtype)
-    for ours, theirs in zip(grads, ref_grads):
-        close(ours, theirs, dtype)
+    _assert_same_results(results, expected, dtype, close)
 
 
 def test_a_relu_that_ran_fused_explains_itself_and_still_works_alone():
@@ -126,25 +135,6 @@ def test_fusion_can_be_switched_off_per_model():
     with kernels.use_backend("numpy"):
         model.forward(np.ones((1, 1, 12, 12)))
     assert all(first == last for first, last in model.steps)
-
-
-NUMBA = pytest.mark.skipif(not kernels.numba_available(), reason="no numba")
-
-
-def _loss_and_gradients(model, x, targets, backend):
-    with kernels.use_backend(backend):
-        model.zero_grad()
-        loss = numcnn.CrossEntropyLoss()
-        value = loss(model.forward(x), targets)
-        grad_x = model.backward(loss.backward())
-        return value, grad_x, [g.copy() for _, g in model.parameters()]
-
-
-def _assert_same_results(results, expected, dtype, close):
-    close(results[0], expected[0], dtype)
-    close(results[1], expected[1], dtype)
-    for ours, theirs in zip(results[2], expected[2]):
-        close(ours, theirs, dtype)
 
 
 @NUMBA

@@ -320,44 +320,28 @@ def test_numba_declines_conv_pool_fusion_for_2x2_tiling(rng):
 BATCH_NORM_SHAPES = [(4, 3, 5, 6), (1, 2, 3, 3), (7, 5, 1, 1)]
 
 
+@pytest.mark.parametrize("relu", [False, True], ids=["alone", "fused-relu"])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
-def test_batch_norm_training_equals_the_reference(fast, reference, close, dtype, shape, rng, layouts):
+def test_batch_norm_training_equals_the_reference(fast, reference, close, dtype, shape, relu, rng, layouts):
+    """Training forward and backward; with ``relu``, relu(BN(x)) in one pass and its backward from δ of
+    the ReLU's output, against the reference's two layers one after the other (half the outputs cut
+    by the ReLU, so the mask matters)."""
     x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
     weight, bias = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
     delta = rng.standard_normal(shape).astype(dtype)
     y_ref, cache_ref, mean_ref, var_ref, count_ref = reference.batch_norm_train_forward(x, weight, bias, 1e-5)
-    grads_ref = reference.batch_norm_backward(delta, cache_ref)
+    delta_ref = delta
+    if relu:
+        y_ref, relu_ref = reference.relu_forward(y_ref)
+        assert 0 < np.count_nonzero(y_ref) < y_ref.size
+        delta_ref = reference.relu_backward(delta, relu_ref)
+    grads_ref = reference.batch_norm_backward(delta_ref, cache_ref)
+    forward = fast.batch_norm_relu_train_forward if relu else fast.batch_norm_train_forward
     for variant in layouts(x).values():
-        y, cache, mean, var, count = fast.batch_norm_train_forward(variant, weight, bias, 1e-5)
+        y, cache, mean, var, count = forward(variant, weight, bias, 1e-5)
         assert count == count_ref and mean.dtype == dtype and var.dtype == dtype
         for ours, theirs in zip((y, mean, var), (y_ref, mean_ref, var_ref)):
-            close(ours, theirs, dtype)
-        for delta_variant in layouts(delta).values():
-            for ours, theirs in zip(fast.batch_norm_backward(delta_variant, cache), grads_ref):
-                close(ours, theirs, dtype)
-        grad_input, grad_weight, grad_bias = fast.batch_norm_backward(delta, cache, need_input_grad=False)
-        assert grad_input is None
-        close(grad_weight, grads_ref[1], dtype)
-        close(grad_bias, grads_ref[2], dtype)
-
-
-@pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("shape", BATCH_NORM_SHAPES)
-def test_batch_norm_with_a_fused_relu_equals_batch_norm_then_relu(fast, reference, close, dtype, shape, rng, layouts):
-    """relu(BN(x)) in one pass, and its backward from δ of the ReLU's output: the reference's two
-    layers one after the other (half the outputs cut by the ReLU, so the mask matters)."""
-    x = (rng.standard_normal(shape) * 3 + 2).astype(dtype)
-    weight, bias = rng.standard_normal(shape[1]).astype(dtype), rng.standard_normal(shape[1]).astype(dtype)
-    delta = rng.standard_normal(shape).astype(dtype)
-    y_ref, norm_ref, mean_ref, var_ref, _ = reference.batch_norm_train_forward(x, weight, bias, 1e-5)
-    z_ref, relu_ref = reference.relu_forward(y_ref)
-    assert 0 < np.count_nonzero(z_ref) < z_ref.size
-    grads_ref = reference.batch_norm_backward(reference.relu_backward(delta, relu_ref), norm_ref)
-    for variant in layouts(x).values():
-        z, cache, mean, var, count = fast.batch_norm_relu_train_forward(variant, weight, bias, 1e-5)
-        assert count == x.size // x.shape[1]
-        for ours, theirs in zip((z, mean, var), (z_ref, mean_ref, var_ref)):
             close(ours, theirs, dtype)
         for delta_variant in layouts(delta).values():
             for ours, theirs in zip(fast.batch_norm_backward(delta_variant, cache), grads_ref):
