@@ -154,6 +154,10 @@ class Graph(Layer):
         if self.output not in known or self.output == input_name:
             raise ConfigurationError(f"graph output {self.output!r} is not a node of the graph")
         self._active = self._ancestors_of_output()
+        self._readers: dict[str, list[Node]] = {}  # tensor name → the active nodes that read it
+        for node in self._active:
+            for name in node.inputs:
+                self._readers.setdefault(name, []).append(node)
 
     def _ancestors_of_output(self) -> list[Node]:
         """The nodes the output depends on, in order: the others need not run at all."""
@@ -210,13 +214,9 @@ class Graph(Layer):
         backend = kernels.active()
         if not (backend.fuses_conv_relu or backend.fuses_batch_norm_relu):
             return {}
-        readers: dict[str, list[Node]] = {}
-        for node in self._active:
-            for name in node.inputs:
-                readers.setdefault(name, []).append(node)
         pairs = {}
         for node in self._active:
-            following = readers.get(node.name, [])
+            following = self._readers.get(node.name, [])
             kind = type(node.layer)
             fusable = (kind is Conv2d and backend.fuses_conv_relu) or (
                 kind is BatchNorm2d and backend.fuses_batch_norm_relu and node.layer.training
