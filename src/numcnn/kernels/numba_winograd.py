@@ -315,7 +315,7 @@ def _pooled_output_transform(m, r, lo, length, bias, record, out, argmax, first_
     filters = m.shape[0]
     slots = length // count
     best = scratch[0, :length]
-    which = np.zeros(length, dtype=np.int32)
+    which = np.empty(length if record else 0, dtype=np.int32)  # every entry written before it is read
     y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
     y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
     for f in range(filters):
