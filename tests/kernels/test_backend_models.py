@@ -263,37 +263,46 @@ def test_lenet5_training_steps_agree_between_backends(backend, dtype):
 @pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
 @pytest.mark.parametrize("model_name", ["sk", "resnet_mnist"])
 def test_winograd_models_train_like_the_reference_in_float64(model_name):
-    """Two SGD steps of SK (a Sequential) and resnet_mnist (a Graph with additions): their 16–20-channel
-    3×3 layers run by Winograd in the numba backend, everything else as before; the weights after
-    the steps equal the reference backend's to rounding."""
+    """Two SGD steps of SK (a Sequential) and resnet_mnist (a Graph with additions) on numba -- SK's
+    fourth convolution by Winograd, the 16–32-channel 3×3 layers by the direct kernels, the rest by
+    im2col + GEMM -- end with the reference backend's weights, to rounding."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 1, 28, 28))
     targets = rng.integers(0, 10, size=3)
     final = {name: _weights_after_steps(name, model_name, x, targets, np.float64, 2) for name in ("reference", "numba")}
-    assert kernels.get_backend("numba").use_winograd((20, 20, 3, 3), (1, 1), (24, 24))  # SK's second conv
+    numba = kernels.get_backend("numba")
+    assert numba.use_winograd((50, 50, 3, 3), (1, 1), (8, 8))  # SK's fourth convolution
+    assert numba.use_direct((32, 32, 3, 3), (1, 1), 14)  # resnet_mnist's second stage
     for key, value in final["reference"].items():
         np.testing.assert_allclose(final["numba"][key], value, rtol=1e-9, atol=1e-12, err_msg=key)
 
 
 @pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
-def test_gradcheck_passes_through_winograd(rng, distinct_values):
-    """Finite differences in float64 through a convolution the numba backend runs by Winograd."""
+@pytest.mark.parametrize("path", ["direct", "winograd"])
+def test_gradcheck_passes_through_the_3x3_paths(path, rng, distinct_values, monkeypatch):
+    """Finite differences in float64 through a 16-channel convolution run by the register-blocked direct
+    kernels (its input gradient as a correlation) or, with those switched off, by Winograd."""
+    numba = kernels.get_backend("numba")
+    if path == "winograd":
+        monkeypatch.setattr(numba, "direct_max_filters_times_rows", 0)
     model = numcnn.Sequential(
-        numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),  # 16 channels, 8×8: Winograd
+        numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),
         numcnn.ReLU(),
         numcnn.Flatten(),
         numcnn.Linear(16 * 8 * 8, 2, rng=rng, dtype=np.float64),
     )
-    assert kernels.get_backend("numba").use_winograd((16, 16, 3, 3), (1, 1), (8, 8))
+    assert numba.use_winograd((16, 16, 3, 3), (1, 1), (8, 8)) == (path == "winograd")
+    assert numba.use_direct((16, 16, 3, 3), (1, 1), 8) == (path == "direct")
     x = distinct_values((2, 16, 8, 8))
     with kernels.use_backend("numba"):
         report = numcnn.gradcheck(model, x, loss=numcnn.CrossEntropyLoss(), targets=np.array([1, 0]), rng=rng)
     assert report.passed, str(report)
 
 
-def test_gradcheck_passes_through_the_fused_relu_steps(rng, distinct_values):
+def test_gradcheck_passes_through_the_fused_relu_steps(rng, distinct_values, monkeypatch):
     """Finite differences in float64 through BatchNorm2d → ReLU (training), Winograd with the ReLU in its
     output transform, and Winograd with the 2×2 pooling in it -- each one fused step on numba."""
+    monkeypatch.setattr(kernels.get_backend("numba"), "direct_max_filters_times_rows", 0)  # Winograd's layers
     model = numcnn.Sequential(
         numcnn.Conv2d(16, 16, 3, padding=1, rng=rng, dtype=np.float64),
         numcnn.BatchNorm2d(16, dtype=np.float64),

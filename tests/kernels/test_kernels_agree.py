@@ -25,16 +25,18 @@ CONV_CASES = [
     (2, 2, 4, 4, 3, (6, 6), (1, 1), (1, 1)),  # kernel larger than the input, covered by padding
     (2, 1, 20, 21, 2, (3, 3), (1, 1), (1, 1)),  # wide rows: numba's direct path with padding
     (2, 3, 9, 10, 9, (3, 3), (1, 1), (1, 1)),  # 9 filters, 27 taps: numba's register blocks + leftovers
-    (2, 1, 10, 9, 6, (5, 5), (1, 1), (2, 2)),  # 6 = 4 + a pair of filters, as in LeNet's first layer
-    (2, 2, 8, 9, 7, (3, 3), (1, 1), (1, 1)),  # 7 = 4 + a pair + one
+    (2, 1, 10, 9, 6, (5, 5), (1, 1), (2, 2)),  # 6 = 4 + 2 leftover filters, as in LeNet's first layer
+    (2, 2, 8, 9, 7, (3, 3), (1, 1), (1, 1)),  # 7 = 4 + 3 leftover filters
     (3, 4, 4, 4, 5, (4, 4), (1, 1), (0, 0)),  # one window per image (BASE's fully connected conv)
     (2, 3, 4, 5, 2, (4, 5), (2, 3), (0, 0)),  # one window per image, with strides that never move
     (3, 2, 9, 9, 3, (5, 5), (1, 1), (3, 3)),  # padding > kernel − 1: the input gradient by scatter
     (2, 8, 9, 10, 4, (3, 3), (1, 1), (1, 1)),  # 8 input channels: numba's input gradient as a correlation
     (2, 9, 8, 11, 3, (5, 3), (1, 1), (2, 0)),  # the same, rectangular, 9 = 8 + 1 channels
-    (2, 16, 10, 10, 5, (3, 3), (1, 1), (1, 1)),  # numba's Winograd path (3×3, stride 1, 16 channels)
-    (2, 17, 11, 12, 6, (3, 3), (1, 1), (0, 0)),  # Winograd, odd output height, no padding
-    (1, 16, 9, 10, 3, (3, 3), (1, 1), (2, 2)),  # Winograd, odd output height, padding 2
+    (2, 16, 10, 10, 5, (3, 3), (1, 1), (1, 1)),  # numba's direct kernels, 16 channels (3×3, stride 1)
+    (2, 17, 11, 12, 6, (3, 3), (1, 1), (0, 0)),  # the same, odd output height, no padding
+    (1, 16, 9, 10, 3, (3, 3), (1, 1), (2, 2)),  # the same, padding 2
+    (2, 32, 10, 10, 40, (3, 3), (1, 1), (1, 1)),  # numba's Winograd path (F·C beyond the direct kernels')
+    (1, 33, 9, 10, 36, (3, 3), (1, 1), (2, 2)),  # Winograd, odd output height, padding 2
 ]
 
 
@@ -113,20 +115,21 @@ def test_conv2d_with_a_fused_relu_equals_conv_then_relu(
 
 
 def test_numba_conv_with_a_fused_relu_gives_the_bits_of_the_two_kernels(rng):
-    """Winograd's, the direct kernel's and im2col's fused ReLU: bit for bit conv, then the ReLU kernel."""
+    """Winograd's, the direct kernels' and im2col's fused ReLU: bit for bit conv, then the ReLU kernel."""
     pytest.importorskip("numba")
     from numcnn import kernels
 
     backend = kernels.get_backend("numba")
-    for c, kernel in ((16, (3, 3)), (2, (5, 5)), (300, (2, 2))):  # Winograd, direct, im2col + GEMM
+    paths = {"WinogradConvCache": (300, (3, 3)), "DirectConvCache": (16, (3, 3)), "ColumnsConvCache": (600, (2, 2))}
+    for path, (c, kernel) in [*paths.items(), ("DirectConvCache", (2, (5, 5)))]:
         x = rng.standard_normal((3, c, 10, 10)).astype(np.float32)
         weight = rng.standard_normal((5, c, *kernel)).astype(np.float32)
         bias = rng.standard_normal(5).astype(np.float32)
         y, conv_cache = backend.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
         z, cache = backend.conv2d_relu_forward(x, weight, bias, (1, 1), (1, 1))
         assert type(cache.inner) is type(conv_cache)
+        assert type(conv_cache).__name__ == path
         np.testing.assert_array_equal(z, backend.relu_forward(y)[0])
-    assert type(cache.inner).__name__ == "ColumnsConvCache"  # the last shape took the im2col path
 
 
 @pytest.mark.parametrize("direct", [True, False], ids=["direct", "im2col"])
@@ -398,7 +401,7 @@ def test_fused_relus_keep_a_nan(fast):
     """Conv2d → ReLU and BatchNorm2d → ReLU in one pass: a NaN stays NaN, as through the ReLU alone."""
     x = np.ones((2, 16, 8, 8))
     x[0, 0, 3, 3] = np.nan
-    for c, kernel in ((16, (3, 3)), (16, (1, 1)), (1, (3, 3))):  # Winograd, a product, direct (numba)
+    for c, kernel in ((16, (3, 3)), (16, (1, 1)), (1, (3, 3))):  # direct (correlation), a product, direct
         z, _ = fast.conv2d_relu_forward(x[:, :c], np.ones((2, c, *kernel)), None, (1, 1), (1, 1))
         assert np.isnan(z[0]).any() and not np.isnan(z[1]).any()
     z = fast.batch_norm_relu_train_forward(x, np.ones(16), np.zeros(16), 1e-5)[0]

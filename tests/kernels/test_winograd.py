@@ -31,6 +31,7 @@ def winograd(monkeypatch):
     monkeypatch.setattr(backend, "winograd_min_channels", 1)
     monkeypatch.setattr(backend, "winograd_min_output", 1)
     monkeypatch.setattr(backend, "winograd_max_products", 10**9)
+    monkeypatch.setattr(backend, "direct_max_filters_times_rows", 0)  # the direct kernels would take small layers
     return backend
 
 
@@ -115,9 +116,9 @@ def test_winograd_conv_relu_pool_in_its_output_transform(
     np.testing.assert_array_equal(winograd.max_pool2d_backward(delta, pool_eval), grad_conv)
 
 
-def test_inference_pools_larger_layers_by_winograd_and_a_backward_pass_still_works(rng):
-    """SK's fourth convolution (50→50, F·C beyond the training rule) in eval mode: Conv2d → ReLU →
-    2×2 max pooling by Winograd, the reference's numbers; a backward pass that follows anyway is exact."""
+def test_an_unrecorded_pooled_pass_by_winograd_allows_a_backward_pass_after_all(rng):
+    """SK's fourth convolution (50→50) in eval mode: Conv2d → ReLU → 2×2 max pooling by Winograd
+    without recording the maxima, the reference's numbers; a backward pass that follows anyway is exact."""
     backend = kernels.get_backend("numba")
     reference = kernels.get_backend("reference")
     x = rng.standard_normal((3, 50, 10, 10))
@@ -135,8 +136,10 @@ def test_inference_pools_larger_layers_by_winograd_and_a_backward_pass_still_wor
     grads = zip(backend.conv2d_backward(grad_conv, conv_cache), reference.conv2d_backward(grad_conv, conv_ref))
     for ours, theirs in grads:
         np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-12 * np.abs(theirs).max())
-    # Training (recording) keeps the training rule: this layer is not Winograd's there.
-    assert backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (0, 0), (2, 2), (2, 2), (0, 0)) is None
+    # Training (recording) takes the same path, with the same outputs.
+    y_train, conv_train, _ = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (0, 0), (2, 2), (2, 2), (0, 0))
+    assert isinstance(conv_train, numba_winograd_cache())
+    np.testing.assert_array_equal(y_train, y)
 
 
 def test_winograd_declines_other_pooling_in_one_pass(winograd, rng):
@@ -173,19 +176,18 @@ def test_one_tile_is_lavins_formula(rng):
 
 def test_the_numba_backend_picks_winograd_only_where_it_was_measured_to_win():
     backend = kernels.get_backend("numba")
-    assert backend.use_winograd((16, 16, 3, 3), (1, 1), (28, 28))  # resnet_mnist's first blocks
-    assert backend.use_winograd((20, 20, 3, 3), (1, 1), (24, 24))  # SK's second convolution
-    assert backend.use_winograd((50, 20, 3, 3), (1, 1), (10, 10))  # SK's third
-    assert not backend.use_winograd((50, 50, 3, 3), (1, 1), (8, 8))  # SK's fourth: F·C too large
-    # ... except for a pooled forward pass in inference (no weight gradient to fall behind)
-    assert backend.use_winograd((50, 50, 3, 3), (1, 1), (8, 8), inference=True)
-    assert backend.use_winograd((100, 100, 3, 3), (1, 1), (8, 8), inference=True)  # SK-2's fourth
-    assert not backend.use_winograd((128, 128, 3, 3), (1, 1), (8, 8), inference=True)
+    assert backend.use_winograd((50, 50, 3, 3), (1, 1), (8, 8))  # SK's fourth convolution
+    assert backend.use_winograd((40, 40, 3, 3), (1, 1), (24, 24))  # SK-2's second
+    assert backend.use_winograd((100, 100, 3, 3), (1, 1), (8, 8))  # SK-2's fourth
+    assert not backend.use_winograd((128, 128, 3, 3), (1, 1), (8, 8))  # F·C too large: im2col + GEMM
+    # The register-blocked direct kernels take the smaller layers.
+    for shape, out_size in [((16, 16, 3, 3), (28, 28)), ((20, 20, 3, 3), (24, 24)), ((50, 20, 3, 3), (10, 10))]:
+        assert backend.use_direct(shape, (1, 1), out_size[1])
+        assert not backend.use_winograd(shape, (1, 1), out_size)
     assert not backend.use_winograd((20, 1, 3, 3), (1, 1), (26, 26))  # one input channel: direct
-    assert not backend.use_winograd((16, 16, 3, 3), (1, 1), (7, 7))  # planes smaller than 8×8
-    assert not backend.use_winograd((8, 8, 3, 3), (1, 1), (28, 28))  # few channels
-    assert not backend.use_winograd((32, 16, 3, 3), (2, 2), (14, 14))  # stride 2
-    assert not backend.use_winograd((16, 16, 5, 5), (1, 1), (28, 28))  # not 3×3
+    assert not backend.use_winograd((64, 64, 3, 3), (1, 1), (7, 7))  # planes smaller than 8×8
+    assert not backend.use_winograd((64, 64, 3, 3), (2, 2), (14, 14))  # stride 2
+    assert not backend.use_winograd((64, 64, 5, 5), (1, 1), (28, 28))  # not 3×3
 
 
 def test_winograd_gives_the_same_bits_on_any_thread_count(winograd, rng):

@@ -206,9 +206,13 @@ class NumbaBackend(NumpyBackend):
 
     # Direct kernels pay off while the layer is small enough that OpenBLAS cannot shine (its
     # thread is one, see kernels.threads) and the wide rows are long enough to fill vector registers.
-    # Probed on LeNet-5: direct wins for both of its convolutions (F·C·KH·KW = 150 and 2,400) once
-    # numba's threads run it in parallel; large layers go to im2col + GEMM.
-    direct_max_filters_times_rows = 4096  # F · C·KH·KW
+    # With register-blocked sums (kernels.numba_blocked) they also beat Winograd up to F·C·KH·KW ≈ 9,000:
+    # probed forward + backward (training) / forward alone (inference), batch 64, two threads, against
+    # the next best path: 16→16 3×3 at 28×28 0.70 / 0.67 (Winograd), 20→20 at 26×26 with pooling
+    # 0.86 / 0.93 (Winograd), 20→50 at 12×12 1.02 / 0.72, 32→32 at 14×14 1.03 / 0.97; beyond it
+    # Winograd's 2.25× fewer multiplications win: 40→40 at 26×26 1.11 / 1.12, 50→50 at 10×10 1.34 /
+    # 1.17, and so does im2col + GEMM's backward (64→64 at 7×7: 1.17 training, though 0.76 forward).
+    direct_max_filters_times_rows = 9216  # F · C·KH·KW
     direct_min_row_length = 8  # OW
     correlation_min_channels = 8  # input gradient as a full correlation from this many input channels
 
@@ -220,33 +224,27 @@ class NumbaBackend(NumpyBackend):
             and out_w >= self.direct_min_row_length
         )
 
-    # Winograd F(2×2, 3×3) pays off where its transforms are cheap next to its products and its
-    # compiled products (F × C · C × tiles) are not too large. Probed A/B on the exercise 15.6 and
-    # resnet_mnist layers (batch 64, two threads; time forward + backward against the direct or
-    # im2col path): 16→16 at 28×28 0.83×, 20→20 at 24×24 0.75×, 32→32 at 14×14 0.68×, 40→40 at
-    # 24×24 0.50×, 20→50 at 10×10 0.77×; but 8→8 1.1×, 1→20 1.7× (nothing to share the transforms
-    # over), and from F·C ≈ 2,500 (50→50 at 8×8 1.3×, 64→64 at 7×7 1.2×) its weight gradient's dot
-    # products fall behind OpenBLAS's. Handing those products to OpenBLAS over whole-batch buffers
-    # was tried too: 0.9–1.2×, not kept (the transforms of small planes cost as much as they save).
+    # Winograd F(2×2, 3×3) pays off where its transforms are cheap next to its products: from
+    # F·C·KH·KW beyond the direct kernels' limit (above). Probed A/B on the exercise 15.6 layers
+    # (batch 64, two threads; forward + backward / forward alone, against im2col + GEMM, with both
+    # Winograd's products and its weight gradient's dots register-blocked, kernels.numba_blocked):
+    # 40→40 at 26×26 with pooling 0.72 / 0.65, 50→50 at 10×10 0.90 / 0.74, 40→100 at 12×12 0.94 /
+    # 0.95, 100→100 at 10×10 0.90 / 0.76; but 1→20 1.6× (nothing to share the transforms over).
     winograd_min_channels = 16
-    winograd_max_products = 2048  # F·C
-    # Inference alone (no weight gradient to fall behind): Conv2d → ReLU → 2×2 max pooling with the
-    # pooling in the output transform, against im2col + GEMM and then the pooling kernel, probed
-    # 0.71× for 50→50 at 10×10 (SK), 0.84× at 12×12, 0.93× for 100→100 at 10×10 (SK-2).
-    winograd_max_products_inference = 10_000
+    winograd_max_products = 10_000  # F·C
     winograd_min_output = 8
     winograd_images_per_group = 8  # a task's images (a function of the shape alone: any thread count, same sums)
     winograd_chunk_tiles = 512  # tiles transformed and multiplied at a time, per task
 
-    def use_winograd(self, weight_shape, stride, out_size, inference=False) -> bool:
-        """Whether Winograd runs this convolution; ``inference``: a pooled forward pass without recording."""
+    def use_winograd(self, weight_shape, stride, out_size) -> bool:
+        """Whether Winograd runs this convolution (not where the direct kernels do)."""
         filters, channels, kernel_h, kernel_w = weight_shape
-        most = self.winograd_max_products_inference if inference else self.winograd_max_products
         return (
-            (kernel_h, kernel_w) == (3, 3)
+            not self.use_direct(weight_shape, stride, out_size[1])
+            and (kernel_h, kernel_w) == (3, 3)
             and tuple(stride) == (1, 1)
             and channels >= self.winograd_min_channels
-            and filters * channels <= max(most, self.winograd_max_products)
+            and filters * channels <= self.winograd_max_products
             and min(out_size) >= self.winograd_min_output
         )
 
@@ -292,7 +290,7 @@ class NumbaBackend(NumpyBackend):
             numba_winograd.winograd_backward(
                 cache.flat, cache.plane_c, cache.plane_n, cache.shape, cache.padding,
                 grad_flat, grad_plane_f, grad_plane_n, cache.out_size, u_t, per_group, self.winograd_chunk_tiles,
-                (first, last), bool(need_input_grad), dtype.type(0), partial, grad_input.reshape(-1),
+                (first, last), bool(need_input_grad), partial, grad_input.reshape(-1),
             )  # fmt: skip
 
         gemm.split_over_threads(work, len(partial))
@@ -360,7 +358,7 @@ class NumbaBackend(NumpyBackend):
         n, c, h, w = x.shape
         filters, kernel = weight.shape[0], weight.shape[2:]
         conv_size = conv_output_size_2d((h, w), kernel, stride, padding)
-        if self.use_winograd(weight.shape, stride, conv_size, inference=not record):
+        if self.use_winograd(weight.shape, stride, conv_size):
             if not _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
                 return None  # the convolution (Winograd's or not), then the pooling kernel
             # Each 2×2 output tile is one pooling window: pooled in the output transform.
@@ -418,7 +416,7 @@ class NumbaBackend(NumpyBackend):
         partial = np.empty((batch, filters, weight[0].size), dtype=grad_output.dtype)
         numba_conv.conv_weight_grad_direct(
             cache.flat, cache.plane_c, cache.plane_n, cache.shape, kernel, cache.padding,
-            grad_flat, grad_plane_f, grad_plane_n, partial.dtype.type(0), partial,
+            grad_flat, grad_plane_f, grad_plane_n, partial,
         )
         grad_weight = partial.sum(axis=0).reshape(weight.shape)
         grad_bias = _bias_gradient(grad_output)

@@ -26,6 +26,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from numcnn.kernels.numba_blocked import PRODUCT_BLOCK_VECTORS, blocked_dots, blocked_products
+from numcnn.kernels.simd import vlanes
+
 __all__ = ["conv_forward_direct", "conv_pool_forward_direct", "conv_weight_grad_direct", "conv_input_grad_direct"]
 
 
@@ -94,16 +97,14 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
                     out[dst : dst + out_w] = row
 
 
-@njit(parallel=True, cache=True, fastmath=True)
-def conv_weight_grad_direct(
-    src, plane_c, plane_n, shape, kernel, padding, grad, grad_plane_f, grad_plane_n, zero, partial
-):
+@njit(parallel=True, cache=True)
+def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad, grad_plane_f, grad_plane_n, partial):
     """Per-image weight gradients (eq. 15.38), stride 1: ``partial[n, f, k]``; the caller sums over ``n``.
 
-    ``grad`` is δ flat with plane strides ``grad_plane_f`` / ``grad_plane_n``. ``fastmath`` lets LLVM
-    vectorise the dot products (it reorders their sums: equal to the reference up to rounding).
-    ``zero`` is ``0`` of the working dtype, so the sums run in float32 for float32 data. Sixteen dot
-    products (four filters × four taps) share each pass.
+    Each ``∂E/∂W[f, k]`` of one image is the dot product of δ's wide row ``f`` with tap ``k``'s run of
+    the padded image (:func:`~numcnn.kernels.numba_blocked.blocked_dots`; the sums run in ``partial``'s
+    dtype and are reordered: equal to the reference up to rounding). ``grad`` is δ flat with plane
+    strides ``grad_plane_f`` / ``grad_plane_n``.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -111,86 +112,17 @@ def conv_weight_grad_direct(
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
     length = (out_h - 1) * padded_w + out_w
-    taps = channels * kernel_h * kernel_w
+    lanes = vlanes(partial)
+    rounded = -(-length // lanes) * lanes  # δ's rows are zero past ``length``: the extra products add 0
     offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
+    delta_rows = np.arange(filters) * rounded
     for n in prange(batch):
-        padded = np.zeros(channels * padded_h * padded_w, dtype=partial.dtype)
+        padded = np.zeros(channels * padded_h * padded_w + rounded - length, dtype=partial.dtype)
         _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
-        wide = np.zeros((filters, length), dtype=partial.dtype)
+        wide = np.zeros((filters, rounded), dtype=partial.dtype)
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
-        sums = partial[n]
-        for f in range(0, filters - filters % 4, 4):
-            d0, d1, d2, d3 = wide[f], wide[f + 1], wide[f + 2], wide[f + 3]
-            for k in range(0, taps - taps % 4, 4):
-                p0 = padded[offsets[k] : offsets[k] + length]
-                p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
-                p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
-                p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
-                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-                s20 = s21 = s22 = s23 = s30 = s31 = s32 = s33 = zero
-                for t in range(length):
-                    x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
-                    e0, e1, e2, e3 = d0[t], d1[t], d2[t], d3[t]
-                    s00 += e0 * x0
-                    s01 += e0 * x1
-                    s02 += e0 * x2
-                    s03 += e0 * x3
-                    s10 += e1 * x0
-                    s11 += e1 * x1
-                    s12 += e1 * x2
-                    s13 += e1 * x3
-                    s20 += e2 * x0
-                    s21 += e2 * x1
-                    s22 += e2 * x2
-                    s23 += e2 * x3
-                    s30 += e3 * x0
-                    s31 += e3 * x1
-                    s32 += e3 * x2
-                    s33 += e3 * x3
-                sums[f, k], sums[f, k + 1], sums[f, k + 2], sums[f, k + 3] = s00, s01, s02, s03
-                sums[f + 1, k], sums[f + 1, k + 1], sums[f + 1, k + 2], sums[f + 1, k + 3] = s10, s11, s12, s13
-                sums[f + 2, k], sums[f + 2, k + 1], sums[f + 2, k + 2], sums[f + 2, k + 3] = s20, s21, s22, s23
-                sums[f + 3, k], sums[f + 3, k + 1], sums[f + 3, k + 2], sums[f + 3, k + 3] = s30, s31, s32, s33
-            for k in range(taps - taps % 4, taps):  # leftover taps
-                _dot_rows(wide, f, f + 4, padded[offsets[k] : offsets[k] + length], zero, sums, k)
-        first_pair = filters - filters % 4
-        for f in range(first_pair, filters - (filters - first_pair) % 2, 2):  # leftover filters in pairs
-            d0, d1 = wide[f], wide[f + 1]
-            for k in range(0, taps - taps % 4, 4):
-                p0 = padded[offsets[k] : offsets[k] + length]
-                p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
-                p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
-                p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
-                s00 = s01 = s02 = s03 = s10 = s11 = s12 = s13 = zero
-                for t in range(length):
-                    x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
-                    e0, e1 = d0[t], d1[t]
-                    s00 += e0 * x0
-                    s01 += e0 * x1
-                    s02 += e0 * x2
-                    s03 += e0 * x3
-                    s10 += e1 * x0
-                    s11 += e1 * x1
-                    s12 += e1 * x2
-                    s13 += e1 * x3
-                sums[f, k], sums[f, k + 1], sums[f, k + 2], sums[f, k + 3] = s00, s01, s02, s03
-                sums[f + 1, k], sums[f + 1, k + 1], sums[f + 1, k + 2], sums[f + 1, k + 3] = s10, s11, s12, s13
-            for k in range(taps - taps % 4, taps):
-                _dot_rows(wide, f, f + 2, padded[offsets[k] : offsets[k] + length], zero, sums, k)
-        if (filters - first_pair) % 2:
-            for k in range(taps):
-                _dot_rows(wide, filters - 1, filters, padded[offsets[k] : offsets[k] + length], zero, sums, k)
-
-
-@njit(cache=True, fastmath=True, inline="always")
-def _dot_rows(wide, first, last, pixels, zero, sums, k):
-    """``sums[f, k] = wide[f] · pixels`` for ``first <= f < last``."""
-    for f in range(first, last):
-        row = wide[f]
-        total = zero
-        for t in range(pixels.shape[0]):
-            total += row[t] * pixels[t]
-        sums[f, k] = total
+        partial[n] = 0
+        blocked_dots(wide.reshape(-1), delta_rows, padded, offsets, rounded, partial[n])
 
 
 @njit(parallel=True, cache=True)
@@ -360,73 +292,22 @@ def _pool_row_scalar(row_acc, padded_w, conv_size, pool, record, out, argmax, ds
                 argmax[dst + p * out_w + q] = where if alive else -1
 
 
-@njit(cache=True, fastmath={"contract"})
+@njit(cache=True)
 def _conv_image(src, plane, plane_c, shape, kernel, padding, weight, bias):
-    """The wide ``(F, L)`` output rows of one image (see the module docstring), ``L = (OH − 1)·Wp + OW``.
-
-    Register blocking: four filters × four taps per pass, so each pass loads four pixel runs and
-    updates four accumulator rows for sixteen multiply-adds per position (probed 1.6× faster than
-    one tap at a time on LeNet's second layer). The sixteen weights are read into scalars: kept in
-    registers, where array reads would be repeated (the stores into ``acc`` might change them).
-    """
+    """The wide ``(F, L')`` output rows of one image (see the module docstring), by
+    :func:`~numcnn.kernels.numba_blocked.blocked_products` over the taps' runs; ``L' >= L`` is ``L``
+    rounded up to whole register blocks, and the entries past ``L`` are to be ignored."""
     channels, _, height, width = shape
     filters = weight.shape[0]
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel[0] + 1, padded_w - kernel[1] + 1
     length = (out_h - 1) * padded_w + out_w
-    taps = channels * kernel[0] * kernel[1]
-    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
-    padded = np.zeros(channels * padded_h * padded_w, dtype=weight.dtype)
+    block = PRODUCT_BLOCK_VECTORS * vlanes(weight)
+    rounded = -(-length // block) * block
+    # The last block reads up to ``rounded − length`` entries past the last tap's run: zeros.
+    padded = np.zeros(channels * padded_h * padded_w + rounded - length, dtype=weight.dtype)
     _load_padded(src, plane, plane_c, shape, padding, padded)
-    acc = np.empty((filters, length), dtype=weight.dtype)
-    for f in range(filters):
-        acc[f, :] = bias[f]
-    for f in range(0, filters - filters % 4, 4):
-        a0, a1, a2, a3 = acc[f], acc[f + 1], acc[f + 2], acc[f + 3]
-        for k in range(0, taps - taps % 4, 4):
-            p0 = padded[offsets[k] : offsets[k] + length]
-            p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
-            p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
-            p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
-            w00, w01, w02, w03 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
-            w10, w11, w12, w13 = weight[f + 1, k], weight[f + 1, k + 1], weight[f + 1, k + 2], weight[f + 1, k + 3]
-            w20, w21, w22, w23 = weight[f + 2, k], weight[f + 2, k + 1], weight[f + 2, k + 2], weight[f + 2, k + 3]
-            w30, w31, w32, w33 = weight[f + 3, k], weight[f + 3, k + 1], weight[f + 3, k + 2], weight[f + 3, k + 3]
-            for t in range(length):
-                x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
-                a0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
-                a1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
-                a2[t] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
-                a3[t] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
-        for k in range(taps - taps % 4, taps):
-            p0 = padded[offsets[k] : offsets[k] + length]
-            v0, v1, v2, v3 = weight[f, k], weight[f + 1, k], weight[f + 2, k], weight[f + 3, k]
-            for t in range(length):
-                x0 = p0[t]
-                a0[t] += v0 * x0
-                a1[t] += v1 * x0
-                a2[t] += v2 * x0
-                a3[t] += v3 * x0
-    # Leftover filters in pairs, four taps per pass (LeNet's first layer has 6 = 4 + 2 filters).
-    first_pair = filters - filters % 4
-    for f in range(first_pair, filters - (filters - first_pair) % 2, 2):
-        a0, a1 = acc[f], acc[f + 1]
-        for k in range(0, taps - taps % 4, 4):
-            p0 = padded[offsets[k] : offsets[k] + length]
-            p1 = padded[offsets[k + 1] : offsets[k + 1] + length]
-            p2 = padded[offsets[k + 2] : offsets[k + 2] + length]
-            p3 = padded[offsets[k + 3] : offsets[k + 3] + length]
-            w00, w01, w02, w03 = weight[f, k], weight[f, k + 1], weight[f, k + 2], weight[f, k + 3]
-            w10, w11, w12, w13 = weight[f + 1, k], weight[f + 1, k + 1], weight[f + 1, k + 2], weight[f + 1, k + 3]
-            for t in range(length):
-                x0, x1, x2, x3 = p0[t], p1[t], p2[t], p3[t]
-                a0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
-                a1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
-        for k in range(taps - taps % 4, taps):
-            _axpy(a0, weight[f, k], padded[offsets[k] : offsets[k] + length])
-            _axpy(a1, weight[f + 1, k], padded[offsets[k] : offsets[k] + length])
-    if (filters - first_pair) % 2:
-        row = acc[filters - 1]
-        for k in range(taps):
-            _axpy(row, weight[filters - 1, k], padded[offsets[k] : offsets[k] + length])
-    return acc
+    acc = np.empty(filters * rounded, dtype=weight.dtype)
+    rows = np.arange(filters) * rounded
+    blocked_products(weight, bias, padded, _tap_offsets(channels, kernel, (padded_h, padded_w)), acc, rows, rounded)
+    return acc.reshape(filters, rounded)

@@ -37,6 +37,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from numcnn.kernels.numba_blocked import PRODUCT_BLOCK_VECTORS, blocked_dots, blocked_products
+from numcnn.kernels.simd import vlanes
+
 __all__ = [
     "EPILOGUE_NONE", "EPILOGUE_POOL", "EPILOGUE_POOL_RECORD", "EPILOGUE_RELU",
     "weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward",
@@ -72,106 +75,27 @@ def weight_grad_transform(grad_u: np.ndarray) -> np.ndarray:
     return (grad_u.reshape(16, filters * channels).T @ kron).reshape(filters, channels, 3, 3)
 
 
-@njit(cache=True, nogil=True, fastmath={"contract"})
-def _gemm_nn(a, b, xi, out):
-    """``out[m, ξ] = Σ_k a[m, k] · b[k, ξ]`` over rows of length ``L``: ``(M, K) · (K, ·, L) → (M, ·, L)``.
-
-    Four output rows × four input rows per pass over ``L``; the sixteen entries of ``a`` a pass
-    needs are read into scalars, kept in registers (as in :mod:`numcnn.kernels.numba_conv`).
-    """
-    rows, inner = a.shape
-    length = b.shape[2]
-    for m in range(rows):
-        out[m, xi, :] = 0
-    full_rows, full_inner = rows - rows % 4, inner - inner % 4
-    for m in range(0, full_rows, 4):
-        o0, o1, o2, o3 = out[m, xi], out[m + 1, xi], out[m + 2, xi], out[m + 3, xi]
-        for k in range(0, full_inner, 4):
-            b0, b1, b2, b3 = b[k, xi], b[k + 1, xi], b[k + 2, xi], b[k + 3, xi]
-            w00, w01, w02, w03 = a[m, k], a[m, k + 1], a[m, k + 2], a[m, k + 3]
-            w10, w11, w12, w13 = a[m + 1, k], a[m + 1, k + 1], a[m + 1, k + 2], a[m + 1, k + 3]
-            w20, w21, w22, w23 = a[m + 2, k], a[m + 2, k + 1], a[m + 2, k + 2], a[m + 2, k + 3]
-            w30, w31, w32, w33 = a[m + 3, k], a[m + 3, k + 1], a[m + 3, k + 2], a[m + 3, k + 3]
-            for t in range(length):
-                x0, x1, x2, x3 = b0[t], b1[t], b2[t], b3[t]
-                o0[t] += (w00 * x0 + w01 * x1) + (w02 * x2 + w03 * x3)
-                o1[t] += (w10 * x0 + w11 * x1) + (w12 * x2 + w13 * x3)
-                o2[t] += (w20 * x0 + w21 * x1) + (w22 * x2 + w23 * x3)
-                o3[t] += (w30 * x0 + w31 * x1) + (w32 * x2 + w33 * x3)
-        for k in range(full_inner, inner):
-            bk = b[k, xi]
-            v0, v1, v2, v3 = a[m, k], a[m + 1, k], a[m + 2, k], a[m + 3, k]
-            for t in range(length):
-                x = bk[t]
-                o0[t] += v0 * x
-                o1[t] += v1 * x
-                o2[t] += v2 * x
-                o3[t] += v3 * x
-    for m in range(full_rows, rows):
-        o = out[m, xi]
-        for k in range(0, full_inner, 4):
-            b0, b1, b2, b3 = b[k, xi], b[k + 1, xi], b[k + 2, xi], b[k + 3, xi]
-            w0, w1, w2, w3 = a[m, k], a[m, k + 1], a[m, k + 2], a[m, k + 3]
-            for t in range(length):
-                o[t] += (w0 * b0[t] + w1 * b1[t]) + (w2 * b2[t] + w3 * b3[t])
-        for k in range(full_inner, inner):
-            bk = b[k, xi]
-            v = a[m, k]
-            for t in range(length):
-                o[t] += v * bk[t]
+@njit(cache=True, nogil=True)
+def _row_width(length, like):
+    """``length`` tiles rounded up to whole register blocks of :func:`blocked_products`."""
+    block = PRODUCT_BLOCK_VECTORS * vlanes(like)
+    return -(-length // block) * block
 
 
-@njit(cache=True, nogil=True, fastmath=True)
-def _gemm_nt_add(a, b, xi, zero, out):
-    """``out[m, n] += Σ_t a[m, ξ, t] · b[n, ξ, t]``: dot products over ``L``, eight (4 × 2) per pass.
-
-    Eight accumulators and six loaded vectors fit AVX2's sixteen registers (4 × 4 spilled).
-    ``fastmath`` lets LLVM vectorise the sums (it reorders them: equal up to rounding, and the same
-    rounding on any thread count).
-    """
-    rows, cols = a.shape[0], b.shape[0]
-    length = a.shape[2]
-    full_rows, full_cols = rows - rows % 4, cols - cols % 2
-    for m in range(0, full_rows, 4):
-        a0, a1, a2, a3 = a[m, xi], a[m + 1, xi], a[m + 2, xi], a[m + 3, xi]
-        for n in range(0, full_cols, 2):
-            b0, b1 = b[n, xi], b[n + 1, xi]
-            s00 = s01 = s10 = s11 = s20 = s21 = s30 = s31 = zero
-            for t in range(length):
-                x0, x1 = b0[t], b1[t]
-                e0, e1, e2, e3 = a0[t], a1[t], a2[t], a3[t]
-                s00 += e0 * x0
-                s01 += e0 * x1
-                s10 += e1 * x0
-                s11 += e1 * x1
-                s20 += e2 * x0
-                s21 += e2 * x1
-                s30 += e3 * x0
-                s31 += e3 * x1
-            out[m, n] += s00
-            out[m, n + 1] += s01
-            out[m + 1, n] += s10
-            out[m + 1, n + 1] += s11
-            out[m + 2, n] += s20
-            out[m + 2, n + 1] += s21
-            out[m + 3, n] += s30
-            out[m + 3, n + 1] += s31
-        for n in range(full_cols, cols):
-            _dots(a, xi, m, m + 4, b[n, xi], zero, out, n)
-    for m in range(full_rows, rows):
-        for n in range(cols):
-            _dots(a, xi, m, m + 1, b[n, xi], zero, out, n)
+@njit(cache=True, nogil=True)
+def _chunk_view(memory, planes, length, width):
+    """``(planes, 16, width)`` rows over ``memory`` for a chunk of ``length`` tiles; the ``width − length``
+    tiles past the end are zeroed (harmless to every product and dot: ``0 · V`` is 0 as long as ``V``
+    is finite, and ``V`` is zero there too)."""
+    view = memory[: planes * 16 * width].reshape(planes, 16, width)
+    view[:, :, length:] = 0
+    return view
 
 
-@njit(cache=True, nogil=True, fastmath=True, inline="always")
-def _dots(a, xi, first, last, column, zero, out, n):
-    """``out[m, n] += a[m, ξ] · column`` for ``first <= m < last``."""
-    for m in range(first, last):
-        row = a[m, xi]
-        total = zero
-        for t in range(column.shape[0]):
-            total += row[t] * column[t]
-        out[m, n] += total
+@njit(cache=True, nogil=True)
+def _rows_at(planes, xi, width):
+    """Where row ``ξ`` of each plane of a ``(planes, 16, width)`` chunk starts in its flat memory."""
+    return (np.arange(planes) * 16 + xi) * width
 
 
 # -- the layout of a group of images -------------------------------------------------------------------
@@ -506,18 +430,20 @@ def winograd_forward(
         start, count, tiles_h, padded_w, length, chunk = _group_geometry(batch, group, per_group, out_size, chunk_tiles)
         padded = np.zeros((channels, 2 * tiles_h + 2, 2 * length + 2), dtype=u.dtype)
         scratch = np.empty((4, 2 * length + 2), dtype=u.dtype)
-        v_memory = np.empty(channels * 16 * chunk * length, dtype=u.dtype)
-        m_memory = np.empty(filters * 16 * chunk * length, dtype=u.dtype)
+        v_memory = np.empty(channels * 16 * _row_width(chunk * length, u), dtype=u.dtype)
+        m_memory = np.empty(filters * 16 * _row_width(chunk * length, u), dtype=u.dtype)
+        no_bias = np.zeros(filters, dtype=u.dtype)  # the bias is added by the output transform
         _load_images(src, plane_c, plane_n, shape, padding, start, count, padded_w, padded)
         for first_row in range(0, tiles_h, chunk):
             rows = min(chunk, tiles_h - first_row)
-            # Views of exactly this chunk's size (C-contiguous: the products' rows vectorise).
-            v = v_memory[: channels * 16 * rows * length].reshape(channels, 16, rows * length)
-            m = m_memory[: filters * 16 * rows * length].reshape(filters, 16, rows * length)
+            width = _row_width(rows * length, u)
+            v = _chunk_view(v_memory, channels, rows * length, width)
+            m = m_memory[: filters * 16 * width].reshape(filters, 16, width)
             for k in range(rows):
                 _input_transform(padded, first_row + k, k * length, length, v, scratch)
-            for xi in range(16):
-                _gemm_nn(u[xi], v, xi, m)
+            for xi in range(16):  # M[ξ] = U[ξ] V[ξ]
+                v_rows, m_rows = _rows_at(channels, xi, width), _rows_at(filters, xi, width)
+                blocked_products(u[xi], no_bias, v_memory, v_rows, m_memory, m_rows, width)
             for k in range(rows):
                 if epilogue < EPILOGUE_POOL:
                     _output_transform(
@@ -534,7 +460,7 @@ def winograd_forward(
 @njit(cache=True, nogil=True)
 def winograd_backward(
     src, plane_c, plane_n, shape, padding, grad, grad_plane_f, grad_plane_n, out_size, u_t, per_group,
-    chunk_tiles, groups, need_input, zero, partial, grad_input,
+    chunk_tiles, groups, need_input, partial, grad_input,
 ):  # fmt: skip
     """Both gradients of a 3×3 stride-1 convolution (eqs. 15.38 and 15.49 through the Winograd identity).
 
@@ -549,8 +475,9 @@ def winograd_backward(
         padded = np.zeros((channels, 2 * tiles_h + 2, 2 * length + 2), dtype=u_t.dtype)
         padded_grad = np.zeros((filters, 2 * tiles_h, 2 * length), dtype=u_t.dtype)
         scratch = np.empty((4, 2 * length + 2), dtype=u_t.dtype)
-        v_memory = np.empty(channels * 16 * chunk * length, dtype=u_t.dtype)
-        dm_memory = np.empty(filters * 16 * chunk * length, dtype=u_t.dtype)
+        v_memory = np.empty(channels * 16 * _row_width(chunk * length, u_t), dtype=u_t.dtype)
+        dm_memory = np.empty(filters * 16 * _row_width(chunk * length, u_t), dtype=u_t.dtype)
+        no_bias = np.zeros(channels, dtype=u_t.dtype)
         _load_images(src, plane_c, plane_n, shape, padding, start, count, padded_w, padded)
         _load_grad(grad, grad_plane_f, grad_plane_n, out_size, start, count, padded_w, padded_grad)
         split = np.zeros((channels, 2 * tiles_h + 2, 2, length + 1) if need_input else (1, 1, 1, 1), dtype=u_t.dtype)
@@ -558,16 +485,18 @@ def winograd_backward(
         sums[:, :, :] = 0
         for first_row in range(0, tiles_h, chunk):
             rows = min(chunk, tiles_h - first_row)
-            v = v_memory[: channels * 16 * rows * length].reshape(channels, 16, rows * length)
-            dm = dm_memory[: filters * 16 * rows * length].reshape(filters, 16, rows * length)
+            width = _row_width(rows * length, u_t)
+            v = _chunk_view(v_memory, channels, rows * length, width)
+            dm = _chunk_view(dm_memory, filters, rows * length, width)
             for k in range(rows):
                 _input_transform(padded, first_row + k, k * length, length, v, scratch)
                 _grad_transform(padded_grad, first_row + k, k * length, length, dm)
-            for xi in range(16):
-                _gemm_nt_add(dm, v, xi, zero, sums[xi])
+            for xi in range(16):  # ∂E/∂U[ξ] += ∂E/∂M[ξ] V[ξ]ᵀ
+                dm_rows, v_rows = _rows_at(filters, xi, width), _rows_at(channels, xi, width)
+                blocked_dots(dm_memory, dm_rows, v_memory, v_rows, width, sums[xi])
+                if need_input:  # ∂E/∂V[ξ] = U[ξ]ᵀ ∂E/∂M[ξ], over V[ξ] (no longer needed)
+                    blocked_products(u_t[xi], no_bias, dm_memory, dm_rows, v_memory, v_rows, width)
             if need_input:
-                for xi in range(16):  # ∂E/∂V overwrites V (no longer needed)
-                    _gemm_nn(u_t[xi], dm, xi, v)
                 for k in range(rows):
                     _input_grad_transform(v, first_row + k, k * length, length, split)
         if need_input:

@@ -1,0 +1,160 @@
+"""A SIMD vector as a numba value, so that a kernel can keep a block of accumulators in registers.
+
+Why: LLVM's loop vectoriser only widens a kernel's *innermost* loop. A convolution written as
+"for each tap: ``acc[t] += w · x[offset + t]`` over a run of ``t``" therefore vectorises, but its
+accumulators live in memory: every multiply-add of every tap loads and stores them again, and the
+loop is bound by loads and stores, well below the core's multiply-add rate. Register
+blocking -- a block of outputs held in registers while the loop over the taps runs, stored once at
+the end -- needs the vector to be a *value* that a loop can carry, as C intrinsics provide
+(``__m256``). This module gives numba that value:
+
+* :class:`Vec` is a numba type whose machine representation is an LLVM vector ``<lanes x float>``
+  (8 × float32 or 4 × float64: one 256-bit AVX register; LLVM splits it into two 128-bit registers
+  on a machine without AVX, and ``llvm.fma`` into a library call without FMA units: the code is
+  portable, only slower there).
+* A handful of intrinsics: :func:`vload` and :func:`vstore` (unaligned, unchecked: the caller keeps
+  ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vfma`
+  (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
+  product) and :func:`vlanes` (the lane count for an array's dtype, a compile-time
+  constant).
+
+Inside a jitted loop, a few ``Vec`` variables updated with ``vfma`` become a few registers updated by
+``vfmadd231ps``: the same code a C programmer writes with intrinsics, and still plain Python syntax.
+Only the fast numba backend uses this (``import numcnn`` does not import numba).
+"""
+
+from __future__ import annotations
+
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import intrinsic, models, register_model
+
+__all__ = ["Vec", "vload", "vstore", "vsplat", "vfma", "vsum", "vlanes"]
+
+#: Lanes per vector: one 256-bit register.
+LANES = {types.float32: 8, types.float64: 4}
+
+
+class Vec(types.Type):
+    """``lanes`` values of ``dtype`` in one SIMD register (numba type)."""
+
+    def __init__(self, dtype: types.Float, lanes: int) -> None:
+        self.dtype = dtype
+        self.lanes = lanes
+        super().__init__(name=f"Vec({dtype} x {lanes})")
+
+
+@register_model(Vec)
+class _VecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type: Vec) -> None:
+        element = dmm.lookup(fe_type.dtype).get_value_type()
+        super().__init__(dmm, fe_type, ir.VectorType(element, fe_type.lanes))
+
+
+def _vec_of(dtype) -> Vec:
+    if dtype not in LANES:
+        raise TypeError(f"SIMD vectors hold float32 or float64, not {dtype}")
+    return Vec(dtype, LANES[dtype])
+
+
+def _check_flat(array) -> None:
+    # The pointer arithmetic below ignores strides: only a contiguous 1-D array is safe.
+    if not (isinstance(array, types.Array) and array.ndim == 1 and array.layout == "C"):
+        raise TypeError(f"vector loads and stores need a C-contiguous 1-D array, not {array}")
+
+
+def _element_pointer(context, builder, array_type, array, index):
+    data = context.make_array(array_type)(context, builder, array).data
+    return builder.gep(data, [index])
+
+
+@intrinsic
+def vlanes(typingctx, array):
+    """The lane count for ``array``'s dtype, a constant the compiler folds into the loops."""
+    lanes = _vec_of(array.dtype).lanes
+
+    def codegen(context, builder, signature, args):
+        return ir.Constant(ir.IntType(64), lanes)
+
+    return types.int64(array), codegen
+
+
+@intrinsic
+def vload(typingctx, array, index):
+    """``array[index : index + lanes]`` as a vector (1-D C-contiguous ``array``; no bounds check)."""
+    _check_flat(array)
+    vec = _vec_of(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        vector_type = context.get_value_type(vec)
+        return builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=1)
+
+    return vec(array, index), codegen
+
+
+@intrinsic
+def vstore(typingctx, array, index, value):
+    """``array[index : index + lanes] = value`` (1-D C-contiguous ``array``; no bounds check)."""
+    _check_flat(array)
+    if not isinstance(value, Vec) or value.dtype != array.dtype:
+        raise TypeError(f"cannot store {value} into an array of {array.dtype}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        builder.store(args[2], builder.bitcast(pointer, args[2].type.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
+
+
+@intrinsic
+def vsplat(typingctx, scalar):
+    """A vector with ``scalar`` in every lane."""
+    vec = _vec_of(scalar)
+
+    def codegen(context, builder, signature, args):
+        vector_type = context.get_value_type(vec)
+        first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
+        mask = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
+        return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), mask)
+
+    return vec(scalar), codegen
+
+
+def _llvm_vector_intrinsic(builder, name, vector_type, arity):
+    element = "f32" if isinstance(vector_type.element, ir.FloatType) else "f64"
+    function_type = ir.FunctionType(vector_type, [vector_type] * arity)
+    return cgutils.get_or_insert_function(builder.module, function_type, f"llvm.{name}.v{vector_type.count}{element}")
+
+
+@intrinsic
+def vfma(typingctx, a, b, c):
+    """``a·b + c`` lane by lane, rounded once (a fused multiply-add)."""
+    if not (isinstance(a, Vec) and a == b == c):
+        raise TypeError(f"vfma needs three vectors of one type, not {a}, {b}, {c}")
+
+    def codegen(context, builder, signature, args):
+        return builder.call(_llvm_vector_intrinsic(builder, "fma", args[0].type, 3), args)
+
+    return a(a, b, c), codegen
+
+
+@intrinsic
+def vsum(typingctx, a):
+    """The sum of the lanes (pairwise: lanes 0..h−1 plus lanes h..2h−1, halving down to one)."""
+    if not isinstance(a, Vec):
+        raise TypeError(f"vsum needs a vector, not {a}")
+
+    def codegen(context, builder, signature, args):
+        value = args[0]
+        width = a.lanes
+        while width > 1:
+            width //= 2
+            low = ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width)))
+            high = ir.Constant(ir.VectorType(ir.IntType(32), width), list(range(width, 2 * width)))
+            value = builder.fadd(builder.shuffle_vector(value, value, low), builder.shuffle_vector(value, value, high))
+        return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
+
+    return a.dtype(a), codegen

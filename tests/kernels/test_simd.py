@@ -1,0 +1,48 @@
+"""The SIMD vector value the register-blocked kernels are written with (numcnn.kernels.simd)."""
+
+import numpy as np
+import pytest
+
+numba = pytest.importorskip("numba")
+
+from numcnn.kernels.simd import vfma, vlanes, vload, vsplat, vstore, vsum  # noqa: E402
+
+
+@numba.njit
+def _fma_rows(a, b, c, out):
+    """``out = a·b + c`` a vector at a time, then the lanes of the first vector of ``out`` summed."""
+    lanes = vlanes(out)
+    for t in range(0, out.shape[0], lanes):
+        vstore(out, t, vfma(vload(a, t), vload(b, t), vload(c, t)))
+    return vsum(vload(out, 0)), lanes
+
+
+@numba.njit
+def _scaled_sum(x, scale):
+    lanes = vlanes(x)
+    total = vsplat(x.dtype.type(0))
+    for t in range(0, x.shape[0], lanes):
+        total = vfma(vsplat(scale), vload(x, t), total)
+    return vsum(total)
+
+
+@pytest.mark.parametrize("dtype, lanes", [(np.float32, 8), (np.float64, 4)])
+def test_vector_operations_equal_numpy(dtype, lanes, rng):
+    a, b, c = (rng.standard_normal(4 * lanes).astype(dtype) for _ in range(3))
+    out = np.zeros_like(a)
+    first_sum, reported_lanes = _fma_rows(a, b, c, out)
+    assert reported_lanes == lanes  # one 256-bit register
+    exact = a.astype(np.float64) * b.astype(np.float64) + c.astype(np.float64)
+    np.testing.assert_allclose(out, exact.astype(dtype), rtol=np.finfo(dtype).eps)  # one rounding
+    np.testing.assert_allclose(first_sum, out[:lanes].sum(dtype=np.float64), rtol=4 * np.finfo(dtype).eps)
+    x = np.arange(1, 4 * lanes + 1, dtype=dtype)
+    assert _scaled_sum(x, dtype(0.5)) == 0.5 * x.sum()  # small integers: exact in any order
+
+
+def test_vector_loads_refuse_strided_arrays():
+    """The loads ignore strides, so a strided view is refused when the kernel is compiled."""
+    refused = (TypeError, numba.core.errors.TypingError)  # as numba passes the intrinsic's error on
+    with pytest.raises(refused, match="C-contiguous 1-D array"):
+        _scaled_sum(np.zeros(64)[::2], 1.0)
+    with pytest.raises(refused, match="float32 or float64"):
+        _scaled_sum(np.zeros(16, dtype=np.int64), 1)
