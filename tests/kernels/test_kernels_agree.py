@@ -151,6 +151,29 @@ def test_numba_direct_and_im2col_paths_agree(direct, close, rng, monkeypatch):
         close(ours, theirs, np.float64)
 
 
+@pytest.mark.parametrize(
+    "group_bytes, groups", [(1, 5), (2 * 8 * 11 * 12 * 8, 3), (2**30, 1)], ids=["one-image", "two-images", "all"]
+)
+def test_numba_direct_weight_gradient_over_groups_of_images(group_bytes, groups, close, rng, monkeypatch):
+    """The direct weight gradient sums images in groups (one accumulator block per group): groups of
+    one, of two (five images: the last group short) and the whole batch give the reference's numbers."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+
+    backend = kernels.get_backend("numba")
+    monkeypatch.setattr(backend, "direct_weight_grad_group_bytes", group_bytes)
+    x = rng.standard_normal((5, 3, 9, 10))  # padded 11×12: 3 + 5 planes per image, 8 bytes each
+    weight, bias = rng.standard_normal((5, 3, 3, 3)), rng.standard_normal(5)
+    y, cache = backend.conv2d_forward(x, weight, bias, (1, 1), (1, 1))
+    assert type(cache).__name__ == "DirectConvCache"
+    assert backend._weight_grad_groups(cache.shape, (3, 3), (1, 1), 5, 8) == groups
+    y_ref, cache_ref = F.conv2d_forward(x, weight, bias, 1, 1)
+    close(y, y_ref, np.float64)
+    delta = rng.standard_normal(y.shape)
+    for ours, theirs in zip(backend.conv2d_backward(delta, cache), F.conv2d_backward(delta, cache_ref)):
+        close(ours, theirs, np.float64)
+
+
 @pytest.mark.parametrize("block_bytes", [1, 300, 2**19], ids=["image-blocks", "two-image-blocks", "one-block"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_numba_cache_blocked_convolution_equals_the_reference(block_bytes, dtype, close, rng, monkeypatch):

@@ -70,7 +70,22 @@ def blocked_products(weight, bias, source, source_rows, out, out_rows, width):
             _store3(out, out_rows[f + 1] + t, lanes, a10, a11, a12)
             _store3(out, out_rows[f + 2] + t, lanes, a20, a21, a22)
             _store3(out, out_rows[f + 3] + t, lanes, a30, a31, a32)
-        for f in range(filters - filters % 4, filters):  # leftover filters one at a time
+        if filters % 4 >= 2:  # a leftover pair of filters: six accumulators
+            f = filters - filters % 4
+            a00 = vsplat(bias[f])
+            a10 = vsplat(bias[f + 1])
+            a01, a02, a11, a12 = a00, a00, a10, a10
+            for k in range(taps):
+                at = source_rows[k] + t
+                x0, x1, x2 = vload(source, at), vload(source, at + lanes), vload(source, at + 2 * lanes)
+                w = vsplat(weight[f, k])
+                a00, a01, a02 = vfma(w, x0, a00), vfma(w, x1, a01), vfma(w, x2, a02)
+                w = vsplat(weight[f + 1, k])
+                a10, a11, a12 = vfma(w, x0, a10), vfma(w, x1, a11), vfma(w, x2, a12)
+            _store3(out, out_rows[f] + t, lanes, a00, a01, a02)
+            _store3(out, out_rows[f + 1] + t, lanes, a10, a11, a12)
+        if filters % 2:  # a last, odd filter
+            f = filters - 1
             a0 = vsplat(bias[f])
             a1, a2 = a0, a0
             for k in range(taps):
@@ -90,32 +105,36 @@ def _store3(out, at, lanes, a0, a1, a2):
 
 
 @njit(cache=True, nogil=True)
-def blocked_dots(a, a_rows, b, b_rows, width, out):
-    """``out[i, j] += Σ_{t < width} a[a_rows[i] + t] · b[b_rows[j] + t]`` (``width`` a multiple of lanes).
+def blocked_dots(a, a_rows, a_shifts, b, b_rows, b_shifts, width, out):
+    """``out[i, j] += Σ_s Σ_{t < width} a[a_rows[i] + a_shifts[s] + t] · b[b_rows[j] + b_shifts[s] + t]``.
 
-    Shapes: ``a_rows`` ``(I,)``, ``b_rows`` ``(J,)``, ``out`` ``(I, J)``; ``a`` and ``b`` flat.
+    Shapes: ``a_rows`` ``(I,)``, ``b_rows`` ``(J,)``, ``a_shifts`` and ``b_shifts`` ``(S,)``, ``out``
+    ``(I, J)``; ``a`` and ``b`` flat; ``width`` a multiple of lanes. The ``S`` segments (the images of
+    a group, for a weight gradient) share the accumulators, so their lanes are added once, at the end.
     """
     lanes = vlanes(out)
     zero = out.dtype.type(0)
-    rows, cols = a_rows.shape[0], b_rows.shape[0]
+    rows, cols, segments = a_rows.shape[0], b_rows.shape[0], a_shifts.shape[0]
     whole_cols = cols - cols % 3
     for i in range(0, rows - rows % 4, 4):
-        r0, r1, r2, r3 = a_rows[i], a_rows[i + 1], a_rows[i + 2], a_rows[i + 3]
         for j in range(0, whole_cols, 3):
-            c0, c1, c2 = b_rows[j], b_rows[j + 1], b_rows[j + 2]
             s00 = vsplat(zero)
             s01, s02, s10, s11, s12, s20 = s00, s00, s00, s00, s00, s00
             s21, s22, s30, s31, s32 = s00, s00, s00, s00, s00
-            for t in range(0, width, lanes):
-                x0, x1, x2 = vload(b, c0 + t), vload(b, c1 + t), vload(b, c2 + t)
-                e = vload(a, r0 + t)
-                s00, s01, s02 = vfma(e, x0, s00), vfma(e, x1, s01), vfma(e, x2, s02)
-                e = vload(a, r1 + t)
-                s10, s11, s12 = vfma(e, x0, s10), vfma(e, x1, s11), vfma(e, x2, s12)
-                e = vload(a, r2 + t)
-                s20, s21, s22 = vfma(e, x0, s20), vfma(e, x1, s21), vfma(e, x2, s22)
-                e = vload(a, r3 + t)
-                s30, s31, s32 = vfma(e, x0, s30), vfma(e, x1, s31), vfma(e, x2, s32)
+            for s in range(segments):
+                sa, sb = a_shifts[s], b_shifts[s]
+                r0, r1, r2, r3 = a_rows[i] + sa, a_rows[i + 1] + sa, a_rows[i + 2] + sa, a_rows[i + 3] + sa
+                c0, c1, c2 = b_rows[j] + sb, b_rows[j + 1] + sb, b_rows[j + 2] + sb
+                for t in range(0, width, lanes):
+                    x0, x1, x2 = vload(b, c0 + t), vload(b, c1 + t), vload(b, c2 + t)
+                    e = vload(a, r0 + t)
+                    s00, s01, s02 = vfma(e, x0, s00), vfma(e, x1, s01), vfma(e, x2, s02)
+                    e = vload(a, r1 + t)
+                    s10, s11, s12 = vfma(e, x0, s10), vfma(e, x1, s11), vfma(e, x2, s12)
+                    e = vload(a, r2 + t)
+                    s20, s21, s22 = vfma(e, x0, s20), vfma(e, x1, s21), vfma(e, x2, s22)
+                    e = vload(a, r3 + t)
+                    s30, s31, s32 = vfma(e, x0, s30), vfma(e, x1, s31), vfma(e, x2, s32)
             out[i, j] += vsum(s00)
             out[i, j + 1] += vsum(s01)
             out[i, j + 2] += vsum(s02)
@@ -129,33 +148,39 @@ def blocked_dots(a, a_rows, b, b_rows, width, out):
             out[i + 3, j + 1] += vsum(s31)
             out[i + 3, j + 2] += vsum(s32)
         for j in range(whole_cols, cols):  # leftover columns, four rows at a time
-            c0 = b_rows[j]
             s0 = vsplat(zero)
             s1, s2, s3 = s0, s0, s0
-            for t in range(0, width, lanes):
-                x = vload(b, c0 + t)
-                s0, s1 = vfma(vload(a, r0 + t), x, s0), vfma(vload(a, r1 + t), x, s1)
-                s2, s3 = vfma(vload(a, r2 + t), x, s2), vfma(vload(a, r3 + t), x, s3)
+            for s in range(segments):
+                sa = a_shifts[s]
+                r0, r1, r2, r3 = a_rows[i] + sa, a_rows[i + 1] + sa, a_rows[i + 2] + sa, a_rows[i + 3] + sa
+                c0 = b_rows[j] + b_shifts[s]
+                for t in range(0, width, lanes):
+                    x = vload(b, c0 + t)
+                    s0, s1 = vfma(vload(a, r0 + t), x, s0), vfma(vload(a, r1 + t), x, s1)
+                    s2, s3 = vfma(vload(a, r2 + t), x, s2), vfma(vload(a, r3 + t), x, s3)
             out[i, j] += vsum(s0)
             out[i + 1, j] += vsum(s1)
             out[i + 2, j] += vsum(s2)
             out[i + 3, j] += vsum(s3)
     for i in range(rows - rows % 4, rows):  # leftover rows, three columns at a time
-        r0 = a_rows[i]
         for j in range(0, whole_cols, 3):
-            c0, c1, c2 = b_rows[j], b_rows[j + 1], b_rows[j + 2]
             s0 = vsplat(zero)
             s1, s2 = s0, s0
-            for t in range(0, width, lanes):
-                e = vload(a, r0 + t)
-                s0 = vfma(e, vload(b, c0 + t), s0)
-                s1 = vfma(e, vload(b, c1 + t), s1)
-                s2 = vfma(e, vload(b, c2 + t), s2)
+            for s in range(segments):
+                r0, sb = a_rows[i] + a_shifts[s], b_shifts[s]
+                c0, c1, c2 = b_rows[j] + sb, b_rows[j + 1] + sb, b_rows[j + 2] + sb
+                for t in range(0, width, lanes):
+                    e = vload(a, r0 + t)
+                    s0 = vfma(e, vload(b, c0 + t), s0)
+                    s1 = vfma(e, vload(b, c1 + t), s1)
+                    s2 = vfma(e, vload(b, c2 + t), s2)
             out[i, j] += vsum(s0)
             out[i, j + 1] += vsum(s1)
             out[i, j + 2] += vsum(s2)
         for j in range(whole_cols, cols):
             s0 = vsplat(zero)
-            for t in range(0, width, lanes):
-                s0 = vfma(vload(a, r0 + t), vload(b, b_rows[j] + t), s0)
+            for s in range(segments):
+                r0, c0 = a_rows[i] + a_shifts[s], b_rows[j] + b_shifts[s]
+                for t in range(0, width, lanes):
+                    s0 = vfma(vload(a, r0 + t), vload(b, c0 + t), s0)
             out[i, j] += vsum(s0)

@@ -99,30 +99,43 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
 
 @njit(parallel=True, cache=True)
 def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad, grad_plane_f, grad_plane_n, partial):
-    """Per-image weight gradients (eq. 15.38), stride 1: ``partial[n, f, k]``; the caller sums over ``n``.
+    """Weight gradients (eq. 15.38), stride 1, per group of images: ``partial[g, f, k]``; the caller sums
+    over ``g``. ``partial.shape[0]`` sets the groups: ``⌈N / groups⌉`` consecutive images each.
 
     Each ``∂E/∂W[f, k]`` of one image is the dot product of δ's wide row ``f`` with tap ``k``'s run of
-    the padded image (:func:`~numcnn.kernels.numba_blocked.blocked_dots`; the sums run in ``partial``'s
-    dtype and are reordered: equal to the reference up to rounding). ``grad`` is δ flat with plane
-    strides ``grad_plane_f`` / ``grad_plane_n``.
+    the padded image; a group's images are the segments of one
+    :func:`~numcnn.kernels.numba_blocked.blocked_dots`, so the lanes of its accumulators are added once
+    per group, not per image (small planes have short dots). The sums run in ``partial``'s dtype and
+    are reordered: equal to the reference up to rounding, the same on any thread count. ``grad`` is δ
+    flat with plane strides ``grad_plane_f`` / ``grad_plane_n``.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
-    filters = partial.shape[1]
+    groups, filters = partial.shape[:2]
+    per_group = -(-batch // groups)
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
     length = (out_h - 1) * padded_w + out_w
     lanes = vlanes(partial)
     rounded = -(-length // lanes) * lanes  # δ's rows are zero past ``length``: the extra products add 0
+    image_size = channels * padded_h * padded_w + rounded - length  # a padded image and its tail
     offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
     delta_rows = np.arange(filters) * rounded
-    for n in prange(batch):
-        padded = np.zeros(channels * padded_h * padded_w + rounded - length, dtype=partial.dtype)
-        _load_padded(src, n * plane_n, plane_c, shape, padding, padded)
-        wide = np.zeros((filters, rounded), dtype=partial.dtype)
-        _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
-        partial[n] = 0
-        blocked_dots(wide.reshape(-1), delta_rows, padded, offsets, rounded, partial[n])
+    for g in prange(groups):
+        first = g * per_group
+        count = max(0, min(per_group, batch - first))
+        padded = np.zeros(count * image_size, dtype=partial.dtype)
+        wide = np.zeros((count * filters, rounded), dtype=partial.dtype)
+        for i in range(count):
+            _load_padded(src, (first + i) * plane_n, plane_c, shape, padding, padded[i * image_size :])
+            deltas = wide[i * filters : (i + 1) * filters]
+            _load_wide_delta(grad, (first + i) * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, deltas)
+        partial[g] = 0
+        images = np.arange(count)
+        blocked_dots(
+            wide.reshape(-1), delta_rows, images * filters * rounded, padded, offsets, images * image_size, rounded,
+            partial[g],
+        )  # fmt: skip
 
 
 @njit(parallel=True, cache=True)

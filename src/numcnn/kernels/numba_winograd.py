@@ -478,6 +478,7 @@ def winograd_backward(
         v_memory = np.empty(channels * 16 * _row_width(chunk * length, u_t), dtype=u_t.dtype)
         dm_memory = np.empty(filters * 16 * _row_width(chunk * length, u_t), dtype=u_t.dtype)
         no_bias = np.zeros(channels, dtype=u_t.dtype)
+        one_segment = np.zeros(1, dtype=np.int64)
         _load_images(src, plane_c, plane_n, shape, padding, start, count, padded_w, padded)
         _load_grad(grad, grad_plane_f, grad_plane_n, out_size, start, count, padded_w, padded_grad)
         split = np.zeros((channels, 2 * tiles_h + 2, 2, length + 1) if need_input else (1, 1, 1, 1), dtype=u_t.dtype)
@@ -493,7 +494,7 @@ def winograd_backward(
                 _grad_transform(padded_grad, first_row + k, k * length, length, dm)
             for xi in range(16):  # ∂E/∂U[ξ] += ∂E/∂M[ξ] V[ξ]ᵀ
                 dm_rows, v_rows = _rows_at(filters, xi, width), _rows_at(channels, xi, width)
-                blocked_dots(dm_memory, dm_rows, v_memory, v_rows, width, sums[xi])
+                blocked_dots(dm_memory, dm_rows, one_segment, v_memory, v_rows, one_segment, width, sums[xi])
                 if need_input:  # ∂E/∂V[ξ] = U[ξ]ᵀ ∂E/∂M[ξ], over V[ξ] (no longer needed)
                     blocked_products(u_t[xi], no_bias, dm_memory, dm_rows, v_memory, v_rows, width)
             if need_input:
