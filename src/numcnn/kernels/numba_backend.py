@@ -355,6 +355,7 @@ class NumbaBackend(NumpyBackend):
         return as_nchw(y), DirectConvCache(flat, plane_c, plane_n, (c, n, h, w), weight, padding)
 
     fuses_conv_pool = True
+    direct_pools_2x2 = True  # 2×2 stride-2 pooling of the direct kernels' rows in the same pass
 
     def conv2d_max_pool2d_forward(
         self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
@@ -388,10 +389,8 @@ class NumbaBackend(NumpyBackend):
             return y, conv_cache, PlaneMaxPoolCache(window, None, winograd_output, True)
         if not self.use_direct(weight.shape, stride, conv_size[1]):
             return None
-        if _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
-            # The convolution, then the written-out 2×2 ReLU → max pooling kernel, is faster than
-            # this one pass (probed 1.1–2× on LeNet-5's layers, training and inference): decline.
-            return None
+        if _is_2x2_tiling(pool_kernel, pool_stride, pool_padding) and not self.direct_pools_2x2:
+            return None  # the convolution, then the written-out 2×2 ReLU → max pooling kernel
         pooled = conv_output_size_2d(conv_size, pool_kernel, pool_stride, pool_padding)
         flat, plane_c, plane_n = plane_layout(x)
         weight_matrix = np.ascontiguousarray(weight.reshape(filters, -1))

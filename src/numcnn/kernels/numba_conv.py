@@ -207,13 +207,16 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
     no_padding = pool_ph == 0 and pool_pw == 0
     length = (conv_h - 1) * padded_w + conv_w
     count = length - (pool_kh - 1) * padded_w - (pool_kw - 1)  # window corners with the window inside
+    two_by_two = (pool_kh, pool_kw, pool_sh, pool_sw) == (2, 2, 2, 2) and no_padding
     for n in prange(batch):
         acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias)
         best = np.empty(max(count, 1), dtype=acc.dtype)  # per-corner maxima (padding-free pooling)
         which = np.empty(max(count, 1), dtype=np.int32)
         for f in range(filters):
             dst = (f * batch + n) * out_h * out_w
-            if no_padding and not record:  # inference: the maxima alone vectorise better
+            if two_by_two:
+                _pool_2x2(acc[f], padded_w, conv_w, (out_h, out_w), record, out, argmax, dst)
+            elif no_padding and not record:  # inference: the maxima alone vectorise better
                 _window_maxima_values(acc[f], padded_w, (pool_kh, pool_kw), best)
                 _pick_pooled(
                     best, which, padded_w, conv_w, (pool_sh, pool_sw), (out_h, out_w), record, out, argmax, dst
@@ -225,6 +228,39 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
                 )
             else:
                 _pool_row_scalar(acc[f], padded_w, (conv_h, conv_w), pool, record, out, argmax, dst)
+
+
+@njit(cache=True)
+def _pool_2x2(row, padded_w, conv_w, out_size, record, out, argmax, dst):
+    """ReLU → 2×2 stride-2 max pooling of one wide row, the windows written out (the comparisons and
+    their order of :func:`numcnn.kernels.numba_kernels.max_pool_2x2_kernel`: row-major, strict '>');
+    ``argmax`` gets the offsets in the convolution's ``(OH, OW)`` plane, −1 where the ReLU cuts δ."""
+    out_h, out_w = out_size
+    for p in range(out_h):
+        top = 2 * p * padded_w
+        corner_code = 2 * p * conv_w
+        target = dst + p * out_w
+        for q in range(out_w):
+            at = top + 2 * q
+            code = corner_code + 2 * q
+            best = row[at]
+            where = code
+            value = row[at + 1]
+            better = value > best
+            where = code + 1 if better else where
+            best = value if better else best
+            value = row[at + padded_w]
+            better = value > best
+            where = code + conv_w if better else where
+            best = value if better else best
+            value = row[at + padded_w + 1]
+            better = value > best
+            where = code + conv_w + 1 if better else where
+            best = value if better else best
+            alive = best > 0  # the ReLU: zero output, no gradient
+            out[target + q] = best if alive else 0
+            if record:
+                argmax[target + q] = where if alive else -1
 
 
 @njit(cache=True)
