@@ -236,31 +236,47 @@ def _pool_2x2(row, padded_w, conv_w, out_size, record, out, argmax, dst):
     their order of :func:`numcnn.kernels.numba_kernels.max_pool_2x2_kernel`: row-major, strict '>');
     ``argmax`` gets the offsets in the convolution's ``(OH, OW)`` plane, −1 where the ReLU cuts δ."""
     out_h, out_w = out_size
+    if not record:  # the maxima alone: the same values, a loop LLVM vectorises (stride-2 loads)
+        zero = row.dtype.type(0)
+        for p in range(out_h):
+            upper = row[2 * p * padded_w : 2 * p * padded_w + 2 * out_w]
+            lower = row[(2 * p + 1) * padded_w : (2 * p + 1) * padded_w + 2 * out_w]
+            pooled = out[dst + p * out_w : dst + (p + 1) * out_w]
+            for q in range(out_w):
+                best = upper[2 * q]
+                value = upper[2 * q + 1]
+                best = value if value > best else best
+                value = lower[2 * q]
+                best = value if value > best else best
+                value = lower[2 * q + 1]
+                best = value if value > best else best
+                pooled[q] = best if best > zero else zero
+        return
+    below = np.int32(conv_w)  # the offset of a window's lower row in the convolution's plane
     for p in range(out_h):
-        top = 2 * p * padded_w
-        corner_code = 2 * p * conv_w
-        target = dst + p * out_w
+        upper = row[2 * p * padded_w : 2 * p * padded_w + 2 * out_w]
+        lower = row[(2 * p + 1) * padded_w : (2 * p + 1) * padded_w + 2 * out_w]
+        pooled = out[dst + p * out_w : dst + (p + 1) * out_w]
+        places = argmax[dst + p * out_w : dst + (p + 1) * out_w]
+        corner = np.int32(2 * p * conv_w)
         for q in range(out_w):
-            at = top + 2 * q
-            code = corner_code + 2 * q
-            best = row[at]
-            where = code
-            value = row[at + 1]
+            best = upper[2 * q]
+            where = np.int32(0)
+            value = upper[2 * q + 1]
             better = value > best
-            where = code + 1 if better else where
+            where = np.int32(1) if better else where
             best = value if better else best
-            value = row[at + padded_w]
+            value = lower[2 * q]
             better = value > best
-            where = code + conv_w if better else where
+            where = below if better else where
             best = value if better else best
-            value = row[at + padded_w + 1]
+            value = lower[2 * q + 1]
             better = value > best
-            where = code + conv_w + 1 if better else where
+            where = below + np.int32(1) if better else where
             best = value if better else best
             alive = best > 0  # the ReLU: zero output, no gradient
-            out[target + q] = best if alive else 0
-            if record:
-                argmax[target + q] = where if alive else -1
+            pooled[q] = best if alive else 0
+            places[q] = corner + np.int32(2 * q) + where if alive else np.int32(-1)
 
 
 @njit(cache=True)
