@@ -5,21 +5,26 @@ per-image tasks; compiled loops do not pay NumPy's per-run cost that made the nu
 batch-last). What it inherits from :class:`~numcnn.kernels.numpy_backend.NumpyBackend` (linear
 layers, average pooling, and anything not 4-D) accepts any layout.
 
-* small stride-1 convolutions (LeNet's both, the 16–20-channel 3×3 layers) run as direct loops over
-  the padded image (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its
-  own images; from 8 input channels their input gradient is a forward correlation of δ;
-* larger ones keep im2col + GEMM, where NumPy needs several passes around the product (pad, then
+* stride-1 convolutions up to F·C·KH·KW = 9,216 (LeNet's both, the 16–32-channel 3×3 layers of
+  SK and ``resnet_mnist``) run as direct loops over the padded image
+  (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images, the
+  sums register-blocked (:mod:`numcnn.kernels.numba_blocked`); from 8 input channels their input
+  gradient is a forward correlation of δ;
+* larger 3×3 stride-1 ones, up to F·C = 10,000, run by Winograd F(2×2, 3×3)
+  (:mod:`numcnn.kernels.numba_winograd`): 2.25× fewer multiplications, forward and both gradients,
+  its products register-blocked too;
+* the rest keep im2col + GEMM, where NumPy needs several passes around the product (pad, then
   copy windows; one strided add per kernel offset in col2im) and a compiled loop one; the products
   run in bands on both cores (:mod:`numcnn.kernels.gemm`), and a huge unfolding is made a few
   images at a time instead (cache-blocked);
-* 3×3 stride-1 convolutions with 16 to a few dozen channels run by Winograd F(2×2, 3×3)
-  (:mod:`numcnn.kernels.numba_winograd`): 2.25× fewer multiplications, forward and both gradients;
 * 1×1 convolutions and those with one window per image are a plain product (no unfolding);
 * max pooling, with the ReLU fused in, reads every input pixel once and records the flat index
   of each window's first maximum, so the backward pass is a single scatter (2×2 stride 2 written out);
 * batch norm and ReLU are one compiled pass per channel or plane (:mod:`numcnn.kernels.numba_norm`).
 
 The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions),
+:mod:`numcnn.kernels.numba_winograd`, :mod:`numcnn.kernels.numba_blocked` (the register-blocked
+loops both spend their time in; :mod:`numcnn.kernels.simd` gives numba the vector value they need),
 :mod:`numcnn.kernels.numba_kernels` (im2col, col2im, pooling, ReLU) and
 :mod:`numcnn.kernels.numba_norm`; importing this module imports numba. When first used it gives
 OpenBLAS one thread unless the user chose a count (:func:`numcnn.kernels.threads.apply_numba_default`):

@@ -12,13 +12,16 @@ the same three sums of seed 004 without ever forming ``φ(x)``:
 **The wide-row trick.** Per image the padded input is a contiguous ``(C, Hp, Wp)`` block. Index the
 output positions by ``t = p·Wp + q`` ("wide" rows of ``Wp`` instead of ``OW`` entries); then for a fixed
 ``(c, i, j)`` the pixel under position ``t`` is ``x_pad_flat[c·Hp·Wp + i·Wp + j + t]``: one contiguous run
-of ``L = (OH − 1)·Wp + OW`` elements. Every sum above becomes a long unit-stride loop (an axpy or a
-dot product) that LLVM vectorises. The ``Wp − OW`` extra entries per row are computed and thrown
-away (forward), or are zeros in δ so they add nothing (backward).
+of ``L = (OH − 1)·Wp + OW`` elements. Every sum above becomes a sum over such runs -- the forward
+pass a product ``W_mat · runs`` and the weight gradient dot products of δ's rows with the runs --
+which :mod:`numcnn.kernels.numba_blocked` computes with a block of accumulators held in vector
+registers. The ``Wp − OW`` extra entries per row are computed and thrown away (forward), or are
+zeros in δ so they add nothing (backward).
 
-One task per image (``prange`` over ``n``); each task keeps its padded image and accumulators in
-small thread-local arrays that stay in the L1/L2 cache. Weight gradients are written per image and
-summed afterwards, so no two threads write the same element.
+One task per image (``prange`` over ``n``), or per group of images for the weight gradient; each
+task keeps its padded images and accumulators in small thread-local arrays that stay in the L1/L2
+cache. Weight gradients are written per group and summed afterwards, so no two threads write the
+same element.
 """
 
 from __future__ import annotations

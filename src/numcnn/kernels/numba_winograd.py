@@ -25,11 +25,13 @@ sums by a few units in the last place (Lavin §5; the tests bound it against the
 Work is shared out in groups of whole images (a count that depends on the shape alone): the caller
 runs the groups on the threads of :mod:`numcnn.kernels.gemm` (plain ``njit`` kernels that release
 the GIL: ``prange`` versions took three times as long to compile). Each group transforms its images
-into ``V`` and ``M`` blocks that stay in the cache, and writes its own part of the output -- or of
-the per-group weight gradients, summed in group order by the caller, so any thread count gives
-bitwise the same numbers. Padded images have ``Hq = 2·TH + 2`` rows (``TH`` tile rows), so odd
-output sizes need no special case: the extra outputs are computed and dropped, the extra δ
-entries are zeros. The layout of a group is described below, before :func:`_load_images`.
+into ``V`` and ``M`` blocks that stay in the cache (the 16 products ``U[ξ] V[ξ]``, ``U[ξ]ᵀ ∂E/∂M[ξ]``
+and the dot products of ``∂E/∂M[ξ] V[ξ]ᵀ`` are the register-blocked loops of
+:mod:`numcnn.kernels.numba_blocked`, over rows rounded up to whole blocks), and writes its own
+part of the output -- or of the per-group weight gradients, summed in group order by the caller,
+so any thread count gives bitwise the same numbers. Padded images have ``Hq = 2·TH + 2`` rows
+(``TH`` tile rows), so odd output sizes need no special case: the extra outputs are computed and
+dropped, the extra δ entries are zeros. The layout of a group is described below, before :func:`_load_images`.
 """
 
 from __future__ import annotations
