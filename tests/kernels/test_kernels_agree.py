@@ -30,8 +30,9 @@ CONV_CASES = [
     (3, 4, 4, 4, 5, (4, 4), (1, 1), (0, 0)),  # one window per image (BASE's fully connected conv)
     (2, 3, 4, 5, 2, (4, 5), (2, 3), (0, 0)),  # one window per image, with strides that never move
     (3, 2, 9, 9, 3, (5, 5), (1, 1), (3, 3)),  # padding > kernel − 1: the input gradient by scatter
-    (2, 8, 9, 10, 4, (3, 3), (1, 1), (1, 1)),  # 8 input channels: numba's input gradient as a correlation
-    (2, 9, 8, 11, 3, (5, 3), (1, 1), (2, 0)),  # the same, rectangular, 9 = 8 + 1 channels
+    (2, 8, 9, 10, 4, (3, 3), (1, 1), (1, 1)),  # 8 input channels, "same": numba's input gradient as a correlation
+    (2, 9, 8, 11, 3, (5, 3), (1, 1), (2, 1)),  # the same, rectangular, 9 = 8 + 1 channels
+    (2, 9, 8, 11, 6, (5, 3), (1, 1), (2, 0)),  # not "same": the scatter, 9 = 4 + 4 + 1 taps of a channel
     (2, 16, 10, 10, 5, (3, 3), (1, 1), (1, 1)),  # numba's direct kernels, 16 channels (3×3, stride 1)
     (2, 17, 11, 12, 6, (3, 3), (1, 1), (0, 0)),  # the same, odd output height, no padding
     (1, 16, 9, 10, 3, (3, 3), (1, 1), (2, 2)),  # the same, padding 2

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from numba import njit
 
-from numcnn.kernels.simd import vfma, vlanes, vload, vsplat, vstore, vsum
+from numcnn.kernels.simd import vadd, vfma, vlanes, vload, vsplat, vstore, vsum
 
 __all__ = ["PRODUCT_BLOCK_VECTORS", "blocked_products", "blocked_dots"]
 
@@ -37,13 +37,15 @@ PRODUCT_BLOCK_VECTORS = 3
 
 
 @njit(cache=True, nogil=True)
-def blocked_products(weight, bias, source, source_rows, out, out_rows, width):
-    """``out[out_rows[f] + t] = bias[f] + Σ_k weight[f, k] · source[source_rows[k] + t]`` for ``t < width``.
+def blocked_products(weight, bias, source, source_rows, out, out_rows, width, accumulate=False):
+    """``out[out_rows[f] + t] = bias[f] + Σ_k weight[f, k] · source[source_rows[k] + t]`` for ``t < width``;
+    with ``accumulate``, ``+=`` instead of ``=``.
 
     Shapes: ``weight`` ``(F, K)``, ``bias`` ``(F,)``, ``source_rows`` ``(K,)``, ``out_rows`` ``(F,)``;
     ``source`` and ``out`` flat. ``width`` is a multiple of :data:`PRODUCT_BLOCK_VECTORS` × lanes.
     Blocks of positions are the outer loop, so a block's ``K`` source runs are read from the cache
-    by every group of four filters.
+    by every group of four filters. Output rows may overlap when accumulating (a scatter): each
+    row's block is added in turn, in order.
     """
     lanes = vlanes(out)
     step = PRODUCT_BLOCK_VECTORS * lanes
@@ -66,10 +68,10 @@ def blocked_products(weight, bias, source, source_rows, out, out_rows, width):
                 a20, a21, a22 = vfma(w, x0, a20), vfma(w, x1, a21), vfma(w, x2, a22)
                 w = vsplat(weight[f + 3, k])
                 a30, a31, a32 = vfma(w, x0, a30), vfma(w, x1, a31), vfma(w, x2, a32)
-            _store3(out, out_rows[f] + t, lanes, a00, a01, a02)
-            _store3(out, out_rows[f + 1] + t, lanes, a10, a11, a12)
-            _store3(out, out_rows[f + 2] + t, lanes, a20, a21, a22)
-            _store3(out, out_rows[f + 3] + t, lanes, a30, a31, a32)
+            _store3(out, out_rows[f] + t, lanes, a00, a01, a02, accumulate)
+            _store3(out, out_rows[f + 1] + t, lanes, a10, a11, a12, accumulate)
+            _store3(out, out_rows[f + 2] + t, lanes, a20, a21, a22, accumulate)
+            _store3(out, out_rows[f + 3] + t, lanes, a30, a31, a32, accumulate)
         if filters % 4 >= 2:  # a leftover pair of filters: six accumulators
             f = filters - filters % 4
             a00 = vsplat(bias[f])
@@ -82,8 +84,8 @@ def blocked_products(weight, bias, source, source_rows, out, out_rows, width):
                 a00, a01, a02 = vfma(w, x0, a00), vfma(w, x1, a01), vfma(w, x2, a02)
                 w = vsplat(weight[f + 1, k])
                 a10, a11, a12 = vfma(w, x0, a10), vfma(w, x1, a11), vfma(w, x2, a12)
-            _store3(out, out_rows[f] + t, lanes, a00, a01, a02)
-            _store3(out, out_rows[f + 1] + t, lanes, a10, a11, a12)
+            _store3(out, out_rows[f] + t, lanes, a00, a01, a02, accumulate)
+            _store3(out, out_rows[f + 1] + t, lanes, a10, a11, a12, accumulate)
         if filters % 2:  # a last, odd filter
             f = filters - 1
             a0 = vsplat(bias[f])
@@ -94,11 +96,15 @@ def blocked_products(weight, bias, source, source_rows, out, out_rows, width):
                 a0 = vfma(w, vload(source, at), a0)
                 a1 = vfma(w, vload(source, at + lanes), a1)
                 a2 = vfma(w, vload(source, at + 2 * lanes), a2)
-            _store3(out, out_rows[f] + t, lanes, a0, a1, a2)
+            _store3(out, out_rows[f] + t, lanes, a0, a1, a2, accumulate)
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _store3(out, at, lanes, a0, a1, a2):
+def _store3(out, at, lanes, a0, a1, a2, accumulate):
+    if accumulate:
+        a0 = vadd(vload(out, at), a0)
+        a1 = vadd(vload(out, at + lanes), a1)
+        a2 = vadd(vload(out, at + 2 * lanes), a2)
     vstore(out, at, a0)
     vstore(out, at + lanes, a1)
     vstore(out, at + 2 * lanes, a2)

@@ -145,8 +145,12 @@ def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad,
 def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padding, weight, out):
     """Input gradient (eq. 15.49), stride 1: scatter ``W[f, c, i, j]·δ[f]`` onto the padded image, crop.
 
-    ``shape = (C, N, H, W)`` of the input; ``out`` flat channel-major ``(C, N, H, W)``, overwritten.
-    Eight filters' contributions are added per pass over a tap's run of pixels.
+    For each tap ``k = (c, i, j)`` the run of the padded gradient under it gets ``Σ_f W[f, k] · δ_wide[f]``:
+    a product with the taps as its output rows, at the taps' offsets, accumulated
+    (:func:`~numcnn.kernels.numba_blocked.blocked_products` with ``accumulate``; four taps' blocks in
+    registers, the sum over the filters there, then added into the runs one tap after the other, as
+    the runs overlap). ``shape = (C, N, H, W)`` of the input; ``out`` flat channel-major
+    ``(C, N, H, W)``, overwritten.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
@@ -155,40 +159,25 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
     padded_h, padded_w = height + 2 * pad_h, width + 2 * pad_w
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
     length = (out_h - 1) * padded_w + out_w
-    taps = channels * kernel_h * kernel_w
-    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
-    weight_t = np.ascontiguousarray(weight.T)  # (taps, F): four filters of a tap side by side
+    block = PRODUCT_BLOCK_VECTORS * vlanes(out)
+    rounded = -(-length // block) * block
+    # Taps in (i, j, c) order: the four runs a block adds lie in four channels' planes, not one
+    # element apart (a load that overlaps a just-stored vector in part stalls until the store is done).
+    order = np.arange(channels * kernel_h * kernel_w).reshape(channels, kernel_h * kernel_w).T.copy().reshape(-1)
+    offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))[order]
+    weight_t = np.ascontiguousarray(weight.T[order])  # (taps, F): the product's weight
+    no_bias = np.zeros(weight_t.shape[0], dtype=out.dtype)
+    delta_rows = np.arange(filters) * rounded
     for n in prange(batch):
-        wide = np.zeros((filters, length), dtype=out.dtype)
+        wide = np.zeros((filters, rounded), dtype=out.dtype)  # zero past ``length``: the extra runs add 0
         _load_wide_delta(grad, n * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, wide)
-        padded = np.zeros(channels * padded_h * padded_w, dtype=out.dtype)
-        for k in range(taps):
-            # Eight filters per pass over a tap's run (the runs of different taps overlap, so taps
-            # are not blocked here: their updates must land one after the other).
-            target = padded[offsets[k] : offsets[k] + length]
-            for f in range(0, filters - filters % 8, 8):
-                d0, d1, d2, d3 = wide[f], wide[f + 1], wide[f + 2], wide[f + 3]
-                d4, d5, d6, d7 = wide[f + 4], wide[f + 5], wide[f + 6], wide[f + 7]
-                v0, v1, v2, v3 = weight_t[k, f], weight_t[k, f + 1], weight_t[k, f + 2], weight_t[k, f + 3]
-                v4, v5, v6, v7 = weight_t[k, f + 4], weight_t[k, f + 5], weight_t[k, f + 6], weight_t[k, f + 7]
-                for t in range(length):
-                    target[t] += ((v0 * d0[t] + v1 * d1[t]) + (v2 * d2[t] + v3 * d3[t])) + (
-                        (v4 * d4[t] + v5 * d5[t]) + (v6 * d6[t] + v7 * d7[t])
-                    )
-            for f in range(filters - filters % 8, filters):
-                _axpy(target, weight_t[k, f], wide[f])
+        padded = np.zeros(channels * padded_h * padded_w + rounded - length, dtype=out.dtype)
+        blocked_products(weight_t, no_bias, wide.reshape(-1), delta_rows, padded, offsets, rounded, True)
         for c in range(channels):
             for h in range(height):
                 dst = ((c * batch + n) * height + h) * width
                 start = (c * padded_h + h + pad_h) * padded_w + pad_w
                 out[dst : dst + width] = padded[start : start + width]
-
-
-@njit(cache=True, inline="always")
-def _axpy(target, scale, values):
-    """``target += scale · values``."""
-    for t in range(values.shape[0]):
-        target[t] += scale * values[t]
 
 
 @njit(parallel=True, cache=True)

@@ -13,7 +13,8 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
   on a machine without AVX, and ``llvm.fma`` into a library call without FMA units: the code is
   portable, only slower there).
 * A handful of intrinsics: :func:`vload` and :func:`vstore` (unaligned, unchecked: the caller keeps
-  ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vfma`
+  ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vadd`,
+  :func:`vfma`
   (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
   product) and :func:`vlanes` (the lane count for an array's dtype, a compile-time
   constant).
@@ -30,7 +31,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vec", "vload", "vstore", "vsplat", "vfma", "vsum", "vlanes"]
+__all__ = ["Vec", "vload", "vstore", "vsplat", "vadd", "vfma", "vsum", "vlanes"]
 
 #: Lanes per vector: one 256-bit register.
 LANES = {types.float32: 8, types.float64: 4}
@@ -127,6 +128,18 @@ def _llvm_vector_intrinsic(builder, name, vector_type, arity):
     element = "f32" if isinstance(vector_type.element, ir.FloatType) else "f64"
     function_type = ir.FunctionType(vector_type, [vector_type] * arity)
     return cgutils.get_or_insert_function(builder.module, function_type, f"llvm.{name}.v{vector_type.count}{element}")
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """``a + b`` lane by lane."""
+    if not (isinstance(a, Vec) and a == b):
+        raise TypeError(f"vadd needs two vectors of one type, not {a}, {b}")
+
+    def codegen(context, builder, signature, args):
+        return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
 
 
 @intrinsic
