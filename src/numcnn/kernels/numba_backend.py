@@ -230,9 +230,8 @@ class NumbaBackend(NumpyBackend):
     def _weight_grad_groups(self, shape, kernel, padding, filters, itemsize) -> int:
         """How many groups of images :func:`numba_conv.conv_weight_grad_direct` splits the batch into."""
         channels, batch, height, width = shape
-        padded_w = width + 2 * padding[1]
-        planes = channels * (height + 2 * padding[0]) * padded_w + filters * (height + 2 * padding[0]) * padded_w
-        per_group = max(1, min(8, self.direct_weight_grad_group_bytes // (planes * itemsize)))
+        plane = (height + 2 * padding[0]) * (width + 2 * padding[1])  # an upper bound for a row of δ too
+        per_group = max(1, min(8, self.direct_weight_grad_group_bytes // ((channels + filters) * plane * itemsize)))
         return -(-batch // per_group)
 
     def use_direct(self, weight_shape, stride, out_w) -> bool:
@@ -367,9 +366,9 @@ class NumbaBackend(NumpyBackend):
     ):
         """``max_pool(relu(conv(x)))`` in one kernel; ``None`` when the backend declines these shapes.
 
-        Two kernels fuse: the direct convolution (pooling its accumulator rows; it declines 2×2
-        stride-2 pooling, faster as two steps), and Winograd's (only 2×2 stride-2 pooling, whose
-        windows are its output tiles).
+        Two kernels fuse: the direct convolution (pooling its accumulator rows, any window; 2×2
+        stride 2 written out), and Winograd's (only 2×2 stride-2 pooling, whose windows are its
+        output tiles).
 
         Returns ``(y, conv_cache, pool_cache)``: the caches the two layers' backward passes use, as if
         Conv2d and the fused ReLU → MaxPool2d had run one after the other.
