@@ -87,8 +87,9 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
     padded_w = width + 2 * padding[1]
     out_h, out_w = height + 2 * padding[0] - kernel[0] + 1, padded_w - kernel[1] + 1
     zero = out.dtype.type(0)
+    rows = _image_rows(shape, kernel, padding, weight)
     for n in prange(batch):
-        acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias)
+        acc = _conv_image(src, n * plane_n, plane_c, shape, padding, weight, bias, rows)
         for f in range(acc.shape[0]):
             for p in range(out_h):
                 dst = ((f * batch + n) * out_h + p) * out_w
@@ -200,8 +201,9 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
     length = (conv_h - 1) * padded_w + conv_w
     count = length - (pool_kh - 1) * padded_w - (pool_kw - 1)  # window corners with the window inside
     two_by_two = (pool_kh, pool_kw, pool_sh, pool_sw) == (2, 2, 2, 2) and no_padding
+    rows = _image_rows(shape, kernel, padding, weight)
     for n in prange(batch):
-        acc = _conv_image(src, n * plane_n, plane_c, shape, kernel, padding, weight, bias)
+        acc = _conv_image(src, n * plane_n, plane_c, shape, padding, weight, bias, rows)
         best = np.empty(max(count, 1), dtype=acc.dtype)  # per-corner maxima (padding-free pooling)
         which = np.empty(max(count, 1), dtype=np.int32)
         for f in range(filters):
@@ -350,21 +352,28 @@ def _pool_row_scalar(row_acc, padded_w, conv_size, pool, record, out, argmax, ds
 
 
 @njit(cache=True)
-def _conv_image(src, plane, plane_c, shape, kernel, padding, weight, bias):
-    """The wide ``(F, L')`` output rows of one image (see the module docstring), by
-    :func:`~numcnn.kernels.numba_blocked.blocked_products` over the taps' runs; ``L' >= L`` is ``L``
-    rounded up to whole register blocks, and the entries past ``L`` are to be ignored."""
-    channels, _, height, width = shape
-    filters = weight.shape[0]
-    padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
-    out_h, out_w = padded_h - kernel[0] + 1, padded_w - kernel[1] + 1
-    length = (out_h - 1) * padded_w + out_w
+def _image_rows(shape, kernel, padding, weight):
+    """What every image's :func:`_conv_image` shares: the taps' offsets, the wide rows' length ``L``
+    rounded up to whole register blocks (``L'``), and where each filter's row starts in the output."""
+    padded_h, padded_w = shape[2] + 2 * padding[0], shape[3] + 2 * padding[1]
+    length = (padded_h - kernel[0]) * padded_w + padded_w - kernel[1] + 1
     block = PRODUCT_BLOCK_VECTORS * vlanes(weight)
     rounded = -(-length // block) * block
-    # The last block reads up to ``rounded − length`` entries past the last tap's run: zeros.
-    padded = np.zeros(channels * padded_h * padded_w + rounded - length, dtype=weight.dtype)
+    return _tap_offsets(shape[0], kernel, (padded_h, padded_w)), rounded, np.arange(weight.shape[0]) * rounded
+
+
+@njit(cache=True)
+def _conv_image(src, plane, plane_c, shape, padding, weight, bias, rows):
+    """The wide ``(F, L')`` output rows of one image (see the module docstring), by
+    :func:`~numcnn.kernels.numba_blocked.blocked_products` over the taps' runs; ``rows`` is
+    :func:`_image_rows`; ``L' >= L`` is ``L`` rounded up to whole register blocks, and the entries
+    past ``L`` are to be ignored."""
+    offsets, rounded, starts = rows
+    channels, _, height, width = shape
+    padded_size = (height + 2 * padding[0]) * (width + 2 * padding[1])
+    # The last block reads up to ``L' − L`` entries past the last tap's run (at most one block): zeros.
+    padded = np.zeros(channels * padded_size + PRODUCT_BLOCK_VECTORS * vlanes(weight), dtype=weight.dtype)
     _load_padded(src, plane, plane_c, shape, padding, padded)
-    acc = np.empty(filters * rounded, dtype=weight.dtype)
-    rows = np.arange(filters) * rounded
-    blocked_products(weight, bias, padded, _tap_offsets(channels, kernel, (padded_h, padded_w)), acc, rows, rounded)
-    return acc.reshape(filters, rounded)
+    acc = np.empty(weight.shape[0] * rounded, dtype=weight.dtype)
+    blocked_products(weight, bias, padded, offsets, acc, starts, rounded)
+    return acc.reshape(weight.shape[0], rounded)
