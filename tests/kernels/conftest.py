@@ -7,20 +7,23 @@ import pytest
 
 from numcnn import kernels
 
-FAST_BACKENDS = [
-    "numpy",
-    pytest.param(
-        "numba", marks=pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
-    ),
-]
+_NEEDS_NUMBA = pytest.mark.skipif(not kernels.numba_available(), reason="numba is not installed")
+# "numba-no-lanes": the numba backend with its lanes kernels switched off, so the paths they took
+# over (im2col + GEMM for strides and small planes, the direct kernels on LeNet-5's second layer)
+# stay tested too.
+FAST_BACKENDS = ["numpy", pytest.param("numba", marks=_NEEDS_NUMBA), pytest.param("numba-no-lanes", marks=_NEEDS_NUMBA)]
 
 # (rtol, atol) per dtype: float64 must agree to rounding, float32 to its precision.
 TOLERANCES = {np.float64: (1e-10, 1e-12), np.float32: (1e-4, 1e-5)}
 
 
 @pytest.fixture(params=FAST_BACKENDS)
-def fast(request):
-    """A fast backend object ("numpy", and "numba" when installed)."""
+def fast(request, monkeypatch):
+    """A fast backend object ("numpy", and "numba" with and without its lanes kernels when installed)."""
+    if request.param == "numba-no-lanes":
+        backend = kernels.get_backend("numba")
+        monkeypatch.setattr(backend, "lanes_max_filters_times_rows", 0)
+        return backend
     return kernels.get_backend(request.param)
 
 

@@ -81,6 +81,7 @@ def test_cache_blocked_convolution_same_bits_on_any_thread_count(numba_threads, 
         pytest.skip("numba has one thread only")
     backend = kernels.get_backend("numba")
     monkeypatch.setattr(backend, "direct_max_filters_times_rows", 0)
+    monkeypatch.setattr(backend, "lanes_max_filters_times_rows", 0)
     monkeypatch.setattr(backend, "blocked_min_unfolding_bytes", 0)
     monkeypatch.setattr(backend, "unfold_block_bytes", 4000)
     x = rng.standard_normal((7, 3, 10, 9)).astype(np.float32)

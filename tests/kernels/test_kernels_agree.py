@@ -116,12 +116,18 @@ def test_conv2d_with_a_fused_relu_equals_conv_then_relu(
 
 
 def test_numba_conv_with_a_fused_relu_gives_the_bits_of_the_two_kernels(rng):
-    """Winograd's, the direct kernels' and im2col's fused ReLU: bit for bit conv, then the ReLU kernel."""
+    """Winograd's, the direct kernels', the lanes kernels' and im2col's fused ReLU: bit for bit conv, then
+    the ReLU kernel."""
     pytest.importorskip("numba")
     from numcnn import kernels
 
     backend = kernels.get_backend("numba")
-    paths = {"WinogradConvCache": (300, (3, 3)), "DirectConvCache": (16, (3, 3)), "ColumnsConvCache": (600, (2, 2))}
+    paths = {
+        "WinogradConvCache": (300, (3, 3)),
+        "DirectConvCache": (16, (3, 3)),
+        "ColumnsConvCache": (2000, (2, 2)),  # F·C·KH·KW beyond the lanes kernels' limit
+        "LanesConvCache": (80, (5, 5)),  # beyond the direct kernels', not 3×3
+    }
     for path, (c, kernel) in [*paths.items(), ("DirectConvCache", (2, (5, 5)))]:
         x = rng.standard_normal((3, c, 10, 10)).astype(np.float32)
         weight = rng.standard_normal((5, c, *kernel)).astype(np.float32)
@@ -141,6 +147,7 @@ def test_numba_direct_and_im2col_paths_agree(direct, close, rng, monkeypatch):
 
     backend = kernels.get_backend("numba")
     monkeypatch.setattr(backend, "direct_max_filters_times_rows", 10**9 if direct else 0)
+    monkeypatch.setattr(backend, "lanes_max_filters_times_rows", 0)
     monkeypatch.setattr(backend, "direct_min_row_length", 0)
     x = rng.standard_normal((3, 2, 9, 10))
     weight, bias = rng.standard_normal((4, 2, 3, 3)), rng.standard_normal(4)
@@ -184,6 +191,7 @@ def test_numba_cache_blocked_convolution_equals_the_reference(block_bytes, dtype
 
     backend = kernels.get_backend("numba")
     monkeypatch.setattr(backend, "direct_max_filters_times_rows", 0)
+    monkeypatch.setattr(backend, "lanes_max_filters_times_rows", 0)
     monkeypatch.setattr(backend, "blocked_min_unfolding_bytes", 0)
     monkeypatch.setattr(backend, "unfold_block_bytes", block_bytes)
     x = rng.standard_normal((5, 3, 9, 8)).astype(dtype)

@@ -39,7 +39,16 @@ from typing import NamedTuple
 import numpy as np
 
 from numcnn.functional.im2col import conv_output_size_2d
-from numcnn.kernels import gemm, numba_conv, numba_kernels, numba_norm, numba_winograd, threads
+from numcnn.kernels import (
+    gemm,
+    numba_blocked,
+    numba_conv,
+    numba_kernels,
+    numba_lanes,
+    numba_norm,
+    numba_winograd,
+    threads,
+)
 from numcnn.kernels.common import PoolWindow, check_conv_input, ones_vector
 from numcnn.kernels.numpy_backend import NumpyBackend
 from numcnn.kernels.reference import FusedReluCache
@@ -50,6 +59,7 @@ __all__ = [
     "BlockedConvCache",
     "ColumnsConvCache",
     "DirectConvCache",
+    "LanesConvCache",
     "PlaneMaxPoolCache",
     "WinogradConvCache",
     "plane_layout",
@@ -79,6 +89,18 @@ class DirectConvCache(NamedTuple):
     plane_n: int
     shape: tuple[int, int, int, int]  # (C, N, H, W)
     weight: np.ndarray
+    padding: tuple[int, int]
+
+
+class LanesConvCache(NamedTuple):
+    """For the kernels with the filters in the vector lanes (:mod:`numba_lanes`): the input itself."""
+
+    flat: np.ndarray  # the input's memory, see plane_layout
+    plane_c: int
+    plane_n: int
+    shape: tuple[int, int, int, int]  # (C, N, H, W)
+    weight: np.ndarray  # (F, C, KH, KW)
+    stride: tuple[int, int]
     padding: tuple[int, int]
 
 
@@ -242,6 +264,111 @@ class NumbaBackend(NumpyBackend):
             and out_w >= self.direct_min_row_length
         )
 
+    # The kernels with the filters in the vector lanes (numba_lanes) compute no position twice and
+    # take any stride; the direct kernels' wide rows compute (OH − 1)·Wp + OW entries, rounded up to
+    # whole blocks, for OH·OW outputs. The lanes run a k×k convolution (k > 1) up to F·C·KH·KW =
+    # lanes_max_filters_times_rows when its stride is not 1 (else im2col + GEMM), when neither the
+    # direct kernels nor Winograd take it (im2col + GEMM again), or when the direct kernels' wide rows
+    # would waste lanes_min_waste_ratio times what the lanes waste (filters rounded up to whole
+    # vectors, positions to whole blocks). Probed A/B, batch 64, two threads, training (forward +
+    # backward) / inference against the path before: LeNet-5's 6→16 at 14×14 with pooling 0.88 /
+    # 0.75 (direct; wide rows 1.44× the outputs), BASE's 20→50 5×5 at 12×12 0.80 / 0.63 (im2col);
+    # resnet_mnist's 16→32 stride 2 0.69 / 0.54 and 32→64 stride 2 0.84 / 0.65 (im2col), 32→32 at
+    # 14×14 0.89 / 0.83 (direct, 1.22×), 64→64 at 7×7 0.79 / 0.74 (im2col). Not taken: 16→16 at
+    # 28×28 (direct, 1.07×: 1.02 in inference), SK's 50→50 at 10×10 (Winograd: 0.98 / 1.02), and
+    # 1×1 convolutions, which stay one GEMM (the lanes' backward 1.6–1.9× slower).
+    lanes_max_filters_times_rows = 36_864
+    lanes_min_waste_ratio = 1.15
+
+    def use_lanes(self, weight_shape, stride, padding, input_size) -> bool:
+        """Whether :mod:`numba_lanes` runs this convolution (checked before every other path)."""
+        filters, channels, kernel_h, kernel_w = weight_shape
+        if filters * channels * kernel_h * kernel_w > self.lanes_max_filters_times_rows or kernel_h * kernel_w == 1:
+            return False
+        out_h, out_w = conv_output_size_2d(input_size, (kernel_h, kernel_w), stride, padding)
+        if tuple(stride) != (1, 1):
+            return True
+        if self.use_winograd(weight_shape, stride, (out_h, out_w)):
+            return False
+        if not self.use_direct(weight_shape, stride, out_w):
+            return True
+        lanes, block = 8, numba_lanes.BLOCK  # the rule is the same for float64 (four lanes)
+        positions = out_h * out_w
+        lanes_waste = (-(-filters // lanes) * lanes / filters) * (-(-positions // block) * block / positions)
+        padded_w = input_size[1] + 2 * padding[1]
+        wide_block = numba_blocked.PRODUCT_BLOCK_VECTORS * lanes
+        wide = -(-((out_h - 1) * padded_w + out_w) // wide_block) * wide_block
+        return wide / positions >= self.lanes_min_waste_ratio * lanes_waste
+
+    def _lanes_conv2d_forward(self, x, weight, bias, stride, padding, relu, pool_record=None):
+        """The convolution by :mod:`numba_lanes`; with ``pool_record`` not None, ReLU → 2×2 stride-2
+        max pooling follows in the same pass (recording the maxima if it is True)."""
+        n, c, h, w = x.shape
+        filters = weight.shape[0]
+        kernel = weight.shape[2:]
+        out_h, out_w = conv_output_size_2d((h, w), kernel, stride, padding)
+        lanes = 8 if x.dtype == np.float32 else 4
+        padded_filters = -(-filters // lanes) * lanes
+        weight_kf = np.zeros((weight[0].size, padded_filters), dtype=x.dtype)  # (C·KH·KW, F'), zero past F
+        weight_kf[:, :filters] = weight.reshape(filters, -1).T
+        bias_vector = np.zeros(padded_filters, dtype=x.dtype)
+        if bias is not None:
+            bias_vector[:filters] = bias
+        flat, plane_c, plane_n = plane_layout(x)
+        shape = (c, n, h, w)
+        cache = LanesConvCache(flat, plane_c, plane_n, shape, weight, tuple(stride), tuple(padding))
+        if pool_record is None:
+            y = np.empty((filters, n, out_h, out_w), dtype=x.dtype)
+            numba_lanes.conv_forward_lanes(
+                flat, plane_c, plane_n, shape, kernel, cache.stride, cache.padding, weight_kf.reshape(-1), bias_vector,
+                relu, y.reshape(-1),
+            )  # fmt: skip
+            return as_nchw(y), cache, None
+        y = np.empty((filters, n, out_h // 2, out_w // 2), dtype=x.dtype)
+        argmax = np.empty(y.shape if pool_record else (1,), dtype=np.int32)
+        numba_lanes.conv_pool_forward_lanes(
+            flat, plane_c, plane_n, shape, kernel, cache.stride, cache.padding, weight_kf.reshape(-1), bias_vector,
+            bool(pool_record), y.reshape(-1), argmax.reshape(-1),
+        )  # fmt: skip
+        return as_nchw(y), cache, argmax
+
+    def _lanes_conv2d_backward(self, grad_output, cache: LanesConvCache, need_input_grad):
+        weight = cache.weight
+        filters, channels, kernel_h, kernel_w = weight.shape
+        kernel = (kernel_h, kernel_w)
+        dtype = grad_output.dtype
+        lanes = 8 if dtype == np.float32 else 4
+        grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
+        taps = channels * kernel_h * kernel_w
+        padded_taps = -(-taps // numba_lanes.BLOCK) * numba_lanes.BLOCK
+        padded_filters = -(-filters // lanes) * lanes
+        groups = self._weight_grad_groups(cache.shape, kernel, cache.padding, filters, grad_output.itemsize)
+        partial = np.empty((groups, padded_taps * padded_filters), dtype=dtype)
+        numba_lanes.conv_weight_grad_lanes(
+            cache.flat, cache.plane_c, cache.plane_n, cache.shape, kernel, cache.stride, cache.padding,
+            grad_flat, grad_plane_f, grad_plane_n, partial,
+        )  # fmt: skip
+        summed = partial.sum(axis=0).reshape(padded_taps, padded_filters)
+        grad_weight = np.ascontiguousarray(summed[:taps, :filters].T).reshape(weight.shape)
+        grad_bias = _bias_gradient(grad_output)
+        grad_input = None
+        if need_input_grad and cache.stride == (1, 1) and channels < 2 * 8 and self.use_direct(weight.shape, (1, 1), 8):
+            # Fewer channels than two vectors leave the scatter's blocks half empty: the direct
+            # kernels' input gradient (which needs only δ and W) instead. Probed on LeNet-5's 6 → 16:
+            # 0.39 against 0.44 ms.
+            grad_input = self._direct_input_grad(grad_output, weight, cache.shape, cache.padding)
+        elif need_input_grad:
+            padded_channels = -(-channels // lanes) * lanes
+            weight_tfc = np.zeros((kernel_h * kernel_w, filters, padded_channels), dtype=dtype)  # (KH·KW, F, C')
+            weight_tfc[:, :, :channels] = weight.transpose(2, 3, 0, 1).reshape(kernel_h * kernel_w, filters, channels)
+            out = np.empty(cache.shape, dtype=dtype)  # (C, N, H, W)
+            numba_lanes.conv_input_grad_lanes(
+                grad_flat, grad_plane_f, grad_plane_n, cache.shape, kernel, cache.stride, cache.padding,
+                weight_tfc.reshape(-1), out.reshape(-1),
+            )  # fmt: skip
+            grad_input = as_nchw(out)
+        return grad_input, grad_weight, grad_bias
+
     # Winograd F(2×2, 3×3) pays off where its transforms are cheap next to its products: from
     # F·C·KH·KW beyond the direct kernels' limit (above). Probed A/B on the exercise 15.6 layers
     # (batch 64, two threads; forward + backward / forward alone, against im2col + GEMM, with both
@@ -334,6 +461,9 @@ class NumbaBackend(NumpyBackend):
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         out_h, out_w = conv_output_size_2d((h, w), kernel, stride, padding)
+        if self.use_lanes(weight.shape, stride, padding, (h, w)):
+            y, cache, _ = self._lanes_conv2d_forward(x, weight, bias, stride, padding, relu)
+            return y, cache
         if self.use_winograd(weight.shape, stride, (out_h, out_w)):
             epilogue = numba_winograd.EPILOGUE_RELU if relu else numba_winograd.EPILOGUE_NONE
             return self._winograd_conv2d_forward(x, weight, bias, padding, (out_h, out_w), epilogue)
@@ -377,6 +507,18 @@ class NumbaBackend(NumpyBackend):
         n, c, h, w = x.shape
         filters, kernel = weight.shape[0], weight.shape[2:]
         conv_size = conv_output_size_2d((h, w), kernel, stride, padding)
+        if self.use_lanes(weight.shape, stride, padding, (h, w)):
+            if not _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
+                return None  # the convolution, then the pooling kernel
+            y, conv_cache, argmax = self._lanes_conv2d_forward(x, weight, bias, stride, padding, True, bool(record))
+            window = PoolWindow(conv_size, pool_kernel, pool_stride, pool_padding)
+            if record:
+                return y, conv_cache, PlaneMaxPoolCache(window, argmax, None, True)
+
+            def lanes_output() -> np.ndarray:  # the same numbers, for the same maxima
+                return self._lanes_conv2d_forward(x, weight, bias, stride, padding, False)[0]
+
+            return y, conv_cache, PlaneMaxPoolCache(window, None, lanes_output, True)
         if self.use_winograd(weight.shape, stride, conv_size):
             if not _is_2x2_tiling(pool_kernel, pool_stride, pool_padding):
                 return None  # the convolution (Winograd's or not), then the pooling kernel
@@ -425,11 +567,12 @@ class NumbaBackend(NumpyBackend):
             return self._blocked_conv2d_backward(grad_output, cache, need_input_grad)
         if isinstance(cache, WinogradConvCache):
             return self._winograd_conv2d_backward(grad_output, cache, need_input_grad)
+        if isinstance(cache, LanesConvCache):
+            return self._lanes_conv2d_backward(grad_output, cache, need_input_grad)
         weight = cache.weight
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
-        batch = cache.shape[1]
         partial = np.empty((self._weight_grad_groups(cache.shape, kernel, cache.padding, filters, grad_output.itemsize),
                             filters, weight[0].size), dtype=grad_output.dtype)  # fmt: skip
         numba_conv.conv_weight_grad_direct(
@@ -440,29 +583,36 @@ class NumbaBackend(NumpyBackend):
         grad_bias = _bias_gradient(grad_output)
         grad_input = None
         if need_input_grad:
-            out = np.empty(cache.shape, dtype=grad_output.dtype)  # (C, N, H, W)
-            channels, batch = cache.shape[:2]
-            full = (kernel[0] - 1 - cache.padding[0], kernel[1] - 1 - cache.padding[1])
-            if full == tuple(cache.padding) and channels >= self.correlation_min_channels:
-                # Eq. 15.49 as a forward convolution: δ padded by K − 1 − P, correlated with the
-                # kernels rotated by 180° and with F and C swapped ("full" convolution, seed 001).
-                # Both this and the scatter below are register-blocked; the correlation also
-                # computes the positions its padding of δ adds, few for a "same" convolution
-                # (K − 1 − P = P). Probed, batch 64: correlation against scatter 0.90 for 16→16 at
-                # 28×28 and 0.94 for 32→32 at 14×14 (padding 1), 0.80 for 8→8; but without padding
-                # 1.05 for 20→20 at 26×26, 1.29 for 20→50 at 12×12, 1.1–1.4 for LeNet's 6→16.
-                rotated = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(channels, -1)
-                numba_conv.conv_forward_direct(
-                    grad_flat, grad_plane_f, grad_plane_n, (filters, batch, *grad_output.shape[2:]), kernel, full,
-                    rotated, np.zeros(channels, dtype=grad_output.dtype), False, out.reshape(-1),
-                )  # fmt: skip
-            else:
-                numba_conv.conv_input_grad_direct(
-                    grad_flat, grad_plane_f, grad_plane_n, cache.shape, kernel, cache.padding,
-                    np.ascontiguousarray(weight.reshape(filters, -1)), out.reshape(-1),
-                )  # fmt: skip
-            grad_input = as_nchw(out)
+            grad_input = self._direct_input_grad(grad_output, weight, cache.shape, cache.padding)
         return grad_input, grad_weight, grad_bias
+
+    def _direct_input_grad(self, grad_output, weight, shape, padding):
+        """Eq. 15.49 for a stride-1 convolution by the direct kernels; ``shape = (C, N, H, W)``."""
+        filters, channels = weight.shape[:2]
+        kernel = weight.shape[2:]
+        batch = shape[1]
+        grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
+        out = np.empty(shape, dtype=grad_output.dtype)  # (C, N, H, W)
+        full = (kernel[0] - 1 - padding[0], kernel[1] - 1 - padding[1])
+        if full == tuple(padding) and channels >= self.correlation_min_channels:
+            # Eq. 15.49 as a forward convolution: δ padded by K − 1 − P, correlated with the
+            # kernels rotated by 180° and with F and C swapped ("full" convolution, seed 001).
+            # Both this and the scatter below are register-blocked; the correlation also
+            # computes the positions its padding of δ adds, few for a "same" convolution
+            # (K − 1 − P = P). Probed, batch 64: correlation against scatter 0.90 for 16→16 at
+            # 28×28 and 0.94 for 32→32 at 14×14 (padding 1), 0.80 for 8→8; but without padding
+            # 1.05 for 20→20 at 26×26, 1.29 for 20→50 at 12×12, 1.1–1.4 for LeNet's 6→16.
+            rotated = np.ascontiguousarray(weight[:, :, ::-1, ::-1].transpose(1, 0, 2, 3)).reshape(channels, -1)
+            numba_conv.conv_forward_direct(
+                grad_flat, grad_plane_f, grad_plane_n, (filters, batch, *grad_output.shape[2:]), kernel, full,
+                rotated, np.zeros(channels, dtype=grad_output.dtype), False, out.reshape(-1),
+            )  # fmt: skip
+        else:
+            numba_conv.conv_input_grad_direct(
+                grad_flat, grad_plane_f, grad_plane_n, shape, kernel, padding,
+                np.ascontiguousarray(weight.reshape(filters, -1)), out.reshape(-1),
+            )  # fmt: skip
+        return as_nchw(out)
 
     # -- convolutions too large for the direct kernels: im2col + GEMM, cache-blocked when huge ------
     # When the whole batch's unfolding would be huge (SK-2's second layer: 53 MB at batch 64), a

@@ -13,7 +13,9 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
   on a machine without AVX, and ``llvm.fma`` into a library call without FMA units: the code is
   portable, only slower there).
 * A handful of intrinsics: :func:`vload` and :func:`vstore` (unaligned, unchecked: the caller keeps
-  ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vadd`,
+  ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vsplat_at`
+  (every lane one element of an array: a broadcast load, without the negative-index test that
+  ``array[i]`` compiles to), :func:`vadd`,
   :func:`vfma`
   (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
   product) and :func:`vlanes` (the lane count for an array's dtype, a compile-time
@@ -31,7 +33,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vec", "vload", "vstore", "vsplat", "vadd", "vfma", "vsum", "vlanes"]
+__all__ = ["Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vfma", "vsum", "vlanes"]
 
 #: Lanes per vector: one 256-bit register.
 LANES = {types.float32: 8, types.float64: 4}
@@ -116,12 +118,29 @@ def vsplat(typingctx, scalar):
     vec = _vec_of(scalar)
 
     def codegen(context, builder, signature, args):
-        vector_type = context.get_value_type(vec)
-        first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), args[0], ir.Constant(ir.IntType(32), 0))
-        mask = ir.Constant(ir.VectorType(ir.IntType(32), vec.lanes), [0] * vec.lanes)
-        return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), mask)
+        return _splat(builder, context.get_value_type(vec), vec.lanes, args[0])
 
     return vec(scalar), codegen
+
+
+def _splat(builder, vector_type, lanes, scalar):
+    first = builder.insert_element(ir.Constant(vector_type, ir.Undefined), scalar, ir.Constant(ir.IntType(32), 0))
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [0] * lanes)
+    return builder.shuffle_vector(first, ir.Constant(vector_type, ir.Undefined), mask)
+
+
+@intrinsic
+def vsplat_at(typingctx, array, index):
+    """A vector with ``array[index]`` in every lane (1-D C-contiguous ``array``; no bounds check, and
+    ``index`` is an offset: no wrap-around of negative values)."""
+    _check_flat(array)
+    vec = _vec_of(array.dtype)
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        return _splat(builder, context.get_value_type(vec), vec.lanes, builder.load(pointer))
+
+    return vec(array, index), codegen
 
 
 def _llvm_vector_intrinsic(builder, name, vector_type, arity):
