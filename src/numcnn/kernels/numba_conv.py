@@ -125,6 +125,11 @@ def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad,
     image_size = channels * padded_h * padded_w + rounded - length  # a padded image and its tail
     offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
     delta_rows = np.arange(filters) * rounded
+    # blocked_dots holds 4 rows × 3 columns of dots in registers, leftovers in thinner blocks: let the
+    # taps be the rows where that leaves less work outside whole blocks (LeNet-5's first layer, 6
+    # filters × 25 taps: 96% of it in whole blocks instead of 64%; probed 0.79× the time, the same bits).
+    taps = offsets.shape[0]
+    taps_as_rows = _whole_blocks(taps, filters) > _whole_blocks(filters, taps)
     for g in prange(groups):
         first = g * per_group
         count = max(0, min(per_group, batch - first))
@@ -136,10 +141,24 @@ def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad,
             _load_wide_delta(grad, (first + i) * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, deltas)
         partial[g] = 0
         images = np.arange(count)
-        blocked_dots(
-            wide.reshape(-1), delta_rows, images * filters * rounded, padded, offsets, images * image_size, rounded,
-            partial[g],
-        )  # fmt: skip
+        if taps_as_rows:
+            by_tap = np.zeros((offsets.shape[0], filters), dtype=partial.dtype)
+            blocked_dots(
+                padded, offsets, images * image_size, wide.reshape(-1), delta_rows, images * filters * rounded, rounded,
+                by_tap,
+            )  # fmt: skip
+            partial[g] = by_tap.T
+        else:
+            blocked_dots(
+                wide.reshape(-1), delta_rows, images * filters * rounded, padded, offsets, images * image_size, rounded,
+                partial[g],
+            )  # fmt: skip
+
+
+@njit(cache=True)
+def _whole_blocks(rows, cols):
+    """Share of ``rows × cols`` dot products in :func:`blocked_dots`'s whole 4 × 3 blocks."""
+    return (rows - rows % 4) * (cols - cols % 3) / (rows * cols)
 
 
 @njit(parallel=True, cache=True)
