@@ -573,16 +573,13 @@ class NumbaBackend(NumpyBackend):
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
-        groups = self._weight_grad_groups(cache.shape, kernel, cache.padding, filters, grad_output.itemsize)
-        by_tap = numba_conv.taps_as_rows(weight[0].size, filters)
-        dots = (weight[0].size, filters) if by_tap else (filters, weight[0].size)
-        partial = np.empty((groups, *dots), dtype=grad_output.dtype)
+        partial = np.empty((self._weight_grad_groups(cache.shape, kernel, cache.padding, filters, grad_output.itemsize),
+                            filters, weight[0].size), dtype=grad_output.dtype)  # fmt: skip
         numba_conv.conv_weight_grad_direct(
             cache.flat, cache.plane_c, cache.plane_n, cache.shape, kernel, cache.padding,
             grad_flat, grad_plane_f, grad_plane_n, partial,
         )
-        summed = partial.sum(axis=0)
-        grad_weight = np.ascontiguousarray(summed.T if by_tap else summed).reshape(weight.shape)
+        grad_weight = partial.sum(axis=0).reshape(weight.shape)
         grad_bias = _bias_gradient(grad_output)
         grad_input = None
         if need_input_grad:

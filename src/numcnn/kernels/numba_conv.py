@@ -103,20 +103,19 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
 
 @njit(parallel=True, cache=True)
 def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad, grad_plane_f, grad_plane_n, partial):
-    """Weight gradients (eq. 15.38), stride 1, per group of images: ``partial[g, f, k]``, or
-    ``partial[g, k, f]`` where :func:`taps_as_rows` says so; the caller sums over ``g``.
-    ``partial.shape[0]`` sets the groups: ``⌈N / groups⌉`` consecutive images each.
+    """Weight gradients (eq. 15.38), stride 1, per group of images: ``partial[g, f, k]``; the caller sums
+    over ``g``. ``partial.shape[0]`` sets the groups: ``⌈N / groups⌉`` consecutive images each.
 
     Each ``∂E/∂W[f, k]`` of one image is the dot product of δ's wide row ``f`` with tap ``k``'s run of
     the padded image; a group's images are the segments of one
     :func:`~numcnn.kernels.numba_blocked.blocked_dots`, so the lanes of its accumulators are added once
     per group, not per image (small planes have short dots). The sums run in ``partial``'s dtype and
-    are reordered: equal to the reference up to rounding, the same on any thread count (and the same
-    bits in either orientation). ``grad`` is δ flat with plane strides ``grad_plane_f`` / ``grad_plane_n``.
+    are reordered: equal to the reference up to rounding, the same on any thread count. ``grad`` is δ
+    flat with plane strides ``grad_plane_f`` / ``grad_plane_n``.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
-    groups = partial.shape[0]
+    groups, filters = partial.shape[:2]
     per_group = -(-batch // groups)
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
@@ -125,54 +124,22 @@ def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad,
     rounded = -(-length // lanes) * lanes  # δ's rows are zero past ``length``: the extra products add 0
     image_size = channels * padded_h * padded_w + rounded - length  # a padded image and its tail
     offsets = _tap_offsets(channels, kernel, (padded_h, padded_w))
-    taps = offsets.shape[0]
-    filters = partial.shape[1] + partial.shape[2] - taps
-    # The taps' rows, then δ's (after the group's padded images, in one buffer), and the dots'
-    # operands picked from them by arithmetic, not by a branch: LLVM would unswitch a branch,
-    # compiling the blocked loop twice (5 s more on first use).
-    by_tap = 1 if taps_as_rows(taps, filters) else 0
-    rows = np.empty(taps + filters, dtype=np.int64)
-    rows[:taps] = offsets
-    rows[taps:] = np.arange(filters) * rounded
-    a_first, b_first = (1 - by_tap) * taps, by_tap * taps
-    a_rows = rows[a_first : a_first + by_tap * taps + (1 - by_tap) * filters]
-    b_rows_in_deltas = rows[b_first : b_first + (1 - by_tap) * taps + by_tap * filters]
+    delta_rows = np.arange(filters) * rounded
     for g in prange(groups):
         first = g * per_group
         count = max(0, min(per_group, batch - first))
-        memory = np.zeros(count * (image_size + filters * rounded), dtype=partial.dtype)
-        images_end = count * image_size
+        padded = np.zeros(count * image_size, dtype=partial.dtype)
+        wide = np.zeros((count * filters, rounded), dtype=partial.dtype)
         for i in range(count):
-            _load_padded(src, (first + i) * plane_n, plane_c, shape, padding, memory[i * image_size :])
-            deltas = memory[images_end + i * filters * rounded : images_end + (i + 1) * filters * rounded]
-            _load_wide_delta(grad, (first + i) * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w,
-                             deltas.reshape(filters, rounded))  # fmt: skip
+            _load_padded(src, (first + i) * plane_n, plane_c, shape, padding, padded[i * image_size :])
+            deltas = wide[i * filters : (i + 1) * filters]
+            _load_wide_delta(grad, (first + i) * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, deltas)
+        partial[g] = 0
         images = np.arange(count)
-        shifts = np.empty(2 * count, dtype=np.int64)
-        shifts[:count] = images * image_size  # the taps' rows: image i's padded image
-        shifts[count:] = images_end + images * filters * rounded  # δ's rows: image i's, after the images
-        a_shifts = shifts[(1 - by_tap) * count : (2 - by_tap) * count]
-        b_shifts = shifts[by_tap * count : (by_tap + 1) * count]
-        dots = np.zeros(partial.shape[1:], dtype=partial.dtype)
-        blocked_dots(memory, a_rows, a_shifts, memory, b_rows_in_deltas, b_shifts, rounded, dots)
-        partial[g] = dots
-
-
-@njit(cache=True)
-def taps_as_rows(taps, filters):
-    """Whether :func:`conv_weight_grad_direct` gives its dots the taps as rows, ``partial[g, k, f]``.
-
-    blocked_dots holds 4 rows × 3 columns of dots in registers, leftovers in thinner blocks: the taps
-    are the rows where that leaves less work outside whole blocks (LeNet-5's first layer, 6 filters
-    × 25 taps: 96% of it in whole blocks instead of 64%; probed 0.77–0.79× the time, the same bits).
-    """
-    return _whole_blocks(taps, filters) > _whole_blocks(filters, taps)
-
-
-@njit(cache=True)
-def _whole_blocks(rows, cols):
-    """Share of ``rows × cols`` dot products in :func:`blocked_dots`'s whole 4 × 3 blocks."""
-    return (rows - rows % 4) * (cols - cols % 3) / (rows * cols)
+        blocked_dots(
+            wide.reshape(-1), delta_rows, images * filters * rounded, padded, offsets, images * image_size, rounded,
+            partial[g],
+        )  # fmt: skip
 
 
 @njit(parallel=True, cache=True)
