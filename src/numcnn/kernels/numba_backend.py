@@ -5,7 +5,11 @@ per-image tasks; compiled loops do not pay NumPy's per-run cost that made the nu
 batch-last). What it inherits from :class:`~numcnn.kernels.numpy_backend.NumpyBackend` (linear
 layers, average pooling, and anything not 4-D) accepts any layout.
 
-* stride-1 convolutions up to F·C·KH·KW = 9,216 (LeNet's both, the 16–32-channel 3×3 layers of
+* strided convolutions and those on small planes (LeNet's second, BASE's second, ``resnet_mnist``'s
+  14×14 and 7×7 stages) run with the filters in the vector lanes (:mod:`numcnn.kernels.numba_lanes`):
+  positions are a list of offsets, so no position is computed twice and any stride is only
+  another list (:meth:`NumbaBackend.use_lanes` says which);
+* other stride-1 convolutions up to F·C·KH·KW = 9,216 (LeNet's first, the 16–20-channel 3×3 layers of
   SK and ``resnet_mnist``) run as direct loops over the padded image
   (:mod:`numcnn.kernels.numba_conv`): no im2col matrix at all, every thread on its own images, the
   sums register-blocked (:mod:`numcnn.kernels.numba_blocked`); from 8 input channels their input
@@ -22,7 +26,7 @@ layers, average pooling, and anything not 4-D) accepts any layout.
   of each window's first maximum, so the backward pass is a single scatter (2×2 stride 2 written out);
 * batch norm and ReLU are one compiled pass per channel or plane (:mod:`numcnn.kernels.numba_norm`).
 
-The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions),
+The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions), :mod:`numcnn.kernels.numba_lanes`,
 :mod:`numcnn.kernels.numba_winograd`, :mod:`numcnn.kernels.numba_blocked` (the register-blocked
 loops both spend their time in; :mod:`numcnn.kernels.simd` gives numba the vector value they need),
 :mod:`numcnn.kernels.numba_kernels` (im2col, col2im, pooling, ReLU) and
