@@ -163,7 +163,10 @@ def test_parallel_sweep_writes_results_and_a_second_call_skips_everything(tmp_pa
     assert not outcome.failures and len(outcome.results) == 6
     for result in outcome.results.values():
         assert 0.0 <= result["test_error"] <= 1.0 and result["epochs"] == 2 and result["test_images"] == 200
-    seeds = {r["seed"]: r for r in outcome.results.values() if r["model"] == "lenet5" and r["train_size"] == 300}
+    # By the sweep's own runs: the "models" sweep also has a lenet5 run on 300 examples with seed 0 (at
+    # another lr), and the results are in the order the parallel jobs finished.
+    seeds = {outcome.results[run.run_id]["seed"]: outcome.results[run.run_id]
+             for run in sweep_named(experiment, "seeds").runs}  # fmt: skip
     assert len(seeds) == 3 and len({r["test_loss"] for r in seeds.values()}) == 3  # the seed matters
 
     lines = []
