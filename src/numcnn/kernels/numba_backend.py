@@ -274,13 +274,14 @@ class NumbaBackend(NumpyBackend):
     # lanes_max_filters_times_rows when its stride is not 1 (else im2col + GEMM), when neither the
     # direct kernels nor Winograd take it (im2col + GEMM again), or when the direct kernels' wide rows
     # would waste lanes_min_waste_ratio times what the lanes waste (filters rounded up to whole
-    # vectors, positions to whole blocks). Probed A/B, batch 64, two threads, training (forward +
-    # backward) / inference against the path before: LeNet-5's 6→16 at 14×14 with pooling 0.88 /
-    # 0.75 (direct; wide rows 1.44× the outputs), BASE's 20→50 5×5 at 12×12 0.80 / 0.63 (im2col);
-    # resnet_mnist's 16→32 stride 2 0.69 / 0.54 and 32→64 stride 2 0.84 / 0.65 (im2col), 32→32 at
-    # 14×14 0.89 / 0.83 (direct, 1.22×), 64→64 at 7×7 0.79 / 0.74 (im2col). Not taken: 16→16 at
-    # 28×28 (direct, 1.07×: 1.02 in inference), SK's 50→50 at 10×10 (Winograd: 0.98 / 1.02), and
-    # 1×1 convolutions, which stay one GEMM (the lanes' backward 1.6–1.9× slower).
+    # vectors, positions to whole blocks). Probed A/B (python benchmarks/lanes_on_off.py measures it
+    # again), batch 64, two threads, training (forward + backward) / inference against the path
+    # before: LeNet-5's 6→16 at 14×14 with pooling 0.88 / 0.75 (direct; wide rows 1.44× the
+    # outputs), BASE's 20→50 5×5 at 12×12 0.80 / 0.63 (im2col); resnet_mnist's 16→32 stride 2
+    # 0.69 / 0.54 and 32→64 stride 2 0.84 / 0.65 (im2col), 32→32 at 14×14 0.89 / 0.83 (direct,
+    # 1.22×), 64→64 at 7×7 0.79 / 0.74 (im2col). Not taken: 16→16 at 28×28 (direct, 1.07×: 1.02
+    # in inference), SK's 50→50 at 10×10 (Winograd: 0.98 / 1.02), and 1×1 convolutions, which
+    # stay one GEMM (the lanes' backward 1.6–1.9× slower).
     lanes_max_filters_times_rows = 36_864
     lanes_min_waste_ratio = 1.15
 
