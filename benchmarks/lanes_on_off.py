@@ -16,12 +16,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
-from numcnn import kernels, models
-from numcnn.benchmark.runner import BenchConfig, NumcnnRunner, configure_threads, synthetic_data
+from numcnn import kernels
+from numcnn.benchmark.runner import BenchConfig, alternating_model_times, configure_threads, median_ms
 
 # (label, C, F, H = W, kernel, stride, padding, pooled), batch 64
 LAYERS = [
@@ -35,16 +34,6 @@ LAYERS = [
     ("SK fourth (not taken: Winograd)", 50, 50, 10, 3, 1, 0, True),
     ("resnet_mnist shortcut 1×1 (not taken)", 16, 32, 28, 1, 2, 0, False),
 ]
-
-
-def _median_ms(function, repeats: int = 10) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
 
 
 def _set_lanes(backend, mode: str) -> None:
@@ -69,8 +58,8 @@ def _layer_ms(backend, x, weight, stride, padding, pooled) -> tuple[float, float
 
     y = backend.conv2d_forward(x, weight, None, stride, padding)[0]
     delta = np.ascontiguousarray(np.cos(y).transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
-    train = _median_ms(lambda: backend.conv2d_backward(delta, forward(True)))
-    return train, _median_ms(lambda: forward(False))
+    train = median_ms(lambda: backend.conv2d_backward(delta, forward(True)))
+    return train, median_ms(lambda: forward(False))
 
 
 def layers(backend, rounds: int) -> None:
@@ -97,28 +86,14 @@ def layers(backend, rounds: int) -> None:
 def steps(backend, names: list[str], rounds: int) -> None:
     print("\n| model | training ms per step: without / with, median | ratio | inference ms per batch | ratio |")
     print("| --- | --- | --- | --- | --- |")
+    settings = {mode: (lambda mode=mode: _set_lanes(backend, mode)) for mode in ("off", "rule")}
     for name in names:
-        spec = models.get_spec(name)
-        runner = NumcnnRunner(BenchConfig(model=name), spec)
-        images, labels = synthetic_data(spec, 64 * 20, np.random.default_rng(0), np.float32)
-        batches = [(images[s : s + 64], labels[s : s + 64]) for s in range(0, len(labels), 64)]
-        runner.train_steps(batches[:3])
-        train: dict[str, list[float]] = {"off": [], "rule": []}
-        infer: dict[str, list[float]] = {"off": [], "rule": []}
-        for _ in range(rounds):
-            for mode in train:
-                _set_lanes(backend, mode)
-                started = time.perf_counter()
-                runner.train_steps(batches)
-                train[mode].append((time.perf_counter() - started) / len(batches) * 1e3)
-                started = time.perf_counter()
-                runner.infer(batches)
-                infer[mode].append((time.perf_counter() - started) / len(batches) * 1e3)
+        times = alternating_model_times(name, settings, rounds)
         cells = []
-        for times in (train, infer):
-            off, on = statistics.median(times["off"]), statistics.median(times["rule"])
+        for task in (0, 1):
+            off, on = statistics.median(times["off"][task]), statistics.median(times["rule"][task])
             cells.append(f"{off:.2f} / {on:.2f}")
-            ratios = sorted(b / a for a, b in zip(times["off"], times["rule"]))
+            ratios = sorted(b / a for a, b in zip(times["off"][task], times["rule"][task]))
             cells.append(f"{statistics.median(ratios):.2f} ({ratios[0]:.2f}–{ratios[-1]:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")
     _set_lanes(backend, "rule")

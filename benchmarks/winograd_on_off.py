@@ -14,12 +14,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
-from numcnn import kernels, models
-from numcnn.benchmark.runner import BenchConfig, NumcnnRunner, configure_threads, synthetic_data
+from numcnn import kernels
+from numcnn.benchmark.runner import BenchConfig, alternating_model_times, configure_threads, median_ms
 
 # (N, C, F, H = W, padding)
 LAYERS = [
@@ -33,21 +32,11 @@ LAYERS = [
 ]
 
 
-def _median_ms(function, repeats: int = 10) -> float:
-    function()
-    times = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        function()
-        times.append(time.perf_counter() - started)
-    return statistics.median(times) * 1e3
-
-
 def _forward_backward_ms(backend, x, weight, padding) -> tuple[float, float]:
     y, cache = backend.conv2d_forward(x, weight, None, (1, 1), padding)
     delta = np.ones_like(y)
-    forward = _median_ms(lambda: backend.conv2d_forward(x, weight, None, (1, 1), padding))
-    backward = _median_ms(lambda: backend.conv2d_backward(delta, cache))
+    forward = median_ms(lambda: backend.conv2d_forward(x, weight, None, (1, 1), padding))
+    backward = median_ms(lambda: backend.conv2d_backward(delta, cache))
     return forward, backward
 
 
@@ -85,28 +74,14 @@ def layers(backend, rounds: int) -> None:
 def steps(backend, names: list[str], rounds: int) -> None:
     print("\n| model | training ms per step: without / with, median | ratio | inference ms per batch | ratio |")
     print("| --- | --- | --- | --- | --- |")
+    settings = {on: (lambda on=on: _set_winograd(backend, on, everywhere=False)) for on in (False, True)}
     for name in names:
-        spec = models.get_spec(name)
-        runner = NumcnnRunner(BenchConfig(model=name), spec)
-        images, labels = synthetic_data(spec, 64 * 20, np.random.default_rng(0), np.float32)
-        batches = [(images[s : s + 64], labels[s : s + 64]) for s in range(0, len(labels), 64)]
-        runner.train_steps(batches[:3])
-        train: dict[bool, list[float]] = {False: [], True: []}
-        infer: dict[bool, list[float]] = {False: [], True: []}
-        for _ in range(rounds):
-            for on in (False, True):
-                _set_winograd(backend, on, everywhere=False)
-                started = time.perf_counter()
-                runner.train_steps(batches)
-                train[on].append((time.perf_counter() - started) / len(batches) * 1e3)
-                started = time.perf_counter()
-                runner.infer(batches)
-                infer[on].append((time.perf_counter() - started) / len(batches) * 1e3)
+        times = alternating_model_times(name, settings, rounds)
         cells = []
-        for times in (train, infer):
-            off, on = statistics.median(times[False]), statistics.median(times[True])
+        for task in (0, 1):
+            off, on = statistics.median(times[False][task]), statistics.median(times[True][task])
             # The fastest round too: on a shared machine it is the steadier estimate of the cost.
-            best_off, best_on = min(times[False]), min(times[True])
+            best_off, best_on = min(times[False][task]), min(times[True][task])
             cells.append(f"{off:.1f} / {on:.1f} (fastest {best_off:.1f} / {best_on:.1f})")
             cells.append(f"{on / off:.2f} (fastest {best_on / best_off:.2f})")
         print(f"| {name} | " + " | ".join(cells) + " |")

@@ -149,3 +149,19 @@ def test_profile_of_a_graph_model_has_a_row_per_node():
     assert all(forward > 0 for _, forward, _ in rows[:-2])
     assert all(backward > 0 for _, _, backward in rows[:-2])
     assert "Conv2d block3_conv2" in format_report(result)
+
+
+def test_alternating_model_times_takes_turns_and_times_each_setting():
+    """The on/off benchmarks' loop: each setting applied before its own timings, in turn, every round."""
+    from numcnn.benchmark.runner import alternating_model_times, median_ms
+
+    applied = []
+    settings = {"a": lambda: applied.append("a"), "b": lambda: applied.append("b")}
+    with numcnn.kernels.use_backend("numpy"):
+        times = alternating_model_times("lenet5", settings, rounds=2, batch_size=4, batches=2)
+    assert applied == ["a", "b", "a", "b"]
+    assert set(times) == {"a", "b"}
+    for train, infer in times.values():
+        assert len(train) == 2 and len(infer) == 2 and all(t > 0 for t in train + infer)
+    calls = []
+    assert median_ms(lambda: calls.append(1), repeats=3) >= 0 and len(calls) == 4  # one untimed call first

@@ -39,7 +39,16 @@ from numcnn.losses import LOSS_TYPES
 from numcnn.optim import SGD
 from numcnn.train import train_step
 
-__all__ = ["EPOCH_IMAGES", "TEST_IMAGES", "BenchConfig", "Measurement", "BenchResult", "run_benchmark"]
+__all__ = [
+    "EPOCH_IMAGES",
+    "TEST_IMAGES",
+    "BenchConfig",
+    "Measurement",
+    "BenchResult",
+    "run_benchmark",
+    "median_ms",
+    "alternating_model_times",
+]
 
 EPOCH_IMAGES = 60_000  # one MNIST training epoch
 TEST_IMAGES = 10_000  # the MNIST test set
@@ -175,6 +184,34 @@ def _timed(function, *args) -> float:
     started = time.perf_counter()
     function(*args)
     return time.perf_counter() - started
+
+
+def median_ms(function, repeats: int = 10) -> float:
+    """Median milliseconds of ``repeats`` calls of ``function()``, after one untimed call."""
+    function()
+    return float(np.median([_timed(function) for _ in range(repeats)])) * 1e3
+
+
+def alternating_model_times(
+    name: str, settings: dict, rounds: int, batch_size: int = 64, batches: int = 20
+) -> dict[str, tuple[list[float], list[float]]]:
+    """Training and inference of registry model ``name`` under each of ``settings`` (``{label: a
+    function that applies it}``), the settings taking turns, ``rounds`` times: ``{label: (ms per
+    training step, ms per inference batch)}``, one entry per round. Same-process alternation is the
+    only comparison that holds on a machine whose speed drifts (the on/off benchmarks use it).
+    """
+    spec = models.get_spec(name)
+    runner = NumcnnRunner(BenchConfig(model=name), spec)
+    images, labels = synthetic_data(spec, batch_size * batches, np.random.default_rng(0), np.float32)
+    pool = _batches(images, labels, batch_size)
+    runner.train_steps(pool[:3])
+    times: dict[str, tuple[list[float], list[float]]] = {label: ([], []) for label in settings}
+    for _ in range(rounds):
+        for label, apply in settings.items():
+            apply()
+            times[label][0].append(_timed(runner.train_steps, pool) / len(pool) * 1e3)
+            times[label][1].append(_timed(runner.infer, pool) / len(pool) * 1e3)
+    return times
 
 
 def configure_threads(config: BenchConfig, backend: str) -> dict:
