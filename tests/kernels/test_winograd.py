@@ -35,17 +35,18 @@ def winograd(monkeypatch):
     return backend
 
 
-# (images per group, tiles per chunk)
-SPLITS = {"default": (8, 512), "one-tile-row": (2, 1), "odd-groups": (3, 7)}
+# (images per group, tiles per chunk) backward; tiles per band forward (numba_winograd_lanes)
+SPLITS = {"default": (8, 512, 48), "one-tile-row": (2, 1, 1), "odd-groups": (3, 7, 7)}
 
 
 @pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
 @pytest.mark.parametrize("n, c, h, w, f, padding", SHAPES)
 def test_winograd_equals_the_reference(winograd, monkeypatch, n, c, h, w, f, padding, split, dtype, rtol, rng):
-    """Groups of 1–8 images, chunks of one tile row or several: the same numbers as eqs. 15.25–15.49."""
+    """Groups of 1–8 images, chunks and bands of one tile row or several: the same numbers as eqs. 15.25–15.49."""
     monkeypatch.setattr(winograd, "winograd_images_per_group", split[0])
     monkeypatch.setattr(winograd, "winograd_chunk_tiles", split[1])
+    monkeypatch.setattr(winograd, "winograd_band_tiles", split[2])
     reference = kernels.get_backend("reference")
     x = rng.standard_normal((n, c, h, w))
     weight, bias = rng.standard_normal((f, c, 3, 3)), rng.standard_normal(f)
@@ -88,6 +89,7 @@ def test_winograd_conv_relu_pool_in_its_output_transform(
     """
     monkeypatch.setattr(winograd, "winograd_images_per_group", split[0])
     monkeypatch.setattr(winograd, "winograd_chunk_tiles", split[1])
+    monkeypatch.setattr(winograd, "winograd_band_tiles", split[2])
     reference = kernels.get_backend("reference")
     x = rng.integers(-1, 2, size=(n, c, h, w)).astype(dtype)
     weight = rng.integers(-1, 2, size=(f, c, 3, 3)).astype(dtype)
@@ -210,3 +212,59 @@ def test_winograd_gives_the_same_bits_on_any_thread_count(winograd, rng):
         numba.set_num_threads(previous)
     for one, two in zip(*results):
         np.testing.assert_array_equal(one, two)
+
+
+LANES_SHAPES = [
+    # (N, C, H, W, F, padding): filters a pair of vectors and a single one (float32: 8 lanes), or fewer
+    (3, 17, 12, 9, 21, (1, 1)),
+    (2, 40, 14, 14, 40, (0, 0)),
+    (4, 3, 7, 16, 5, (2, 1)),
+]
+
+
+@pytest.mark.parametrize("band_tiles", [1, 5, 48])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("n, c, h, w, f, padding", LANES_SHAPES)
+def test_the_lanes_forward_pass_pools_and_rectifies_its_own_outputs(n, c, h, w, f, padding, dtype, band_tiles, rng):
+    """numba_winograd_lanes: against the reference, and the fused epilogues bit for bit against the
+    unfused pass followed by the ReLU and the pooling kernels, in bands of any size."""
+    from numcnn.kernels import numba_winograd_lanes
+    from numcnn.kernels.numba_backend import plane_layout
+
+    backend = kernels.get_backend("numba")
+    lanes = 8 if dtype == np.float32 else 4
+    x = rng.standard_normal((n, c, h, w)).astype(dtype)
+    weight, bias = rng.standard_normal((f, c, 3, 3)).astype(dtype), rng.standard_normal(f).astype(dtype)
+    out_size = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
+    u = numba_winograd_lanes.lanes_weight_transform(numba_winograd.weight_transform(weight), lanes)
+    bias_padded = np.zeros(u.shape[1] // c, dtype=dtype)
+    bias_padded[:f] = bias
+    band_rows = numba_winograd_lanes.band_rows_for(out_size, band_tiles)
+    flat, plane_c, plane_n = plane_layout(x)
+
+    def forward(epilogue, out_shape, argmax):
+        y = np.empty(out_shape, dtype=dtype)
+        numba_winograd_lanes.winograd_forward_lanes(
+            flat, plane_c, plane_n, (c, n, h, w), padding, out_size, u, bias_padded, band_rows, epilogue,
+            y.reshape(-1), argmax.reshape(-1),
+        )  # fmt: skip
+        return y
+
+    unused = np.empty(1, dtype=np.int32)
+    y = forward(numba_winograd_lanes.EPILOGUE_NONE, (f, n, *out_size), unused).transpose(1, 0, 2, 3)
+    rectified = forward(numba_winograd_lanes.EPILOGUE_RELU, (f, n, *out_size), unused).transpose(1, 0, 2, 3)
+    y_ref, _ = kernels.get_backend("reference").conv2d_forward(
+        x.astype(np.float64), weight.astype(np.float64), bias.astype(np.float64), (1, 1), padding
+    )
+    tolerance = 1e-12 if dtype == np.float64 else 2e-5
+    np.testing.assert_allclose(y, y_ref, rtol=0, atol=tolerance * np.abs(y_ref).max())
+    np.testing.assert_array_equal(rectified, np.maximum(y, 0))
+    pooled_ref, pool_cache = backend.max_pool2d_forward(np.ascontiguousarray(y), (2, 2), (2, 2), (0, 0), relu=True)
+    pooled_size = (out_size[0] // 2, out_size[1] // 2)
+    for record in (True, False):
+        argmax = np.empty((f, n, *pooled_size) if record else (1,), dtype=np.int32)
+        epilogue = numba_winograd_lanes.EPILOGUE_POOL_RECORD if record else numba_winograd_lanes.EPILOGUE_POOL
+        pooled = forward(epilogue, (f, n, *pooled_size), argmax)
+        np.testing.assert_array_equal(pooled.transpose(1, 0, 2, 3), pooled_ref)
+        if record:
+            np.testing.assert_array_equal(argmax, pool_cache.plane_index)  # both channel-major

@@ -51,6 +51,8 @@ __all__ = [
     "lane_products",
     "lane_dots",
     "lane_scatter",
+    "pool_image",
+    "store_image",
 ]
 
 #: Positions (or taps) per register block.
@@ -314,21 +316,28 @@ def conv_forward_lanes(src, plane_c, plane_n, shape, kernel, stride, padding, we
     batch = shape[1]
     padded_size, (out_h, out_w) = _geometry(shape, kernel, stride, padding)
     filters_padded = bias.shape[0]
-    filters = out.shape[0] // (batch * out_h * out_w)
     count = out_h * out_w
     offsets = _tap_offsets(shape[0], kernel, padded_size)
     positions = _positions((out_h, out_w), stride, padded_size[1], -(-count // BLOCK) * BLOCK)
-    zero = out.dtype.type(0)
     for n in prange(batch):
         acc = _image_outputs(src, n, plane_c, plane_n, shape, padding, padded_size, weight, bias, offsets, positions)
-        for f in range(filters):
-            dst = out[(f * batch + n) * count : (f * batch + n + 1) * count]
-            if relu:
-                for p in range(count):
-                    dst[p] = max(acc[p * filters_padded + f], zero)
-            else:
-                for p in range(count):
-                    dst[p] = acc[p * filters_padded + f]
+        store_image(acc, filters_padded, n, batch, count, relu, out)
+
+
+@njit(cache=True, nogil=True)
+def store_image(acc, filters_padded, n, batch, count, relu, out):
+    """Image ``n``'s outputs ``acc`` ``(≥ count, F')`` (flat) into channel-major ``out`` ``(F, N, count)``;
+    ``relu``: ``max(y, 0)``."""
+    filters = out.shape[0] // (batch * count)
+    zero = out.dtype.type(0)
+    for f in range(filters):
+        dst = out[(f * batch + n) * count : (f * batch + n + 1) * count]
+        if relu:
+            for p in range(count):
+                dst[p] = max(acc[p * filters_padded + f], zero)
+        else:
+            for p in range(count):
+                dst[p] = acc[p * filters_padded + f]
 
 
 @njit(parallel=True, cache=True)
@@ -341,67 +350,75 @@ def conv_pool_forward_lanes(src, plane_c, plane_n, shape, kernel, stride, paddin
     (row-major order, strict '>'), or −1 where the ReLU cuts the gradient.
     """
     batch = shape[1]
-    padded_size, (conv_h, conv_w) = _geometry(shape, kernel, stride, padding)
-    filters_padded = bias.shape[0]
+    padded_size, conv_size = _geometry(shape, kernel, stride, padding)
+    offsets = _tap_offsets(shape[0], kernel, padded_size)
+    positions = _positions(conv_size, stride, padded_size[1], -(-conv_size[0] * conv_size[1] // BLOCK) * BLOCK)
+    for n in prange(batch):
+        acc = _image_outputs(src, n, plane_c, plane_n, shape, padding, padded_size, weight, bias, offsets, positions)
+        pool_image(acc, bias.shape[0], conv_size, n, batch, record, out, argmax)
+
+
+@njit(cache=True, nogil=True)
+def pool_image(acc, filters_padded, conv_size, n, batch, record, out, argmax):
+    """ReLU → 2×2 stride-2 max pooling of image ``n``'s convolution outputs ``acc`` ``(OH·OW, F')``
+    (flat) into channel-major ``out`` ``(F, N, OH // 2, OW // 2)``; with ``record``, the maxima's
+    places into ``argmax`` (see :func:`conv_pool_forward_lanes`)."""
+    conv_h, conv_w = conv_size
     out_h, out_w = conv_h // 2, conv_w // 2
     plane = out_h * out_w
     filters = out.shape[0] // (batch * plane)
-    offsets = _tap_offsets(shape[0], kernel, padded_size)
-    positions = _positions((conv_h, conv_w), stride, padded_size[1], -(-conv_h * conv_w // BLOCK) * BLOCK)
     below = np.int32(conv_w)
-    for n in prange(batch):
-        acc = _image_outputs(src, n, plane_c, plane_n, shape, padding, padded_size, weight, bias, offsets, positions)
-        # The windows' maxima over whole vectors of filters (contiguous: the loops vectorise), then
-        # transposed out to the channel-major planes.
-        pooled = np.empty(plane * filters_padded, dtype=out.dtype)
-        codes = np.empty(plane * filters_padded if record else 1, dtype=np.int32)
-        for p in range(out_h):
-            for q in range(out_w):
-                corner = 2 * p * conv_w + 2 * q
-                t = corner * filters_padded
-                u = (p * out_w + q) * filters_padded
-                upper_left = acc[t : t + filters_padded]
-                upper_right = acc[t + filters_padded : t + 2 * filters_padded]
-                lower_left = acc[t + conv_w * filters_padded : t + (conv_w + 1) * filters_padded]
-                lower_right = acc[t + (conv_w + 1) * filters_padded : t + (conv_w + 2) * filters_padded]
-                best_of = pooled[u : u + filters_padded]
-                if record:
-                    where_of = codes[u : u + filters_padded]
-                    for f in range(filters_padded):
-                        best = upper_left[f]
-                        where = np.int32(0)
-                        value = upper_right[f]
-                        better = value > best
-                        where = np.int32(1) if better else where
-                        best = value if better else best
-                        value = lower_left[f]
-                        better = value > best
-                        where = below if better else where
-                        best = value if better else best
-                        value = lower_right[f]
-                        better = value > best
-                        where = below + np.int32(1) if better else where
-                        best = value if better else best
-                        alive = best > 0  # the ReLU: zero output, no gradient
-                        best_of[f] = best if alive else 0
-                        where_of[f] = np.int32(corner) + where if alive else np.int32(-1)
-                else:
-                    for f in range(filters_padded):
-                        best = upper_left[f]
-                        value = upper_right[f]
-                        best = value if value > best else best
-                        value = lower_left[f]
-                        best = value if value > best else best
-                        value = lower_right[f]
-                        best = value if value > best else best
-                        best_of[f] = best if best > 0 else 0
-        for f in range(filters):
-            dst = (f * batch + n) * plane
-            for u in range(plane):
-                out[dst + u] = pooled[u * filters_padded + f]
+    # The windows' maxima over whole vectors of filters (contiguous: the loops vectorise), then
+    # transposed out to the channel-major planes.
+    pooled = np.empty(plane * filters_padded, dtype=out.dtype)
+    codes = np.empty(plane * filters_padded if record else 1, dtype=np.int32)
+    for p in range(out_h):
+        for q in range(out_w):
+            corner = 2 * p * conv_w + 2 * q
+            t = corner * filters_padded
+            u = (p * out_w + q) * filters_padded
+            upper_left = acc[t : t + filters_padded]
+            upper_right = acc[t + filters_padded : t + 2 * filters_padded]
+            lower_left = acc[t + conv_w * filters_padded : t + (conv_w + 1) * filters_padded]
+            lower_right = acc[t + (conv_w + 1) * filters_padded : t + (conv_w + 2) * filters_padded]
+            best_of = pooled[u : u + filters_padded]
             if record:
-                for u in range(plane):
-                    argmax[dst + u] = codes[u * filters_padded + f]
+                where_of = codes[u : u + filters_padded]
+                for f in range(filters_padded):
+                    best = upper_left[f]
+                    where = np.int32(0)
+                    value = upper_right[f]
+                    better = value > best
+                    where = np.int32(1) if better else where
+                    best = value if better else best
+                    value = lower_left[f]
+                    better = value > best
+                    where = below if better else where
+                    best = value if better else best
+                    value = lower_right[f]
+                    better = value > best
+                    where = below + np.int32(1) if better else where
+                    best = value if better else best
+                    alive = best > 0  # the ReLU: zero output, no gradient
+                    best_of[f] = best if alive else 0
+                    where_of[f] = np.int32(corner) + where if alive else np.int32(-1)
+            else:
+                for f in range(filters_padded):
+                    best = upper_left[f]
+                    value = upper_right[f]
+                    best = value if value > best else best
+                    value = lower_left[f]
+                    best = value if value > best else best
+                    value = lower_right[f]
+                    best = value if value > best else best
+                    best_of[f] = best if best > 0 else 0
+    for f in range(filters):
+        dst = (f * batch + n) * plane
+        for u in range(plane):
+            out[dst + u] = pooled[u * filters_padded + f]
+        if record:
+            for u in range(plane):
+                argmax[dst + u] = codes[u * filters_padded + f]
 
 
 @njit(parallel=True, cache=True)

@@ -22,16 +22,19 @@ gradients of eqs. 15.38 and 15.49 (up to rounding):
 F(2×2, 3×3)'s matrices hold only 0, ±1 and ±½, so in float32 its results differ from the direct
 sums by a few units in the last place (Lavin §5; the tests bound it against the reference).
 
-Work is shared out in groups of whole images (a count that depends on the shape alone): the caller
-runs the groups on the threads of :mod:`numcnn.kernels.gemm` (plain ``njit`` kernels that release
-the GIL: ``prange`` versions took three times as long to compile). Each group transforms its images
-into ``V`` and ``M`` blocks that stay in the cache (the 16 products ``U[ξ] V[ξ]``, ``U[ξ]ᵀ ∂E/∂M[ξ]``
-and the dot products of ``∂E/∂M[ξ] V[ξ]ᵀ`` are the register-blocked loops of
-:mod:`numcnn.kernels.numba_blocked`, over rows rounded up to whole blocks), and writes its own
-part of the output -- or of the per-group weight gradients, summed in group order by the caller,
-so any thread count gives bitwise the same numbers. Padded images have ``Hq = 2·TH + 2`` rows
-(``TH`` tile rows), so odd output sizes need no special case: the extra outputs are computed and
-dropped, the extra δ entries are zeros. The layout of a group is described below, before :func:`_load_images`.
+The forward pass is :mod:`numcnn.kernels.numba_winograd_lanes` (the filters in the vector lanes, a
+band of tile rows at a time); this module holds the kernel transforms and both backward passes.
+
+Backward, work is shared out in groups of whole images (a count that depends on the shape alone):
+the caller runs the groups on the threads of :mod:`numcnn.kernels.gemm` (plain ``njit`` kernels that
+release the GIL: ``prange`` versions took three times as long to compile). Each group transforms its
+images and δ into ``V`` and ``∂E/∂M`` blocks (the products ``U[ξ]ᵀ ∂E/∂M[ξ]`` and the dot products
+of ``∂E/∂M[ξ] V[ξ]ᵀ`` are the register-blocked loops of :mod:`numcnn.kernels.numba_blocked`, over
+rows rounded up to whole blocks), and writes its own part of the input gradient and its own
+per-group weight gradient, summed in group order by the caller, so any thread count gives bitwise
+the same numbers. Padded images have ``Hq = 2·TH + 2`` rows (``TH`` tile rows), so odd output
+sizes need no special case: the extra δ entries are zeros. The layout of a group is described below,
+before :func:`_load_images`.
 """
 
 from __future__ import annotations
@@ -42,16 +45,7 @@ from numba import njit
 from numcnn.kernels.numba_blocked import PRODUCT_BLOCK_VECTORS, blocked_dots, blocked_products
 from numcnn.kernels.simd import vlanes
 
-__all__ = [
-    "EPILOGUE_NONE", "EPILOGUE_POOL", "EPILOGUE_POOL_RECORD", "EPILOGUE_RELU",
-    "weight_transform", "weight_grad_transform", "winograd_forward", "winograd_backward",
-]  # fmt: skip
-
-# What winograd_forward does with the convolution's output tiles.
-EPILOGUE_NONE = 0
-EPILOGUE_RELU = 1  # max(y, 0)
-EPILOGUE_POOL = 2  # ReLU → 2×2 stride-2 max pooling
-EPILOGUE_POOL_RECORD = 3  # the same, recording the maxima's places for backward
+__all__ = ["weight_transform", "weight_grad_transform", "winograd_backward"]
 
 # Lavin eq. 8 for m = 2, r = 3 (rows of Bᵀ, G and Aᵀ).
 B_T = np.array([[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]], dtype=np.float64)
@@ -158,117 +152,6 @@ def _input_transform(padded, r, lo, length, v, scratch):
                 v1[q] = e1 + e2
                 v2[q] = e2 - e1
                 v3[q] = e1 - e3
-
-
-@njit(cache=True, nogil=True)
-def _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11):
-    """The four outputs ``Aᵀ M A + b`` of filter ``f``'s tiles ``lo … lo + L − 1``, as four runs.
-
-    ``Aᵀ`` has rows (1, 1, 1, 0) and (0, 1, −1, −1): on the rows of ``M``, then on the columns; two
-    passes over eight rows of ``M`` each, which vectorise better than one over sixteen.
-    """
-    hi = lo + length
-    b = bias[f]
-    m0, m1 = m[f, 0, lo:hi], m[f, 1, lo:hi]
-    m2, m3 = m[f, 2, lo:hi], m[f, 3, lo:hi]
-    m4, m5 = m[f, 4, lo:hi], m[f, 5, lo:hi]
-    m6, m7 = m[f, 6, lo:hi], m[f, 7, lo:hi]
-    m8, m9 = m[f, 8, lo:hi], m[f, 9, lo:hi]
-    m10, m11 = m[f, 10, lo:hi], m[f, 11, lo:hi]
-    m12, m13 = m[f, 12, lo:hi], m[f, 13, lo:hi]
-    m14, m15 = m[f, 14, lo:hi], m[f, 15, lo:hi]
-    for q in range(length):  # the first row of Aᵀ
-        s0, s1 = m0[q] + m4[q] + m8[q], m1[q] + m5[q] + m9[q]
-        s2, s3 = m2[q] + m6[q] + m10[q], m3[q] + m7[q] + m11[q]
-        y00[q] = b + s0 + s1 + s2
-        y01[q] = b + s1 - s2 - s3
-    for q in range(length):  # the second
-        s0, s1 = m4[q] - m8[q] - m12[q], m5[q] - m9[q] - m13[q]
-        s2, s3 = m6[q] - m10[q] - m14[q], m7[q] - m11[q] - m15[q]
-        y10[q] = b + s0 + s1 + s2
-        y11[q] = b + s1 - s2 - s3
-
-
-@njit(cache=True, nogil=True)
-def _output_transform(m, r, lo, length, bias, relu, out, first_image, count, batch, out_size, scratch):
-    """``y = Aᵀ M A + b`` (``relu``: ``max(y, 0)``) for the tiles of tile row ``r``, into ``out`` (flat
-    channel-major ``(F, N, OH, OW)``).
-
-    Outputs beyond ``(OH, OW)`` (odd sizes) and the spare tiles are dropped. ``scratch``
-    ``(4, 2·L + 2)``: rows 2 and 3 take the tiles' four outputs as four runs, rows 0 and 1 the
-    output rows 2r and 2r + 1 of every image, interleaved from them.
-    """
-    out_h, out_w = out_size
-    filters = m.shape[0]
-    padded_w = 2 * (length // count)
-    upper, lower = scratch[0], scratch[1]
-    y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
-    y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
-    zero = m.dtype.type(0)
-    for f in range(filters):
-        _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11)
-        if relu:
-            for q in range(length):
-                upper[2 * q], upper[2 * q + 1] = max(y00[q], zero), max(y01[q], zero)
-                lower[2 * q], lower[2 * q + 1] = max(y10[q], zero), max(y11[q], zero)
-        else:
-            for q in range(length):
-                upper[2 * q], upper[2 * q + 1] = y00[q], y01[q]
-                lower[2 * q], lower[2 * q + 1] = y10[q], y11[q]
-        for i in range(min(2, out_h - 2 * r)):
-            row = scratch[i]
-            for g in range(count):
-                start = (((f * batch + first_image + g) * out_h) + 2 * r + i) * out_w
-                first = g * padded_w
-                for x in range(out_w):
-                    out[start + x] = row[first + x]
-
-
-@njit(cache=True, nogil=True)
-def _pooled_output_transform(m, r, lo, length, bias, record, out, argmax, first_image, count, batch, out_size, scratch):
-    """ReLU → 2×2 stride-2 max pooling of the tiles of tile row ``r`` (``r`` < ``POH``).
-
-    A 2×2 output tile *is* a pooling window, so each tile's four outputs are reduced to one in the
-    cache and the convolution's output is never stored. ``out`` is flat channel-major
-    ``(F, N, POH, POW)``, ``POH, POW = OH // 2, OW // 2``. ``record`` also stores in ``argmax``
-    (int32, same layout) the flat index ``row·OW + col`` of each window's first maximum in the
-    convolution's output plane, or −1 where the ReLU cuts the gradient -- the numba pooling kernel's
-    record, row-major order with strict '>' (the same maxima and ties, since the four outputs are the
-    numbers :func:`_output_transform` stores).
-    """
-    out_w = out_size[1]
-    pooled_h, pooled_w = out_size[0] // 2, out_size[1] // 2
-    filters = m.shape[0]
-    slots = length // count
-    best = scratch[0, :length]
-    which = np.empty(length if record else 0, dtype=np.int32)  # every entry written before it is read
-    y00, y01 = scratch[2, :length], scratch[2, length : 2 * length]
-    y10, y11 = scratch[3, :length], scratch[3, length : 2 * length]
-    for f in range(filters):
-        _tile_outputs(m, f, lo, length, bias, y00, y01, y10, y11)
-        if record:
-            for q in range(length):
-                value, code = y00[q], 0
-                if y01[q] > value:
-                    value, code = y01[q], 1
-                if y10[q] > value:
-                    value, code = y10[q], out_w
-                if y11[q] > value:
-                    value, code = y11[q], out_w + 1
-                best[q] = value
-                which[q] = code
-        else:  # inference: the maxima alone vectorise
-            for q in range(length):
-                best[q] = max(y00[q], y01[q], y10[q], y11[q])
-        for g in range(count):
-            dst = ((f * batch + first_image + g) * pooled_h + r) * pooled_w
-            first = g * slots
-            for s in range(pooled_w):
-                value = best[first + s]
-                alive = value > 0  # the ReLU: zero output, no gradient
-                out[dst + s] = value if alive else 0
-                if record:
-                    argmax[dst + s] = (2 * r * out_w + 2 * s + which[first + s]) if alive else -1
 
 
 @njit(cache=True, nogil=True)
@@ -410,53 +293,6 @@ def _group_geometry(batch, group, per_group, out_size, chunk_tiles):
     slots = (out_size[1] + 1) // 2 + 1
     length = count * slots
     return start, count, tiles_h, 2 * slots, length, max(1, min(tiles_h, chunk_tiles // length))
-
-
-@njit(cache=True, nogil=True)
-def winograd_forward(
-    src, plane_c, plane_n, shape, padding, out_size, u, bias, per_group, chunk_tiles, groups, epilogue, out, argmax
-):
-    """Eq. 15.25 for a 3×3 stride-1 convolution; ``out`` flat channel-major ``(F, N, OH, OW)``.
-
-    ``u = weight_transform(W)`` ``(16, F, C)``; ``bias`` has ``F`` entries (zeros for none); each task
-    handles ``per_group`` consecutive images, about ``chunk_tiles`` tiles (whole tile rows) at a time;
-    this call runs the groups in ``range(*groups)`` (the caller shares the groups out among threads).
-    ``epilogue``: ``EPILOGUE_NONE``, ``EPILOGUE_RELU`` (``max(y, 0)``), or the convolution → ReLU →
-    2×2 stride-2 max pooling, ``out`` then ``(F, N, OH // 2, OW // 2)``: ``EPILOGUE_POOL``, and
-    ``EPILOGUE_POOL_RECORD`` with the maxima's places in ``argmax`` (see
-    :func:`_pooled_output_transform`; ``argmax`` is not touched otherwise).
-    """
-    channels, batch, _, _ = shape
-    filters = u.shape[1]
-    for group in range(groups[0], groups[1]):
-        start, count, tiles_h, padded_w, length, chunk = _group_geometry(batch, group, per_group, out_size, chunk_tiles)
-        padded = np.zeros((channels, 2 * tiles_h + 2, 2 * length + 2), dtype=u.dtype)
-        scratch = np.empty((4, 2 * length + 2), dtype=u.dtype)
-        v_memory = np.empty(channels * 16 * _row_width(chunk * length, u), dtype=u.dtype)
-        m_memory = np.empty(filters * 16 * _row_width(chunk * length, u), dtype=u.dtype)
-        no_bias = np.zeros(filters, dtype=u.dtype)  # the bias is added by the output transform
-        _load_images(src, plane_c, plane_n, shape, padding, start, count, padded_w, padded)
-        for first_row in range(0, tiles_h, chunk):
-            rows = min(chunk, tiles_h - first_row)
-            width = _row_width(rows * length, u)
-            v = _chunk_view(v_memory, channels, rows * length, width)
-            m = m_memory[: filters * 16 * width].reshape(filters, 16, width)
-            for k in range(rows):
-                _input_transform(padded, first_row + k, k * length, length, v, scratch)
-            for xi in range(16):  # M[ξ] = U[ξ] V[ξ]
-                v_rows, m_rows = _rows_at(channels, xi, width), _rows_at(filters, xi, width)
-                blocked_products(u[xi], no_bias, v_memory, v_rows, m_memory, m_rows, width)
-            for k in range(rows):
-                if epilogue < EPILOGUE_POOL:
-                    _output_transform(
-                        m, first_row + k, k * length, length, bias, epilogue == EPILOGUE_RELU, out, start, count,
-                        batch, out_size, scratch,
-                    )  # fmt: skip
-                elif first_row + k < out_size[0] // 2:  # a last, odd output row is not pooled
-                    _pooled_output_transform(
-                        m, first_row + k, k * length, length, bias, epilogue == EPILOGUE_POOL_RECORD, out, argmax,
-                        start, count, batch, out_size, scratch,
-                    )  # fmt: skip
 
 
 @njit(cache=True, nogil=True)

@@ -15,7 +15,7 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
 * A handful of intrinsics: :func:`vload` and :func:`vstore` (unaligned, unchecked: the caller keeps
   ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vsplat_at`
   (every lane one element of an array: a broadcast load, without the negative-index test that
-  ``array[i]`` compiles to), :func:`vadd`,
+  ``array[i]`` compiles to), :func:`vadd`, :func:`vsub`,
   :func:`vfma`
   (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
   product) and :func:`vlanes` (the lane count for an array's dtype, a compile-time
@@ -33,7 +33,7 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vfma", "vsum", "vlanes"]
+__all__ = ["Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vsub", "vfma", "vsum", "vlanes"]
 
 #: Lanes per vector: one 256-bit register.
 LANES = {types.float32: 8, types.float64: 4}
@@ -157,6 +157,18 @@ def vadd(typingctx, a, b):
 
     def codegen(context, builder, signature, args):
         return builder.fadd(args[0], args[1])
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def vsub(typingctx, a, b):
+    """``a − b`` lane by lane."""
+    if not (isinstance(a, Vec) and a == b):
+        raise TypeError(f"vsub needs two vectors of one type, not {a}, {b}")
+
+    def codegen(context, builder, signature, args):
+        return builder.fsub(args[0], args[1])
 
     return a(a, b), codegen
 
