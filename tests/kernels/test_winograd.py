@@ -35,18 +35,17 @@ def winograd(monkeypatch):
     return backend
 
 
-# (images per group, tiles per chunk) backward; tiles per band forward (numba_winograd_lanes)
-SPLITS = {"default": (8, 512, 48), "one-tile-row": (2, 1, 1), "odd-groups": (3, 7, 7)}
+# (images per group of the backward pass, tiles per band)
+SPLITS = {"default": (8, 48), "one-tile": (2, 1), "odd-groups": (3, 7)}
 
 
 @pytest.mark.parametrize("split", SPLITS.values(), ids=SPLITS.keys())
 @pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-12), (np.float32, 2e-5)])
 @pytest.mark.parametrize("n, c, h, w, f, padding", SHAPES)
 def test_winograd_equals_the_reference(winograd, monkeypatch, n, c, h, w, f, padding, split, dtype, rtol, rng):
-    """Groups of 1–8 images, chunks and bands of one tile row or several: the same numbers as eqs. 15.25–15.49."""
+    """Groups of 1–8 images, bands of one tile or several: the same numbers as eqs. 15.25–15.49."""
     monkeypatch.setattr(winograd, "winograd_images_per_group", split[0])
-    monkeypatch.setattr(winograd, "winograd_chunk_tiles", split[1])
-    monkeypatch.setattr(winograd, "winograd_band_tiles", split[2])
+    monkeypatch.setattr(winograd, "winograd_band_tiles", split[1])
     reference = kernels.get_backend("reference")
     x = rng.standard_normal((n, c, h, w))
     weight, bias = rng.standard_normal((f, c, 3, 3)), rng.standard_normal(f)
@@ -88,8 +87,7 @@ def test_winograd_conv_relu_pool_in_its_output_transform(
     exactly against the reference's three layers, then backward through the returned caches.
     """
     monkeypatch.setattr(winograd, "winograd_images_per_group", split[0])
-    monkeypatch.setattr(winograd, "winograd_chunk_tiles", split[1])
-    monkeypatch.setattr(winograd, "winograd_band_tiles", split[2])
+    monkeypatch.setattr(winograd, "winograd_band_tiles", split[1])
     reference = kernels.get_backend("reference")
     x = rng.integers(-1, 2, size=(n, c, h, w)).astype(dtype)
     weight = rng.integers(-1, 2, size=(f, c, 3, 3)).astype(dtype)
@@ -268,3 +266,25 @@ def test_the_lanes_forward_pass_pools_and_rectifies_its_own_outputs(n, c, h, w, 
         np.testing.assert_array_equal(pooled.transpose(1, 0, 2, 3), pooled_ref)
         if record:
             np.testing.assert_array_equal(argmax, pool_cache.plane_index)  # both channel-major
+
+
+def test_winograd_same_bits_on_one_thread_and_on_two(winograd, rng):
+    """Images and groups of images are split among the threads, never a sum: 1 or 2 threads, the same bits."""
+    import numba
+
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        pytest.skip("numba has one thread only")
+    x = rng.standard_normal((11, 18, 12, 10)).astype(np.float32)  # 11 images: groups of 8 and 3
+    weight = rng.standard_normal((21, 18, 3, 3)).astype(np.float32)
+    before = numba.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            numba.set_num_threads(threads)
+            y, cache = winograd.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+            assert isinstance(cache, numba_winograd_cache())
+            results.append((y, *winograd.conv2d_backward(np.cos(y), cache)))
+    finally:
+        numba.set_num_threads(before)
+    for ours, theirs in zip(*results):
+        np.testing.assert_array_equal(ours, theirs)

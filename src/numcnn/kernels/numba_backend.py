@@ -384,8 +384,7 @@ class NumbaBackend(NumpyBackend):
     winograd_min_channels = 16
     winograd_max_products = 10_000  # F·C
     winograd_min_output = 8
-    winograd_images_per_group = 8  # a task's images (a function of the shape alone: any thread count, same sums)
-    winograd_chunk_tiles = 512  # tiles transformed and multiplied at a time, per task
+    winograd_images_per_group = 8  # backward's tasks (a function of the shape alone: any thread count, same sums)
 
     def use_winograd(self, weight_shape, stride, out_size) -> bool:
         """Whether Winograd runs this convolution (not where the direct kernels do)."""
@@ -399,9 +398,9 @@ class NumbaBackend(NumpyBackend):
             and min(out_size) >= self.winograd_min_output
         )
 
-    # Tiles per band of numba_winograd_lanes' forward pass (whole tile rows, at least one). Probed
-    # (batch 64, two threads, forward): 24–96 within noise of each other on the exercise 15.6 and
-    # resnet_mnist layers, 12 slower (the products' blocks of six tiles run short).
+    # Tiles per band of numba_winograd_lanes (forward: whole tile rows, at least one). Probed (batch
+    # 64, two threads) on the exercise 15.6 and resnet_mnist layers: forward 24–96 within noise of
+    # each other, 12 slower; backward 48 the fastest or within noise of 24 (12 up to 1.3× slower).
     winograd_band_tiles = 48
 
     def _winograd_conv2d_forward(self, x, weight, bias, padding, out_size, relu=False, pool_record=None):
@@ -441,22 +440,25 @@ class NumbaBackend(NumpyBackend):
         filters, channels = weight.shape[:2]
         batch = cache.shape[1]
         dtype = grad_output.dtype
+        lanes = 8 if dtype == np.float32 else 4
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
-        u_t = np.ascontiguousarray(cache.transformed.astype(dtype, copy=False).transpose(0, 2, 1))  # Uᵀ (16, C, F)
-        per_group = self.winograd_images_per_group
-        partial = np.empty(((batch + per_group - 1) // per_group, 16, filters, channels), dtype=dtype)
+        padded_c = -(-channels // lanes) * lanes
+        u_t = np.zeros((16, filters, padded_c), dtype=dtype)  # U[ξ]ᵀ (F, C'), zero past C
+        u_t[:, :, :channels] = cache.transformed
+        channels_6 = -(-channels // numba_lanes.BLOCK) * numba_lanes.BLOCK
+        filters_padded = -(-filters // lanes) * lanes
+        groups = -(-batch // self.winograd_images_per_group)
+        partial = np.empty((groups, 16 * channels_6 * filters_padded), dtype=dtype)
         grad_input = np.empty(cache.shape if need_input_grad else (1,), dtype=dtype)  # (C, N, H, W)
-
-        def work(first: int, last: int) -> None:
-            numba_winograd.winograd_backward(
-                cache.flat, cache.plane_c, cache.plane_n, cache.shape, cache.padding,
-                grad_flat, grad_plane_f, grad_plane_n, cache.out_size, u_t, per_group, self.winograd_chunk_tiles,
-                (first, last), bool(need_input_grad), partial, grad_input.reshape(-1),
-            )  # fmt: skip
-
-        gemm.split_over_threads(work, len(partial))
+        numba_winograd_lanes.winograd_backward_lanes(
+            cache.flat, cache.plane_c, cache.plane_n, cache.shape, cache.padding,
+            grad_flat, grad_plane_f, grad_plane_n, cache.out_size, u_t.reshape(16, -1), self.winograd_band_tiles,
+            bool(need_input_grad), partial, grad_input.reshape(-1),
+        )  # fmt: skip
         # ∂E/∂U summed over the groups in order, then ∂E/∂g = Gᵀ (∂E/∂U) G.
-        grad_weight = numba_winograd.weight_grad_transform(partial.sum(axis=0)).astype(weight.dtype, copy=False)
+        summed = partial.sum(axis=0).reshape(16, channels_6, filters_padded)[:, :channels, :filters]
+        grad_u = np.ascontiguousarray(summed.transpose(0, 2, 1))  # (16, F, C)
+        grad_weight = numba_winograd.weight_grad_transform(grad_u).astype(weight.dtype, copy=False)
         return (as_nchw(grad_input) if need_input_grad else None), grad_weight, _bias_gradient(grad_output)
 
     def conv2d_forward(self, x, weight, bias, stride, padding):

@@ -1,4 +1,4 @@
-"""Winograd F(2×2, 3×3) forward with the filters in the vector lanes, a band of tile rows at a time.
+"""Winograd F(2×2, 3×3) with the filters (or channels) in the vector lanes: forward and both gradients.
 
 The same identity as :mod:`numcnn.kernels.numba_winograd` (Lavin & Gray 2016, eq. 8): for each 2×2
 output tile and the 4×4 input patch ``d`` under it, ``Y = Aᵀ [ (G g Gᵀ) ⊙ (Bᵀ d B) ] A``; summed
@@ -6,13 +6,12 @@ over the input channels, for each of the 16 points ξ of the transformed tile,
 
     ``M[ξ][t, f] = Σ_c V[ξ][c, t] · U[ξ][c, f]``,   ``V = Bᵀ d B``,  ``U = G g Gᵀ``
 
--- 16·F·C multiply-adds per tile of four outputs instead of eq. 15.25's 36·F·C. What differs from the
-backward passes of :mod:`numcnn.kernels.numba_winograd` is how the work is laid out. They transform
-up to 512 tiles at a time, and their ``V`` and ``M`` blocks (16·(C + F) floats per tile: 2.6 MB for
-SK-2's 40 → 40 layer) go through the L3 cache between the transforms and the products (which ran at
-half their in-cache speed in this forward pass's previous version, laid out that way). Here one
-image's tiles are taken a *band* of tile rows at a time (a few dozen tiles: ``V`` and ``M`` a few
-tens of kB), so everything between the image and its output stays in the L1 and L2 caches:
+-- 16·F·C multiply-adds per tile of four outputs instead of eq. 15.25's 36·F·C. The passes this
+module replaced (issue 10, sixth session) transformed up to 512 tiles at a time, and their ``V`` and
+``M`` blocks (16·(C + F) floats per tile: 2.6 MB for SK-2's 40 → 40 layer) went through the L3
+cache between the transforms and the products, which ran at half their in-cache speed. Here one
+image's tiles are taken a *band* at a time (a few dozen tiles: ``V`` and ``M`` a few tens of kB),
+so everything between the image and its output stays in the L1 and L2 caches. Forward:
 
 1. The padded image is stored with its even and odd columns apart (``split``, ``(C, Hq, 2, S + 1)``,
    ``S`` tile slots per tile row, a whole number of vectors), so that the four columns of every
@@ -26,12 +25,13 @@ tens of kB), so everything between the image and its output stays in the L1 and 
    kernels' epilogues store (with the ReLU) or pool (:func:`numcnn.kernels.numba_lanes.store_image`,
    :func:`~numcnn.kernels.numba_lanes.pool_image`).
 
-Every sum is formed in the order of the forward pass this one replaced (the transforms of
-:mod:`numcnn.kernels.numba_winograd`, the channels in order with fused multiply-adds from zero, the
-same output transform): its outputs were the same bits, checked on 24 shapes and both dtypes when
-it was replaced. The tests bound them against the reference and check that the pooled pass equals
-pooling the unpooled one, bit for bit. Images run in parallel (``prange``), each in thread-local
-buffers: any thread count gives the same numbers.
+The forward pass forms every sum in the order of the forward pass it replaced (the same transforms,
+the channels in order with fused multiply-adds from zero, the same output transform): its outputs
+were the same bits, checked on 24 shapes and both dtypes when it was replaced. The backward passes
+(below :func:`winograd_forward_lanes`) sum in another order, equal to the reference up to rounding.
+The tests bound both against the reference and check that the pooled forward pass equals pooling
+the unpooled one, bit for bit. Images (groups of images, for the weight gradient) run in parallel
+(``prange``), each in thread-local buffers: any thread count gives the same numbers.
 """
 
 from __future__ import annotations
@@ -39,12 +39,12 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from numcnn.kernels.numba_lanes import BLOCK, lane_products, pool_image, store_image
+from numcnn.kernels.numba_lanes import BLOCK, lane_dots, lane_products, pool_image, store_image
 from numcnn.kernels.simd import vadd, vlanes, vload, vstore, vsub
 
 __all__ = [
     "EPILOGUE_NONE", "EPILOGUE_POOL", "EPILOGUE_POOL_RECORD", "EPILOGUE_RELU",
-    "lanes_weight_transform", "band_rows_for", "winograd_forward_lanes",
+    "lanes_weight_transform", "band_rows_for", "winograd_forward_lanes", "winograd_backward_lanes",
 ]  # fmt: skip
 
 
@@ -242,3 +242,212 @@ def winograd_forward_lanes(src, plane_c, plane_n, shape, padding, out_size, u, b
             pool_image(acc, bias.shape[0], out_size, n, batch, epilogue == EPILOGUE_POOL_RECORD, out, argmax)
         else:
             store_image(acc, bias.shape[0], n, batch, count, epilogue == EPILOGUE_RELU, out)
+
+
+# -- backward: both gradients, channels-last, the channels (or filters) in the lanes ---------------
+#
+# Per image, the padded input and δ are first turned channels-last, ``(Hq·Wq, C')`` and
+# ``(2·TH·2·TW, F')`` (channels and filters padded with zeros to whole vectors), so that a tile's
+# 4×4 patch is sixteen vector loads of ``C'`` channels and its transforms run on whole vectors of
+# channels (of filters, for δ). A band of tiles at a time (any tiles: no rows needed here):
+#
+# * ``V[ξ][p, c]`` (``Bᵀ d B``) and ``∂E/∂M[ξ][p, f] = (A δ Aᵀ)[ξ]``;
+# * eq. 15.38: ``∂E/∂U[ξ][c, f] += Σ_p V[ξ][p, c] · ∂E/∂M[ξ][p, f]``
+#   (:func:`numcnn.kernels.numba_lanes.lane_dots`: six channels × two vectors of filters);
+# * eq. 15.49: ``∂E/∂V[ξ][p, c] = Σ_f ∂E/∂M[ξ][p, f] · U[ξ][c, f]``
+#   (:func:`~numcnn.kernels.numba_lanes.lane_products`, the channels in the lanes), and
+#   ``B (∂E/∂V) Bᵀ`` added into the channels-last padded gradient, tile after tile (neighbouring
+#   patches overlap), which is cropped and turned channel-major at the end.
+
+
+@njit(cache=True, nogil=True)
+def _channels_last(src, plane, plane_c, channels, size, offset, padded_size, out):
+    """``channels`` planes of ``size`` (rows, cols) at ``plane`` into the zeroed channels-last ``out``
+    ``(rows', cols', C')`` (flat), shifted by ``offset`` (the padding)."""
+    padded_c = out.shape[0] // (padded_size[0] * padded_size[1])
+    for c in range(channels):
+        for h in range(size[0]):
+            start = plane + c * plane_c + h * size[1]
+            row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c + c
+            for w in range(size[1]):
+                out[row + w * padded_c] = src[start + w]
+
+
+@njit(cache=True, nogil=True)
+def _tile_input_transform(x, padded_w, padded_c, r, s, step, at, v):
+    """``V[ξ] = (Bᵀ d B)[ξ]`` for the tile at tile row ``r``, column ``s``, every vector of channels:
+    ``V[ξ]`` at ``at + ξ·step`` in ``v`` (flat)."""
+    lanes = vlanes(v)
+    corner = (2 * r * padded_w + 2 * s) * padded_c
+    row = padded_w * padded_c
+    for c in range(0, padded_c, lanes):
+        p = corner + c
+        d00, d01, d02, d03 = vload(x, p), vload(x, p + padded_c), vload(x, p + 2 * padded_c), vload(x, p + 3 * padded_c)
+        p += row
+        d10, d11, d12, d13 = vload(x, p), vload(x, p + padded_c), vload(x, p + 2 * padded_c), vload(x, p + 3 * padded_c)
+        p += row
+        d20, d21, d22, d23 = vload(x, p), vload(x, p + padded_c), vload(x, p + 2 * padded_c), vload(x, p + 3 * padded_c)
+        p += row
+        d30, d31, d32, d33 = vload(x, p), vload(x, p + padded_c), vload(x, p + 2 * padded_c), vload(x, p + 3 * padded_c)
+        out = at + c
+        _columns(vsub(d00, d20), vsub(d01, d21), vsub(d02, d22), vsub(d03, d23), v, out, step)
+        _columns(vadd(d10, d20), vadd(d11, d21), vadd(d12, d22), vadd(d13, d23), v, out + 4 * step, step)
+        _columns(vsub(d20, d10), vsub(d21, d11), vsub(d22, d12), vsub(d23, d13), v, out + 8 * step, step)
+        _columns(vsub(d10, d30), vsub(d11, d31), vsub(d12, d32), vsub(d13, d33), v, out + 12 * step, step)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _lift(g0, g1, dm, at, step):
+    """``A`` on one row ``(h0, h1)`` of ``A δ``: four points of ``∂E/∂M``, ``step`` apart."""
+    vstore(dm, at, g0)
+    vstore(dm, at + step, vadd(g0, g1))
+    vstore(dm, at + 2 * step, vsub(g0, g1))
+    vstore(dm, at + 3 * step, vsub(vsub(g1, g1), g1))
+
+
+@njit(cache=True, nogil=True)
+def _tile_grad_transform(delta, delta_w, padded_f, r, s, step, at, dm):
+    """``∂E/∂M[ξ] = (A δ Aᵀ)[ξ]`` for the tile at ``(r, s)``: ``A``'s rows (1, 0), (1, 1), (1, −1), (0, −1)."""
+    lanes = vlanes(dm)
+    corner = (2 * r * delta_w + 2 * s) * padded_f
+    below = delta_w * padded_f
+    for f in range(0, padded_f, lanes):
+        p = corner + f
+        g00, g01 = vload(delta, p), vload(delta, p + padded_f)
+        g10, g11 = vload(delta, p + below), vload(delta, p + below + padded_f)
+        out = at + f
+        _lift(g00, g01, dm, out, step)
+        _lift(vadd(g00, g10), vadd(g01, g11), dm, out + 4 * step, step)
+        _lift(vsub(g00, g10), vsub(g01, g11), dm, out + 8 * step, step)
+        _lift(vsub(vsub(g10, g10), g10), vsub(vsub(g11, g11), g11), dm, out + 12 * step, step)
+
+
+@njit(cache=True, nogil=True)
+def _tile_input_grad(dv, step, at, padded_w, padded_c, r, s, grad):
+    """``B (∂E/∂V) Bᵀ`` for the tile at ``(r, s)`` added into the channels-last padded gradient ``grad``.
+
+    ``B``'s rows (1, 0, 0, 0), (0, 1, −1, 1), (−1, 1, 1, 0), (0, 0, 0, −1): on the rows of ``∂E/∂V``
+    (``∂E/∂V[ξ]`` at ``at + ξ·step``), then on the columns.
+    """
+    lanes = vlanes(dv)
+    corner = (2 * r * padded_w + 2 * s) * padded_c
+    row = padded_w * padded_c
+    for c in range(0, padded_c, lanes):
+        q = at + c
+        x0, x1, x2, x3 = vload(dv, q), vload(dv, q + step), vload(dv, q + 2 * step), vload(dv, q + 3 * step)
+        x4, x5, x6, x7 = vload(dv, q + 4 * step), vload(dv, q + 5 * step), vload(dv, q + 6 * step), vload(
+            dv, q + 7 * step
+        )
+        x8, x9, x10, x11 = vload(dv, q + 8 * step), vload(dv, q + 9 * step), vload(dv, q + 10 * step), vload(
+            dv, q + 11 * step
+        )
+        x12, x13, x14, x15 = vload(dv, q + 12 * step), vload(dv, q + 13 * step), vload(dv, q + 14 * step), vload(
+            dv, q + 15 * step
+        )
+        p = corner + c
+        _add_row(x0, x1, x2, x3, grad, p, padded_c)
+        _add_row(
+            vadd(vsub(x4, x8), x12), vadd(vsub(x5, x9), x13), vadd(vsub(x6, x10), x14), vadd(vsub(x7, x11), x15),
+            grad, p + row, padded_c,
+        )  # fmt: skip
+        _add_row(
+            vsub(vadd(x4, x8), x0), vsub(vadd(x5, x9), x1), vsub(vadd(x6, x10), x2), vsub(vadd(x7, x11), x3),
+            grad, p + 2 * row, padded_c,
+        )  # fmt: skip
+        zero = vsub(x12, x12)
+        _add_row(vsub(zero, x12), vsub(zero, x13), vsub(zero, x14), vsub(zero, x15), grad, p + 3 * row, padded_c)
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _add_row(e0, e1, e2, e3, grad, at, padded_c):
+    """``Bᵀ`` on the columns of one row ``(e0, e1, e2, e3)``, added into four pixels of ``grad``."""
+    vstore(grad, at, vadd(vload(grad, at), e0))
+    vstore(grad, at + padded_c, vadd(vload(grad, at + padded_c), vadd(vsub(e1, e2), e3)))
+    vstore(grad, at + 2 * padded_c, vadd(vload(grad, at + 2 * padded_c), vsub(vadd(e1, e2), e0)))
+    vstore(grad, at + 3 * padded_c, vsub(vload(grad, at + 3 * padded_c), e3))
+
+
+@njit(parallel=True, cache=True)
+def winograd_backward_lanes(
+    src, plane_c, plane_n, shape, padding, grad, grad_plane_f, grad_plane_n, out_size, u_t, band_tiles,
+    need_input, partial, grad_input,
+):  # fmt: skip
+    """Both gradients of a 3×3 stride-1 convolution through the Winograd identity, per group of images.
+
+    ``u_t``: ``U`` as ``(16, F·C')`` (``U[ξ]ᵀ``, channels padded with zeros to whole vectors).
+    ``partial`` ``(groups, 16·C6·F')``: group ``g``'s (``⌈N / groups⌉`` consecutive images) ``∂E/∂U``
+    as ``(16, C6, F')``, ``C6`` the channels rounded up to whole blocks of six, ``F'`` the filters
+    to whole vectors; the caller sums the groups in order. With ``need_input``, ``grad_input``
+    (flat channel-major ``(C, N, H, W)``) gets ``∂E/∂x``. ``band_tiles``: tiles per band.
+    """
+    channels, batch, height, width = shape
+    lanes = vlanes(u_t)
+    filters = u_t.shape[1] // (-(-channels // lanes) * lanes)
+    padded_c = u_t.shape[1] // filters
+    groups = partial.shape[0]
+    per_group = -(-batch // groups)
+    channels_6 = -(-channels // BLOCK) * BLOCK
+    filters_padded = partial.shape[1] // (16 * channels_6)
+    tiles_h, tiles_w = (out_size[0] + 1) // 2, (out_size[1] + 1) // 2
+    tiles = tiles_h * tiles_w
+    padded_size = (2 * tiles_h + 2, 2 * tiles_w + 2)
+    delta_size = (2 * tiles_h, 2 * tiles_w)
+    band = -(-min(band_tiles, tiles) // BLOCK) * BLOCK  # a band's rows in V, ∂E/∂M, ∂E/∂V
+    channel_offsets = np.empty(channels_6, dtype=np.int64)  # the dots' six channels at a time
+    for c in range(channels_6):
+        channel_offsets[c] = min(c, channels - 1)  # the last repeated (its rows are never read)
+    filter_offsets = np.arange(filters)
+    point_shifts = (np.arange(16) * band * padded_c).reshape((16, 1))  # where V[ξ] starts, one segment
+    for g in prange(groups):
+        first = g * per_group
+        images = max(0, min(per_group, batch - first))
+        x = np.empty(padded_size[0] * padded_size[1] * padded_c, dtype=u_t.dtype)
+        delta = np.empty(delta_size[0] * delta_size[1] * filters_padded, dtype=u_t.dtype)
+        gx = np.empty(padded_size[0] * padded_size[1] * padded_c if need_input else 1, dtype=u_t.dtype)
+        v = np.empty(16 * band * padded_c, dtype=u_t.dtype)
+        dm = np.empty(16 * band * filters_padded, dtype=u_t.dtype)
+        dv = np.empty(16 * band * padded_c if need_input else 16, dtype=u_t.dtype)
+        dm_rows = dm.reshape((16, band * filters_padded))
+        dv_rows = dv.reshape((16, dv.shape[0] // 16))
+        u_rows = u_t
+        sums = partial[g]
+        sums[:] = 0
+        sums_rows = sums.reshape((16, channels_6 * filters_padded))
+        no_bias = np.zeros(padded_c, dtype=u_t.dtype)
+        for i in range(images):
+            n = first + i
+            x[:] = 0
+            _channels_last(src, n * plane_n, plane_c, channels, (height, width), padding, padded_size, x)
+            delta[:] = 0
+            _channels_last(grad, n * grad_plane_n, grad_plane_f, filters, out_size, (0, 0), delta_size, delta)
+            if need_input:
+                gx[:] = 0
+            for lo in range(0, tiles, band):
+                count = min(band, tiles - lo)
+                for p in range(count):
+                    r, s = (lo + p) // tiles_w, (lo + p) % tiles_w
+                    _tile_input_transform(x, padded_size[1], padded_c, r, s, band * padded_c, p * padded_c, v)
+                    _tile_grad_transform(
+                        delta, delta_size[1], filters_padded, r, s, band * filters_padded, p * filters_padded, dm
+                    )
+                positions = np.arange(count) * padded_c
+                for xi in range(16):  # ∂E/∂U[ξ] += V[ξ]ᵀ ∂E/∂M[ξ]
+                    dm_xi, sums_xi = dm_rows[xi], sums_rows[xi]
+                    lane_dots(v, point_shifts[xi], channel_offsets, positions, dm_xi, filters_padded, sums_xi)
+                if need_input:
+                    rounded = -(-count // BLOCK) * BLOCK
+                    tile_rows = np.empty(rounded, dtype=np.int64)
+                    for p in range(rounded):
+                        tile_rows[p] = min(p, count - 1) * filters_padded
+                    for xi in range(16):  # ∂E/∂V[ξ] = ∂E/∂M[ξ] U[ξ]ᵀ
+                        lane_products(u_rows[xi], no_bias, dm_rows[xi], filter_offsets, tile_rows, dv_rows[xi])
+                    for p in range(count):
+                        r, s = (lo + p) // tiles_w, (lo + p) % tiles_w
+                        _tile_input_grad(dv, band * padded_c, p * padded_c, padded_size[1], padded_c, r, s, gx)
+            if need_input:
+                for c in range(channels):
+                    for h in range(height):
+                        dst = ((c * batch + n) * height + h) * width
+                        row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c + c
+                        for w in range(width):
+                            grad_input[dst + w] = gx[row + w * padded_c]
