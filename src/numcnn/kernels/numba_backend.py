@@ -15,8 +15,9 @@ layers, average pooling, and anything not 4-D) accepts any layout.
   sums register-blocked (:mod:`numcnn.kernels.numba_blocked`); from 8 input channels their input
   gradient is a forward correlation of δ;
 * larger 3×3 stride-1 ones, up to F·C = 10,000, run by Winograd F(2×2, 3×3)
-  (:mod:`numcnn.kernels.numba_winograd`): 2.25× fewer multiplications, forward and both gradients,
-  its products register-blocked too;
+  (:mod:`numcnn.kernels.numba_winograd_lanes`): 2.25× fewer multiplications, forward and both
+  gradients, a band of tiles of one image at a time (the transformed tiles stay in the cache) with
+  the filters or channels in the vector lanes;
 * the rest keep im2col + GEMM, where NumPy needs several passes around the product (pad, then
   copy windows; one strided add per kernel offset in col2im) and a compiled loop one; the products
   run in bands on both cores (:mod:`numcnn.kernels.gemm`), and a huge unfolding is made a few
@@ -27,8 +28,9 @@ layers, average pooling, and anything not 4-D) accepts any layout.
 * batch norm and ReLU are one compiled pass per channel or plane (:mod:`numcnn.kernels.numba_norm`).
 
 The kernels are in :mod:`numcnn.kernels.numba_conv` (direct convolutions), :mod:`numcnn.kernels.numba_lanes`,
-:mod:`numcnn.kernels.numba_winograd`, :mod:`numcnn.kernels.numba_blocked` (the register-blocked
-loops both spend their time in; :mod:`numcnn.kernels.simd` gives numba the vector value they need),
+:mod:`numcnn.kernels.numba_winograd_lanes` (with the transforms of :mod:`numcnn.kernels.numba_winograd`),
+:mod:`numcnn.kernels.numba_blocked` (the register-blocked loops the direct kernels spend their
+time in; :mod:`numcnn.kernels.simd` gives numba the vector value they need),
 :mod:`numcnn.kernels.numba_kernels` (im2col, col2im, pooling, ReLU) and
 :mod:`numcnn.kernels.numba_norm`; importing this module imports numba. When first used it gives
 OpenBLAS one thread unless the user chose a count (:func:`numcnn.kernels.threads.apply_numba_default`):

@@ -1,15 +1,14 @@
-"""The two register-blocked loops every fast convolution path spends its time in.
+"""The two register-blocked loops the direct convolutions spend their time in.
 
-Both direct convolution (:mod:`numcnn.kernels.numba_conv`) and Winograd's products
-(:mod:`numcnn.kernels.numba_winograd`) reduce to sums over *rows*: runs of contiguous elements of a
-flat array, each named by the offset where it starts. Naming rows by offsets lets one loop serve a
-tap of a padded image (a run that starts ``(c·Hp + i)·Wp + j`` in), a row of δ, and one of Winograd's
-``(C, 16, L)`` transformed tiles alike.
+Direct convolution (:mod:`numcnn.kernels.numba_conv`) reduces to sums over *rows*: runs of
+contiguous elements of a flat array, each named by the offset where it starts. Naming rows by
+offsets lets one loop serve a tap of a padded image (a run that starts ``(c·Hp + i)·Wp + j`` in)
+and a row of δ alike. (Winograd's products used these loops too until they moved to the filters-in-
+lanes loops of :mod:`numcnn.kernels.numba_lanes`, a band of tiles at a time.)
 
 * :func:`blocked_products` -- ``out_row[f] = bias[f] + Σ_k weight[f, k] · row[k]``: eq. 15.25 on wide
-  rows (and, over δ, eq. 15.49), or the product ``M = U V`` for one of Winograd's 16 points.
-* :func:`blocked_dots` -- ``out[i, j] += a_row[i] · b_row[j]``: eq. 15.38's weight gradient, or
-  ``∂E/∂U = ∂E/∂M Vᵀ``.
+  rows (and, over δ, eq. 15.49).
+* :func:`blocked_dots` -- ``out[i, j] += a_row[i] · b_row[j]``: eq. 15.38's weight gradient.
 
 Both hold a block of twelve vector accumulators in registers while the loop over the summed index
 runs (:mod:`numcnn.kernels.simd` explains why that needs explicit vectors): four output rows × three
