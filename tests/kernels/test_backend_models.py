@@ -208,22 +208,27 @@ def _residual_block(rng, dtype):
 
 @NUMBA
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_a_graph_runs_batch_norm_relu_as_one_step_where_only_the_relu_reads_it(dtype, close):
+def test_a_graph_runs_batch_norm_relu_and_add_relu_as_one_step_where_only_the_relu_reads_them(dtype, close):
     model = _residual_block(np.random.default_rng(5), dtype)
     x = np.random.default_rng(6).standard_normal((4, 2, 6, 6)).astype(dtype)
     targets = np.array([0, 1, 2, 1])
     expected = _loss_and_gradients(model, x, targets, "reference")
     assert model.cache == {}  # the reference backend never fuses
     results = _loss_and_gradients(model, x, targets, "numba")
-    assert model.cache == {"relu1": "bn1"}  # bn2 feeds the Add, not a ReLU
+    assert model.cache == {"relu1": "bn1", "relu2": "add"}  # bn2 feeds the Add, not a ReLU
     _assert_same_results(results, expected, dtype, close)
-    # A hook on the batch norm keeps its output: no fusion, the same numbers.
+    # A hook keeps its layer's output: that pair does not fuse, the same numbers.
     seen = []
     model["bn1"].register_forward_hook(lambda layer, inputs, output: seen.append(output.shape))
     hooked = _loss_and_gradients(model, x, targets, "numba")
-    assert model.cache == {} and seen == [(4, 3, 6, 6)]
+    assert model.cache == {"relu2": "add"} and seen == [(4, 3, 6, 6)]
     _assert_same_results(hooked, expected, dtype, close)
-    # For inference the batch norms are folded into the convolutions: conv1 (now named bn1) → relu1 fuses.
+    model["relu2"].register_forward_hook(lambda layer, inputs, output: seen.append(output.shape))
+    hooked = _loss_and_gradients(model, x, targets, "numba")
+    assert model.cache == {} and seen[1:] == [(4, 3, 6, 6), (4, 2, 6, 6)]
+    _assert_same_results(hooked, expected, dtype, close)
+    # For inference the batch norms are folded into the convolutions: conv1 (now named bn1) → relu1
+    # fuses, add → relu2 would but for the hook the folded copy keeps.
     folded = inference_model(model)
     with kernels.use_backend("reference"):
         want = folded.forward(x)
@@ -231,6 +236,22 @@ def test_a_graph_runs_batch_norm_relu_as_one_step_where_only_the_relu_reads_it(d
         got = folded.forward(x)
     assert folded.cache == {"relu1": "bn1"}
     close(got, want, dtype)
+
+
+@NUMBA
+def test_the_fused_add_relu_equals_the_sum_then_the_relu_bit_for_bit(rng):
+    """The numba backend's one pass over two inputs in any plane layout, against NumPy's sum and ReLU."""
+    backend = kernels.get_backend("numba")
+    a = rng.standard_normal((3, 4, 5, 6)).astype(np.float32)
+    b = np.ascontiguousarray(rng.standard_normal((4, 3, 5, 6)).astype(np.float32)).transpose(1, 0, 2, 3)
+    a[0, 0, 0, :3] = [1.0, -1.0, 0.5]
+    b[0, 0, 0, :3] = [-1.0, 0.5, -0.5]  # sums exactly 0, then −0.5 and 0: the ReLU's edge
+    y, cache = backend.add_relu_forward((a, b))
+    np.testing.assert_array_equal(y, np.maximum(a + b, 0))
+    delta = rng.standard_normal(y.shape).astype(np.float32)
+    np.testing.assert_array_equal(backend.relu_backward(delta, cache), delta * (a + b > 0))
+    with pytest.raises(numcnn.ShapeError, match="input 1 has shape"):
+        numcnn.Add().forward_relu(a, a[:, :2])
 
 
 def _weights_after_steps(backend, model_name, x, targets, dtype, steps):

@@ -40,7 +40,8 @@ class Backend(Protocol):
     * ``fuses_conv_pool``: Conv2d → ReLU → MaxPool2d may run through :meth:`conv2d_max_pool2d_forward`;
     * ``fuses_conv_relu``: Conv2d → ReLU may run through :meth:`conv2d_relu_forward`;
     * ``fuses_batch_norm_relu``: BatchNorm2d → ReLU (training) may run through
-      :meth:`batch_norm_relu_train_forward`.
+      :meth:`batch_norm_relu_train_forward`;
+    * ``fuses_add_relu``: Add → ReLU (a residual block's end) may run through :meth:`add_relu_forward`.
     """
 
     name: str
@@ -48,6 +49,7 @@ class Backend(Protocol):
     fuses_conv_pool: bool
     fuses_conv_relu: bool
     fuses_batch_norm_relu: bool
+    fuses_add_relu: bool
 
     # -- convolution (eqs. 15.25, 15.38, 15.49) -------------------------------------------------
     def conv2d_forward(
@@ -116,6 +118,11 @@ class Backend(Protocol):
 
     def relu_backward(self, grad_output: np.ndarray, cache: Any) -> np.ndarray:
         """``∂E/∂x = δ ∘ [x > 0]``."""
+        ...
+
+    def add_relu_forward(self, inputs: tuple[np.ndarray, ...]) -> tuple[np.ndarray, Any]:
+        """``y = max(Σ_k x_k, 0)`` for inputs of one shape; the cache is what :meth:`relu_backward`
+        takes for ``y``. Shape: each input any (the same) → same."""
         ...
 
     def linear_forward(self, x: np.ndarray, weight: np.ndarray, bias: np.ndarray | None) -> np.ndarray:

@@ -832,6 +832,22 @@ class NumbaBackend(NumpyBackend):
         numba_kernels.relu_forward_kernel(*plane_layout(x), (c, n, h, w), y.reshape(-1))
         return as_nchw(y), as_nchw(y)
 
+    fuses_add_relu = True
+
+    def add_relu_forward(self, inputs):
+        """``max(a + b, 0)`` in one compiled pass on numba's threads (a residual block's end); the
+        cache is ``y``, as :meth:`relu_forward`'s. Other inputs: the sum, then the ReLU."""
+        if len(inputs) != 2 or inputs[0].ndim != 4 or inputs[0].shape != inputs[1].shape:
+            return super().add_relu_forward(inputs)
+        first, second = inputs
+        dtype = np.result_type(first.dtype, second.dtype)
+        if first.dtype != dtype or second.dtype != dtype:
+            return super().add_relu_forward(inputs)
+        n, c, h, w = first.shape
+        y = np.empty((c, n, h, w), dtype=dtype)
+        numba_kernels.add_relu_kernel(*plane_layout(first), *plane_layout(second), (c, n, h, w), y.reshape(-1))
+        return as_nchw(y), as_nchw(y)
+
     def relu_backward(self, grad_output, cache):
         cm = cache.transpose(1, 0, 2, 3) if cache.ndim == 4 else None
         if cm is None or not cm.flags.c_contiguous or grad_output.shape != cache.shape:

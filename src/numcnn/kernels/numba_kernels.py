@@ -306,6 +306,22 @@ def relu_forward_kernel(src, plane_c, plane_n, shape, out):
 
 
 @njit(parallel=True, cache=True)
+def add_relu_kernel(first, first_c, first_n, second, second_c, second_n, shape, out):
+    """``out = max(a + b, 0)``, flat channel-major ``(C, N, H, W)``; ``a`` and ``b`` in any plane
+    layout (their ``plane_c`` / ``plane_n`` strides). One pass where the sum and the ReLU took two."""
+    channels, batch, height, width = shape
+    plane = height * width
+    for task in prange(channels * batch):
+        c, n = task // batch, task % batch
+        a = u64(c * first_c + n * first_n)
+        b = u64(c * second_c + n * second_n)
+        dst = u64(task * plane)
+        for k in range(u64(plane)):
+            value = first[a + k] + second[b + k]
+            out[dst + k] = 0 if value <= 0 else value
+
+
+@njit(parallel=True, cache=True)
 def relu_backward_kernel(grad, plane_c, plane_n, output, shape, out):
     """``∂E/∂x = δ · [y > 0]`` with ``y`` (the forward output) flat channel-major; ``out`` likewise."""
     channels, batch, height, width = shape

@@ -10,7 +10,8 @@ The interface it implements is declared in :class:`numcnn.kernels.interface.Back
 step, ``fuses_conv_pool`` whether Conv2d → ReLU → MaxPool2d may run through
 ``conv2d_max_pool2d_forward`` (which may still decline, returning ``None``), ``fuses_conv_relu`` and
 ``fuses_batch_norm_relu`` whether Conv2d → ReLU and BatchNorm2d → ReLU run through
-``conv2d_relu_forward`` and ``batch_norm_relu_train_forward``; the reference backend
+``conv2d_relu_forward`` and ``batch_norm_relu_train_forward``, ``fuses_add_relu`` whether a graph's
+Add → ReLU runs through ``add_relu_forward``; the reference backend
 never fuses, so on it every layer runs exactly as written (its fused methods are the compositions,
 written out, that the fast backends' are tested against).
 """
@@ -21,7 +22,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from numcnn.functional import activation, convolution, linear, normalization, pooling
+from numcnn.functional import activation, convolution, linear, merge, normalization, pooling
 
 __all__ = ["ReferenceBackend"]
 
@@ -46,6 +47,7 @@ class ReferenceBackend:
     fuses_conv_pool = False
     fuses_conv_relu = False
     fuses_batch_norm_relu = False
+    fuses_add_relu = False
 
     def conv2d_max_pool2d_forward(
         self, x, weight, bias, stride, padding, pool_kernel, pool_stride, pool_padding, record=True
@@ -106,6 +108,9 @@ class ReferenceBackend:
 
     def relu_backward(self, grad_output, cache):
         return activation.relu_backward(grad_output, cache)
+
+    def add_relu_forward(self, inputs):
+        return self.relu_forward(merge.add_forward(*inputs))
 
     def linear_forward(self, x, weight, bias):
         return linear.linear_forward(x, weight, bias)

@@ -22,9 +22,9 @@ which must be the graph's input or the outputs of earlier nodes (so no cycle can
 gradient from all its consumers before handing it to the node that produced it. A ``Graph`` has one
 input and one output, so it is a ``Layer``: it can be a whole model or one block of a ``Sequential``.
 
-Where the backend fuses them (numba), a Conv2d, or in training mode a BatchNorm2d, whose output only a
-ReLU reads runs with it as one step, as in a ``Sequential`` (:mod:`numcnn.layers.fusion`); hooked
-layers never fuse, so every recorded activation and δ exists.
+Where the backend fuses them (numba), a Conv2d, in training mode a BatchNorm2d, or an Add (a residual
+block's end) whose output only a ReLU reads runs with it as one step, as in a ``Sequential``
+(:mod:`numcnn.layers.fusion`); hooked layers never fuse, so every recorded activation and δ exists.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from numcnn import kernels
-from numcnn.errors import ConfigurationError
+from numcnn.errors import ConfigurationError, ShapeError
 from numcnn.functional.merge import add_backward, add_forward
 from numcnn.layers.activation import ReLU
 from numcnn.layers.base import Layer
@@ -78,13 +78,31 @@ class Add(Merge):
     def forward(self, *inputs: np.ndarray) -> np.ndarray:
         if len(inputs) < 2:
             raise ConfigurationError(f"Add needs at least two inputs, got {len(inputs)}")
-        self.cache = len(inputs)
+        self.cache = AddCache(len(inputs), None)
         return add_forward(*inputs)
+
+    def forward_relu(self, *inputs: np.ndarray) -> np.ndarray:
+        """``relu(Σ_k x_k)`` in one backend pass (:class:`Graph` runs Add → ReLU so where the backend
+        fuses it); :meth:`backward` then takes δ of the ReLU's output and masks it first."""
+        if len(inputs) < 2:
+            raise ConfigurationError(f"Add needs at least two inputs, got {len(inputs)}")
+        first = inputs[0]
+        for index, other in enumerate(inputs[1:], start=1):
+            if other.shape != first.shape:
+                raise ShapeError(f"Add: input {index} has shape {other.shape}, input 0 has {first.shape}")
+        backend = kernels.active()
+        y, relu_cache = backend.add_relu_forward(tuple(inputs))
+        self.cache = AddCache(len(inputs), (backend, relu_cache))
+        return y
 
     def backward(  # type: ignore[override]  # see Merge.backward
         self, grad_output: np.ndarray, need_input_grad: bool = True
     ) -> tuple[np.ndarray, ...]:
-        return add_backward(grad_output, self.require_cache())
+        cache = self.require_cache()
+        if cache.relu is not None:  # δ of the fused ReLU's output: ∂E/∂(Σ x_k) = δ ∘ [y > 0]
+            backend, relu_cache = cache.relu
+            grad_output = backend.relu_backward(grad_output, relu_cache)
+        return add_backward(grad_output, cache.summands)
 
     def backward_curvature(self, inputs, curvature_output, grad_output=None):
         """Each summand's Jacobian is the identity: every input gets ``D``."""
@@ -94,6 +112,13 @@ class Add(Merge):
         if len(set(map(tuple, input_shapes))) != 1:
             raise ConfigurationError(f"Add: inputs of different shapes {list(input_shapes)}")
         return tuple(input_shapes[0])
+
+
+class AddCache(NamedTuple):
+    """What :meth:`Add.backward` needs."""
+
+    summands: int
+    relu: tuple[Any, Any] | None  # (backend, its relu cache) when the ReLU after the sum ran fused
 
 
 class Node(NamedTuple):
@@ -204,22 +229,24 @@ class Graph(Layer):
 
     # -- computation ----------------------------------------------------------------------------
     def _relu_pairs(self) -> dict[str, str]:
-        """``{producer node: ReLU node}`` for the Conv2d → ReLU and (training) BatchNorm2d → ReLU pairs
-        that run as one step.
+        """``{producer node: ReLU node}`` for the Conv2d → ReLU, (training) BatchNorm2d → ReLU and
+        Add → ReLU pairs that run as one step.
 
         As in :mod:`numcnn.layers.fusion`: where the backend fuses them, neither layer hooked, and the
         ReLU the only reader of the producer's output (which is then never stored) -- the producer
         computes ``relu(·)`` of its output and its backward takes the ReLU's δ.
         """
         backend = kernels.active()
-        if not (backend.fuses_conv_relu or backend.fuses_batch_norm_relu):
+        if not (backend.fuses_conv_relu or backend.fuses_batch_norm_relu or backend.fuses_add_relu):
             return {}
         pairs = {}
         for node in self._active:
             following = self._readers.get(node.name, [])
             kind = type(node.layer)
-            fusable = (kind is Conv2d and backend.fuses_conv_relu) or (
-                kind is BatchNorm2d and backend.fuses_batch_norm_relu and node.layer.training
+            fusable = (
+                (kind is Conv2d and backend.fuses_conv_relu)
+                or (kind is BatchNorm2d and backend.fuses_batch_norm_relu and node.layer.training)
+                or (kind is Add and backend.fuses_add_relu)
             )
             if (
                 fusable
@@ -241,7 +268,7 @@ class Graph(Layer):
                 continue  # computed by the node before it
             arguments = [tensors[name] for name in node.inputs]
             if node.name in fused:
-                assert isinstance(node.layer, (Conv2d, BatchNorm2d))
+                assert isinstance(node.layer, (Conv2d, BatchNorm2d, Add))
                 tensors[fused[node.name]] = node.layer.forward_relu(*arguments)
             else:
                 tensors[node.name] = node.layer.forward_with_hooks(*arguments)
