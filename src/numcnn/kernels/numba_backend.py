@@ -433,8 +433,6 @@ class NumbaBackend(NumpyBackend):
             flat, plane_c, plane_n, shape, cache.padding, out_size, u_lanes, bias_vector, band_rows, epilogue,
             y.reshape(-1), argmax.reshape(-1),
         )  # fmt: skip
-        if pool_record is None:
-            return as_nchw(y), cache, None
         return as_nchw(y), cache, (argmax if pool_record else None)  # argmax channel-major (F, N, POH, POW)
 
     def _winograd_conv2d_backward(self, grad_output, cache: WinogradConvCache, need_input_grad):

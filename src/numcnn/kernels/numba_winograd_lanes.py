@@ -40,7 +40,7 @@ import numpy as np
 from numba import njit, prange
 
 from numcnn.kernels.numba_lanes import BLOCK, lane_dots, lane_products, pool_image, store_image
-from numcnn.kernels.simd import vadd, vlanes, vload, vstore, vsub
+from numcnn.kernels.simd import vadd, vlanes, vload, vsplat, vstore, vsub
 
 __all__ = [
     "EPILOGUE_NONE", "EPILOGUE_POOL", "EPILOGUE_POOL_RECORD", "EPILOGUE_RELU",
@@ -297,18 +297,19 @@ def _tile_input_transform(x, padded_w, padded_c, r, s, step, at, v):
 
 
 @njit(cache=True, nogil=True, inline="always")
-def _lift(g0, g1, dm, at, step):
+def _lift(g0, g1, zero, dm, at, step):
     """``A`` on one row ``(h0, h1)`` of ``A δ``: four points of ``∂E/∂M``, ``step`` apart."""
     vstore(dm, at, g0)
     vstore(dm, at + step, vadd(g0, g1))
     vstore(dm, at + 2 * step, vsub(g0, g1))
-    vstore(dm, at + 3 * step, vsub(vsub(g1, g1), g1))
+    vstore(dm, at + 3 * step, vsub(zero, g1))
 
 
 @njit(cache=True, nogil=True)
 def _tile_grad_transform(delta, delta_w, padded_f, r, s, step, at, dm):
     """``∂E/∂M[ξ] = (A δ Aᵀ)[ξ]`` for the tile at ``(r, s)``: ``A``'s rows (1, 0), (1, 1), (1, −1), (0, −1)."""
     lanes = vlanes(dm)
+    zero = vsplat(dm.dtype.type(0))
     corner = (2 * r * delta_w + 2 * s) * padded_f
     below = delta_w * padded_f
     for f in range(0, padded_f, lanes):
@@ -316,10 +317,10 @@ def _tile_grad_transform(delta, delta_w, padded_f, r, s, step, at, dm):
         g00, g01 = vload(delta, p), vload(delta, p + padded_f)
         g10, g11 = vload(delta, p + below), vload(delta, p + below + padded_f)
         out = at + f
-        _lift(g00, g01, dm, out, step)
-        _lift(vadd(g00, g10), vadd(g01, g11), dm, out + 4 * step, step)
-        _lift(vsub(g00, g10), vsub(g01, g11), dm, out + 8 * step, step)
-        _lift(vsub(vsub(g10, g10), g10), vsub(vsub(g11, g11), g11), dm, out + 12 * step, step)
+        _lift(g00, g01, zero, dm, out, step)
+        _lift(vadd(g00, g10), vadd(g01, g11), zero, dm, out + 4 * step, step)
+        _lift(vsub(g00, g10), vsub(g01, g11), zero, dm, out + 8 * step, step)
+        _lift(vsub(zero, g10), vsub(zero, g11), zero, dm, out + 12 * step, step)
 
 
 @njit(cache=True, nogil=True)
@@ -354,7 +355,7 @@ def _tile_input_grad(dv, step, at, padded_w, padded_c, r, s, grad):
             vsub(vadd(x4, x8), x0), vsub(vadd(x5, x9), x1), vsub(vadd(x6, x10), x2), vsub(vadd(x7, x11), x3),
             grad, p + 2 * row, padded_c,
         )  # fmt: skip
-        zero = vsub(x12, x12)
+        zero = vsplat(dv.dtype.type(0))
         _add_row(vsub(zero, x12), vsub(zero, x13), vsub(zero, x14), vsub(zero, x15), grad, p + 3 * row, padded_c)
 
 
