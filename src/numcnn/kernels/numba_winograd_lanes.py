@@ -118,12 +118,21 @@ def _band_input_transform(split, channels, rows, slots, first_row, band_rows, ba
                 d30, d31, d32, d33 = vload(split, at), vload(split, at + row_len), vload(split, at + 1), vload(
                     split, at + row_len + 1
                 )
-                out = c * band + k * slots + s
-                # Row a of Bᵀ d, then B on its columns: V[4a + b].
-                _columns(vsub(d00, d20), vsub(d01, d21), vsub(d02, d22), vsub(d03, d23), v, out, plane)
-                _columns(vadd(d10, d20), vadd(d11, d21), vadd(d12, d22), vadd(d13, d23), v, out + 4 * plane, plane)
-                _columns(vsub(d20, d10), vsub(d21, d11), vsub(d22, d12), vsub(d23, d13), v, out + 8 * plane, plane)
-                _columns(vsub(d10, d30), vsub(d11, d31), vsub(d12, d32), vsub(d13, d33), v, out + 12 * plane, plane)
+                _patch_points(
+                    d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33,
+                    v, c * band + k * slots + s, plane,
+                )  # fmt: skip
+
+
+@njit(cache=True, nogil=True, inline="always")
+def _patch_points(d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33, v, at, plane):
+    """``V = Bᵀ d B`` of a 4×4 patch ``d`` (each entry a vector: of tiles forward, of channels
+    backward): ``V[ξ]`` at ``at + ξ·plane`` in ``v``. Row a of ``Bᵀ d``, then ``B`` on its columns:
+    ``V[4a + b]``."""
+    _columns(vsub(d00, d20), vsub(d01, d21), vsub(d02, d22), vsub(d03, d23), v, at, plane)
+    _columns(vadd(d10, d20), vadd(d11, d21), vadd(d12, d22), vadd(d13, d23), v, at + 4 * plane, plane)
+    _columns(vsub(d20, d10), vsub(d21, d11), vsub(d22, d12), vsub(d23, d13), v, at + 8 * plane, plane)
+    _columns(vsub(d10, d30), vsub(d11, d31), vsub(d12, d32), vsub(d13, d33), v, at + 12 * plane, plane)
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -289,11 +298,9 @@ def _tile_input_transform(x, padded_w, padded_c, r, s, step, at, v):
         d20, d21, d22, d23 = vload(x, p), vload(x, p + padded_c), vload(x, p + 2 * padded_c), vload(x, p + 3 * padded_c)
         p += row
         d30, d31, d32, d33 = vload(x, p), vload(x, p + padded_c), vload(x, p + 2 * padded_c), vload(x, p + 3 * padded_c)
-        out = at + c
-        _columns(vsub(d00, d20), vsub(d01, d21), vsub(d02, d22), vsub(d03, d23), v, out, step)
-        _columns(vadd(d10, d20), vadd(d11, d21), vadd(d12, d22), vadd(d13, d23), v, out + 4 * step, step)
-        _columns(vsub(d20, d10), vsub(d21, d11), vsub(d22, d12), vsub(d23, d13), v, out + 8 * step, step)
-        _columns(vsub(d10, d30), vsub(d11, d31), vsub(d12, d32), vsub(d13, d33), v, out + 12 * step, step)
+        _patch_points(
+            d00, d01, d02, d03, d10, d11, d12, d13, d20, d21, d22, d23, d30, d31, d32, d33, v, at + c, step
+        )
 
 
 @njit(cache=True, nogil=True, inline="always")
