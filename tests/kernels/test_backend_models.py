@@ -344,6 +344,19 @@ def test_gradcheck_passes_through_the_fused_relu_steps(rng, distinct_values, mon
     assert {step for step in model.steps if step[1] > step[0]} == {(1, 2), (3, 4), (5, 7)}
 
 
+@NUMBA
+def test_gradcheck_passes_through_a_residual_blocks_fused_steps(rng, distinct_values):
+    """Finite differences in float64 through a graph on numba whose BatchNorm2d → ReLU and Add → ReLU
+    (the residual block's end) each run as one step."""
+    model = _residual_block(rng, np.float64)
+    x = distinct_values((4, 2, 6, 6))
+    with kernels.use_backend("numba"):
+        report = numcnn.gradcheck(model, x, loss=numcnn.CrossEntropyLoss(), targets=np.array([0, 1, 2, 1]), rng=rng)
+        model.forward(x)
+    assert model.cache == {"relu1": "bn1", "relu2": "add"}
+    assert report.passed, str(report)
+
+
 @pytest.mark.parametrize("backend", FAST)
 def test_gradcheck_passes_on_the_fast_path(backend, rng, distinct_values):
     model = numcnn.Sequential(
