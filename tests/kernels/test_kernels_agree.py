@@ -182,6 +182,45 @@ def test_numba_direct_weight_gradient_over_groups_of_images(group_bytes, groups,
         close(ours, theirs, np.float64)
 
 
+@pytest.mark.parametrize("filters, channels, kernel", [(6, 1, 5), (7, 2, 3), (5, 3, 2)])
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numba_direct_weight_gradient_taps_first_gives_the_same_bits(
+    filters, channels, kernel, dtype, close, rng, monkeypatch
+):
+    """The direct weight gradient with the taps as the dots' rows (chosen where that leaves fewer
+    leftover rows, e.g. LeNet-5's first layer: 6 filters, 25 taps) sums every entry in the same
+    order as with the filters as rows: the same bits, transposed; and both equal the reference."""
+    pytest.importorskip("numba")
+    from numcnn import kernels
+    from numcnn.kernels import numba_conv
+    from numcnn.kernels.numba_backend import plane_layout
+
+    backend = kernels.get_backend("numba")
+    monkeypatch.setattr(backend, "lanes_max_filters_times_rows", 0)
+    x = rng.standard_normal((5, channels, 9, 10)).astype(dtype)
+    weight = rng.standard_normal((filters, channels, kernel, kernel)).astype(dtype)
+    y, cache = backend.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+    assert type(cache).__name__ == "DirectConvCache"
+    delta = rng.standard_normal(y.shape).astype(dtype)
+    flat, plane_c, plane_n = plane_layout(x)
+    grad_flat, grad_plane_f, grad_plane_n = plane_layout(delta)
+    taps = channels * kernel * kernel
+    groups = backend._weight_grad_groups(cache.shape, (kernel, kernel), (1, 1), filters, x.itemsize)
+    partials = {}
+    for taps_first in (False, True):
+        partial = np.full((groups, taps, filters) if taps_first else (groups, filters, taps), np.nan, dtype=dtype)
+        numba_conv.conv_weight_grad_direct(
+            flat, plane_c, plane_n, cache.shape, (kernel, kernel), (1, 1),
+            grad_flat, grad_plane_f, grad_plane_n, partial, taps_first,
+        )  # fmt: skip
+        partials[taps_first] = partial
+    np.testing.assert_array_equal(partials[True], partials[False].transpose(0, 2, 1))
+    _, grad_weight, _ = backend.conv2d_backward(delta, cache, need_input_grad=False)
+    np.testing.assert_array_equal(grad_weight, partials[False].sum(axis=0).reshape(weight.shape))
+    _, cache_ref = F.conv2d_forward(x, weight, None, 1, 1)
+    close(grad_weight, F.conv2d_backward(delta, cache_ref)[1], dtype)
+
+
 @pytest.mark.parametrize("block_bytes", [1, 300, 2**19], ids=["image-blocks", "two-image-blocks", "one-block"])
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_numba_cache_blocked_convolution_equals_the_reference(block_bytes, dtype, close, rng, monkeypatch):

@@ -592,13 +592,16 @@ class NumbaBackend(NumpyBackend):
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
-        partial = np.empty((self._weight_grad_groups(cache.shape, kernel, cache.padding, filters, grad_output.itemsize),
-                            filters, weight[0].size), dtype=grad_output.dtype)  # fmt: skip
+        taps = weight[0].size
+        groups = self._weight_grad_groups(cache.shape, kernel, cache.padding, filters, grad_output.itemsize)
+        taps_first = taps % 4 < filters % 4  # fewer leftover rows for the dots (see the kernel)
+        partial = np.empty((groups, taps, filters) if taps_first else (groups, filters, taps), dtype=grad_output.dtype)
         numba_conv.conv_weight_grad_direct(
             cache.flat, cache.plane_c, cache.plane_n, cache.shape, kernel, cache.padding,
-            grad_flat, grad_plane_f, grad_plane_n, partial,
-        )
-        grad_weight = partial.sum(axis=0).reshape(weight.shape)
+            grad_flat, grad_plane_f, grad_plane_n, partial, taps_first,
+        )  # fmt: skip
+        summed = partial.sum(axis=0)
+        grad_weight = (np.ascontiguousarray(summed.T) if taps_first else summed).reshape(weight.shape)
         grad_bias = _bias_gradient(grad_output)
         grad_input = None
         if need_input_grad:

@@ -102,7 +102,9 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
 
 
 @njit(parallel=True, cache=True)
-def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad, grad_plane_f, grad_plane_n, partial):
+def conv_weight_grad_direct(
+    src, plane_c, plane_n, shape, kernel, padding, grad, grad_plane_f, grad_plane_n, partial, taps_first=False
+):
     """Weight gradients (eq. 15.38), stride 1, per group of images: ``partial[g, f, k]``; the caller sums
     over ``g``. ``partial.shape[0]`` sets the groups: ``⌈N / groups⌉`` consecutive images each.
 
@@ -112,10 +114,16 @@ def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad,
     per group, not per image (small planes have short dots). The sums run in ``partial``'s dtype and
     are reordered: equal to the reference up to rounding, the same on any thread count. ``grad`` is δ
     flat with plane strides ``grad_plane_f`` / ``grad_plane_n``.
+
+    ``taps_first``: ``partial[g, k, f]`` instead, the taps as the dots' rows. The dots take four rows
+    at a time; a leftover row runs three chains of multiply-adds, too few to hide their latency, so
+    the side with fewer leftover rows goes first (LeNet-5's first layer: 25 taps = 6·4 + 1 rather
+    than 6 filters = 4 + 2). Each sum runs in the same order either way: the same bits.
     """
     channels, batch, height, width = shape
     kernel_h, kernel_w = kernel
-    groups, filters = partial.shape[:2]
+    groups = partial.shape[0]
+    filters = partial.shape[1] if not taps_first else partial.shape[2]
     per_group = -(-batch // groups)
     padded_h, padded_w = height + 2 * padding[0], width + 2 * padding[1]
     out_h, out_w = padded_h - kernel_h + 1, padded_w - kernel_w + 1
@@ -136,10 +144,11 @@ def conv_weight_grad_direct(src, plane_c, plane_n, shape, kernel, padding, grad,
             _load_wide_delta(grad, (first + i) * grad_plane_n, grad_plane_f, filters, (out_h, out_w), padded_w, deltas)
         partial[g] = 0
         images = np.arange(count)
-        blocked_dots(
-            wide.reshape(-1), delta_rows, images * filters * rounded, padded, offsets, images * image_size, rounded,
-            partial[g],
-        )  # fmt: skip
+        delta_shifts, image_shifts = images * filters * rounded, images * image_size
+        if taps_first:
+            blocked_dots(padded, offsets, image_shifts, wide.reshape(-1), delta_rows, delta_shifts, rounded, partial[g])
+        else:
+            blocked_dots(wide.reshape(-1), delta_rows, delta_shifts, padded, offsets, image_shifts, rounded, partial[g])
 
 
 @njit(parallel=True, cache=True)
