@@ -288,3 +288,30 @@ def test_winograd_same_bits_on_one_thread_and_on_two(winograd, rng):
         numba.set_num_threads(before)
     for ours, theirs in zip(*results):
         np.testing.assert_array_equal(ours, theirs)
+
+
+@pytest.mark.parametrize("width", [7, 14, 15, 16, 17, 26, 28, 33])
+@pytest.mark.parametrize("pad_w", [0, 1, 2])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_split_image_holds_each_padded_column_once(width, pad_w, dtype, rng):
+    """The forward pass's even/odd split of a padded image (vector loads where ``2·lanes`` columns
+    fit inside the row, one by one at the edges) is the padded image's columns ``j`` at ``[j % 2,
+    j // 2]``, zeros elsewhere: built here with NumPy slicing. Widths below, at and beyond one and
+    two vector spans, so that both edge loops and the right-flush span run."""
+    from numcnn.kernels import numba_winograd_lanes as wl
+
+    channels, batch, height, pad_h = 3, 2, 5, 1
+    lanes = 8 if dtype == np.float32 else 4
+    x = rng.standard_normal((channels, batch, height, width)).astype(dtype)
+    out_w = width + 2 * pad_w - 2
+    slots = -(-((out_w + 1) // 2) // lanes) * lanes
+    rows = 2 * ((height + 2 * pad_h - 1) // 2) + 2
+    n = 1
+    split = np.zeros(channels * rows * 2 * (slots + 1), dtype=dtype)
+    wl._load_split(x.reshape(-1), n * height * width, batch * height * width, x.shape, (pad_h, pad_w), slots, split)
+    expected = np.zeros((channels, rows, 2, slots + 1), dtype=dtype)
+    padded = np.zeros((channels, rows, 2 * (slots + 1)), dtype=dtype)
+    padded[:, pad_h : pad_h + height, pad_w : pad_w + width] = x[:, n]
+    expected[:, :, 0, :] = padded[:, :, 0::2]
+    expected[:, :, 1, :] = padded[:, :, 1::2]
+    np.testing.assert_array_equal(split.reshape(expected.shape), expected)

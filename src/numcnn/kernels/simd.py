@@ -18,8 +18,9 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
   ``array[i]`` compiles to), :func:`vadd`, :func:`vsub`,
   :func:`vfma`
   (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
-  product) and :func:`vlanes` (the lane count for an array's dtype, a compile-time
-  constant).
+  product), :func:`veven` and :func:`vodd` (the even or odd elements of two vectors that hold
+  ``2·lanes`` consecutive ones: a stride-2 load without a gather) and :func:`vlanes` (the lane
+  count for an array's dtype, a compile-time constant).
 
 Inside a jitted loop, a few ``Vec`` variables updated with ``vfma`` become a few registers updated by
 ``vfmadd231ps``: the same code a C programmer writes with intrinsics, and still plain Python syntax.
@@ -33,7 +34,9 @@ from numba import types
 from numba.core import cgutils
 from numba.extending import intrinsic, models, register_model
 
-__all__ = ["Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vsub", "vfma", "vsum", "vlanes"]
+__all__ = [
+    "Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vsub", "vfma", "vsum", "vlanes", "veven", "vodd",
+]  # fmt: skip
 
 #: Lanes per vector: one 256-bit register.
 LANES = {types.float32: 8, types.float64: 4}
@@ -202,3 +205,26 @@ def vsum(typingctx, a):
         return builder.extract_element(value, ir.Constant(ir.IntType(32), 0))
 
     return a.dtype(a), codegen
+
+
+def _every_other(a, b, first: int):
+    if not (isinstance(a, Vec) and a == b):
+        raise TypeError(f"veven / vodd need two vectors of one type, not {a}, {b}")
+    mask = ir.Constant(ir.VectorType(ir.IntType(32), a.lanes), list(range(first, 2 * a.lanes, 2)))
+
+    def codegen(context, builder, signature, args):
+        return builder.shuffle_vector(args[0], args[1], mask)
+
+    return a(a, b), codegen
+
+
+@intrinsic
+def veven(typingctx, a, b):
+    """Elements ``0, 2, 4, …`` of the ``2·lanes`` elements ``a`` then ``b`` (one or two shuffles)."""
+    return _every_other(a, b, 0)
+
+
+@intrinsic
+def vodd(typingctx, a, b):
+    """Elements ``1, 3, 5, …`` of the ``2·lanes`` elements ``a`` then ``b``."""
+    return _every_other(a, b, 1)
