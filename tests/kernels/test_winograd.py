@@ -21,6 +21,7 @@ SHAPES = [
     (2, 3, 7, 6, 6, (2, 2)),  # padding 2: odd output height
     (1, 1, 3, 3, 1, (0, 0)),  # one output pixel
     (5, 2, 5, 4, 3, (1, 0)),  # rectangular padding, 5 images in groups of 2 or 3
+    (2, 17, 6, 19, 12, (1, 1)),  # whole lanes × lanes blocks of the layout transposes, and leftovers
 ]
 
 
@@ -315,3 +316,44 @@ def test_the_split_image_holds_each_padded_column_once(width, pad_w, dtype, rng)
     expected[:, :, 0, :] = padded[:, :, 0::2]
     expected[:, :, 1, :] = padded[:, :, 1::2]
     np.testing.assert_array_equal(split.reshape(expected.shape), expected)
+
+
+@pytest.mark.parametrize("channels, width", [(3, 5), (8, 8), (17, 19), (16, 28)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_layout_transposes_move_every_element(channels, width, dtype, rng):
+    """The transposes between channel-major planes and the channels-last padded images of the
+    backward pass (whole ``lanes × lanes`` blocks through registers, leftovers one by one), and the
+    forward pass's store of ``(positions, F')`` outputs into channel-major planes (with its ReLU):
+    against NumPy's transposes, bit for bit."""
+    from numcnn.kernels import numba_lanes
+    from numcnn.kernels import numba_winograd_lanes as wl
+
+    batch, height, n, offset = 3, 4, 1, (1, 2)
+    lanes = 8 if dtype == np.float32 else 4
+    padded_c = -(-channels // lanes) * lanes
+    padded_size = (height + 3, width + 5)
+    x = rng.standard_normal((channels, batch, height, width)).astype(dtype)
+    out = np.zeros(padded_size[0] * padded_size[1] * padded_c, dtype=dtype)
+    plane_c = batch * height * width
+    wl._channels_last(x.reshape(-1), n * height * width, plane_c, channels, (height, width), offset, padded_size, out)
+    expected = np.zeros((*padded_size, padded_c), dtype=dtype)
+    expected[offset[0] : offset[0] + height, offset[1] : offset[1] + width, :channels] = x[:, n].transpose(1, 2, 0)
+    np.testing.assert_array_equal(out.reshape(expected.shape), expected)
+
+    grad_input = np.full(x.shape, np.nan, dtype=dtype)
+    wl._channels_first(out, padded_c, padded_size, offset, n, x.shape, grad_input.reshape(-1))
+    np.testing.assert_array_equal(grad_input[:, n], x[:, n])
+    assert np.isnan(np.delete(grad_input, n, axis=1)).all()  # other images untouched
+
+    count = height * width
+    acc = rng.standard_normal((count, padded_c)).astype(dtype)
+    acc[0, 0], acc[1, 0] = -0.0, np.nan
+    for relu in (False, True):
+        stored = np.full((channels, batch, count), np.inf, dtype=dtype)
+        numba_lanes.store_image(acc.reshape(-1), padded_c, n, batch, count, relu, stored.reshape(-1))
+        values = acc[:, :channels].T
+        if relu:
+            values = np.where(values < 0, dtype(0), values)  # numba's max(y, 0): NaN and −0 kept
+        np.testing.assert_array_equal(stored[:, n], values)
+        assert np.signbit(stored[0, n, 0]) and np.isnan(stored[0, n, 1])
+        assert np.isinf(np.delete(stored, n, axis=1)).all()

@@ -19,7 +19,8 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
   :func:`vfma`
   (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
   product), :func:`veven` and :func:`vodd` (the even or odd elements of two vectors that hold
-  ``2·lanes`` consecutive ones: a stride-2 load without a gather) and :func:`vlanes` (the lane
+  ``2·lanes`` consecutive ones: a stride-2 load without a gather), :func:`vtranspose_copy` (a
+  ``lanes × lanes`` block copied transposed, through registers) and :func:`vlanes` (the lane
   count for an array's dtype, a compile-time constant).
 
 Inside a jitted loop, a few ``Vec`` variables updated with ``vfma`` become a few registers updated by
@@ -36,6 +37,7 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vsub", "vfma", "vsum", "vlanes", "veven", "vodd",
+    "vtranspose_copy",
 ]  # fmt: skip
 
 #: Lanes per vector: one 256-bit register.
@@ -228,3 +230,53 @@ def veven(typingctx, a, b):
 def vodd(typingctx, a, b):
     """Elements ``1, 3, 5, …`` of the ``2·lanes`` elements ``a`` then ``b``."""
     return _every_other(a, b, 1)
+
+
+@intrinsic
+def vtranspose_copy(typingctx, src, src_at, src_stride, dst, dst_at, dst_stride, relu):
+    """``dst[dst_at + j·dst_stride + i] = src[src_at + i·src_stride + j]`` for ``i, j < lanes``: a square
+    block copied transposed (``relu``: ``max(value, 0)`` as numba's ``max`` has it, NaN kept).
+
+    ``lanes`` vector loads, ``log2(lanes)`` rounds of ``lanes`` interleaving shuffles (vector ``i``
+    with vector ``i + lanes/2``: after ``log2(lanes)`` rounds row ``j`` holds column ``j``), ``lanes``
+    vector stores -- where an element-by-element copy between the layouts pays a load, a store and
+    the index arithmetic for every element. Both arrays 1-D C-contiguous; no bounds checks.
+    """
+    _check_flat(src)
+    _check_flat(dst)
+    if src.dtype != dst.dtype:
+        raise TypeError(f"vtranspose_copy copies between arrays of one dtype, not {src.dtype} and {dst.dtype}")
+    vec = _vec_of(src.dtype)
+    lanes = vec.lanes
+    half = lanes // 2
+    low = ir.Constant(ir.VectorType(ir.IntType(32), lanes), [k // 2 + (lanes if k % 2 else 0) for k in range(lanes)])
+    high = ir.Constant(
+        ir.VectorType(ir.IntType(32), lanes), [half + k // 2 + (lanes if k % 2 else 0) for k in range(lanes)]
+    )
+
+    def codegen(context, builder, signature, args):
+        src_array, src_index, src_step, dst_array, dst_index, dst_step, rectify = args
+        vector_type = context.get_value_type(vec)
+        rows = []
+        for i in range(lanes):
+            index = builder.add(src_index, builder.mul(src_step, ir.Constant(src_step.type, i)))
+            pointer = _element_pointer(context, builder, signature.args[0], src_array, index)
+            rows.append(builder.load(builder.bitcast(pointer, vector_type.as_pointer()), align=1))
+        for _ in range(lanes.bit_length() - 1):  # log2(lanes) perfect shuffles
+            mixed = []
+            for i in range(half):
+                mixed.append(builder.shuffle_vector(rows[i], rows[i + half], low))
+                mixed.append(builder.shuffle_vector(rows[i], rows[i + half], high))
+            rows = mixed
+        zero = ir.Constant(vector_type, None)
+        flag = context.cast(builder, rectify, signature.args[6], types.boolean)
+        for j in range(lanes):
+            value = rows[j]
+            # max(value, 0) as numba's max: 0 where 0 > value (NaN stays NaN, −0 stays −0).
+            value = builder.select(flag, builder.select(builder.fcmp_ordered("<", value, zero), zero, value), value)
+            index = builder.add(dst_index, builder.mul(dst_step, ir.Constant(dst_step.type, j)))
+            pointer = _element_pointer(context, builder, signature.args[3], dst_array, index)
+            builder.store(value, builder.bitcast(pointer, vector_type.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return types.none(src, src_at, src_stride, dst, dst_at, dst_stride, relu), codegen
