@@ -341,7 +341,7 @@ def test_the_layout_transposes_move_every_element(channels, width, dtype, rng):
     np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
     grad_input = np.full(x.shape, np.nan, dtype=dtype)
-    wl._channels_first(out, padded_c, padded_size, offset, n, x.shape, grad_input.reshape(-1))
+    numba_lanes.channels_first(out, padded_c, padded_size, offset, n, x.shape, grad_input.reshape(-1))
     np.testing.assert_array_equal(grad_input[:, n], x[:, n])
     assert np.isnan(np.delete(grad_input, n, axis=1)).all()  # other images untouched
 

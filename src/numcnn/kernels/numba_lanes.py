@@ -53,6 +53,7 @@ __all__ = [
     "lane_scatter",
     "pool_image",
     "store_image",
+    "channels_first",
 ]
 
 #: Positions (or taps) per register block.
@@ -463,14 +464,48 @@ def conv_weight_grad_lanes(src, plane_c, plane_n, shape, kernel, stride, padding
         images = max(0, min(per_group, batch - first))
         padded = np.zeros(images * image_size, dtype=partial.dtype)
         delta = np.zeros(images * count * filters_padded, dtype=partial.dtype)  # (images·P, F'), zero past F
+        lanes = vlanes(delta)
+        whole_filters, whole_positions = filters - filters % lanes, count - count % lanes
         for i in range(images):
             _load_padded(src, (first + i) * plane_n, plane_c, shape, padding, padded[i * image_size :])
+            image = (first + i) * grad_plane_n
+            for f in range(0, whole_filters, lanes):  # δ channels-last, lanes × lanes blocks in registers
+                for p in range(0, whole_positions, lanes):
+                    at = (i * count + p) * filters_padded + f
+                    vtranspose_copy(grad, image + f * grad_plane_f + p, grad_plane_f, delta, at, filters_padded, False)
             for f in range(filters):
-                row = grad[(first + i) * grad_plane_n + f * grad_plane_f :]
-                for p in range(count):
+                row = grad[image + f * grad_plane_f :]
+                for p in range(whole_positions if f < whole_filters else 0, count):
                     delta[(i * count + p) * filters_padded + f] = row[p]
         partial[g] = 0
         lane_dots(padded, np.arange(images) * image_size, offsets, positions, delta, filters_padded, partial[g])
+
+
+@njit(cache=True, nogil=True)
+def channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input):
+    """The channels-last padded gradient ``gx`` ``(rows', cols', C')`` (flat) cropped into image ``n``
+    of the channel-major ``grad_input`` ``(C, N, H, W)`` (flat), ``padding`` the crop's offset.
+
+    Blocks of ``lanes`` pixels × ``lanes`` channels through registers
+    (:func:`~numcnn.kernels.simd.vtranspose_copy`), the leftovers one by one.
+    """
+    channels, batch, height, width = shape
+    lanes = vlanes(gx)
+    whole_channels, whole_pixels = channels - channels % lanes, width - width % lanes
+    plane_c = batch * height * width
+    for h in range(height):
+        row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c
+        for c in range(0, whole_channels, lanes):
+            for w in range(0, whole_pixels, lanes):
+                dst = (c * batch + n) * height * width + h * width + w
+                vtranspose_copy(gx, row + w * padded_c + c, padded_c, grad_input, dst, plane_c, False)
+    for c in range(channels):
+        first = whole_pixels if c < whole_channels else 0
+        for h in range(height):
+            dst = ((c * batch + n) * height + h) * width
+            row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c + c
+            for w in range(first, width):
+                grad_input[dst + w] = gx[row + w * padded_c]
 
 
 @njit(parallel=True, cache=True)
@@ -482,7 +517,7 @@ def conv_input_grad_lanes(grad, grad_plane_f, grad_plane_n, shape, kernel, strid
     ``weight`` flat ``(KH·KW, F, C')``: ``W[f, c, i, j]`` at ``((i·KW + j)·F + f)·C' + c``, the
     channels padded with zeros to ``C'``, a multiple of the lanes.
     """
-    channels, batch, height, width = shape
+    batch = shape[1]
     padded_size, (out_h, out_w) = _geometry(shape, kernel, stride, padding)
     padded_h, padded_w = padded_size
     count = out_h * out_w
@@ -495,7 +530,6 @@ def conv_input_grad_lanes(grad, grad_plane_f, grad_plane_n, shape, kernel, strid
         for j in range(kernel[1]):
             tap_offsets[i * kernel[1] + j] = i * padded_w + j
     positions = _positions((out_h, out_w), stride, padded_w, rounded)
-    pad_h, pad_w = padding
     for n in prange(batch):
         delta = np.zeros(filters * rounded, dtype=out.dtype)  # (F, P'): zero past P, so the extra blocks add 0
         for f in range(filters):
@@ -503,9 +537,4 @@ def conv_input_grad_lanes(grad, grad_plane_f, grad_plane_n, shape, kernel, strid
             delta[f * rounded : f * rounded + count] = grad[start : start + count]
         scattered = np.zeros(padded_h * padded_w * channels_padded, dtype=out.dtype)  # (Hp·Wp, C')
         lane_scatter(weight, delta, rounded, positions, tap_offsets, channels_padded, scattered)
-        for c in range(channels):
-            for h in range(height):
-                dst = ((c * batch + n) * height + h) * width
-                row = ((h + pad_h) * padded_w + pad_w) * channels_padded + c
-                for w in range(width):
-                    out[dst + w] = scattered[row + w * channels_padded]
+        channels_first(scattered, channels_padded, padded_size, padding, n, shape, out)

@@ -39,7 +39,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from numcnn.kernels.numba_lanes import BLOCK, lane_dots, lane_products, pool_image, store_image
+from numcnn.kernels.numba_lanes import BLOCK, channels_first, lane_dots, lane_products, pool_image, store_image
 from numcnn.kernels.simd import vadd, veven, vlanes, vload, vodd, vsplat, vstore, vsub, vtranspose_copy
 
 __all__ = [
@@ -312,7 +312,7 @@ def _channels_last(src, plane, plane_c, channels, size, offset, padded_size, out
 
     Blocks of ``lanes`` channels × ``lanes`` pixels of a row go through registers
     (:func:`~numcnn.kernels.simd.vtranspose_copy`); the channels and pixels left over one by one.
-    (Element by element, the two of these per image and :func:`_channels_first` took two fifths
+    (Element by element, the two of these per image and the crop back took two fifths
     of the backward pass for resnet_mnist's 16 → 16 layer.)
     """
     padded_c = out.shape[0] // (padded_size[0] * padded_size[1])
@@ -332,29 +332,6 @@ def _channels_last(src, plane, plane_c, channels, size, offset, padded_size, out
             row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c + c
             for w in range(first, width):
                 out[row + w * padded_c] = src[start + w]
-
-
-@njit(cache=True, nogil=True)
-def _channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input):
-    """The channels-last padded gradient ``gx`` ``(rows', cols', C')`` cropped into image ``n`` of the
-    channel-major ``grad_input`` ``(C, N, H, W)`` (flat): :func:`_channels_last` backwards."""
-    channels, batch, height, width = shape
-    lanes = vlanes(gx)
-    whole_channels, whole_pixels = channels - channels % lanes, width - width % lanes
-    plane_c = batch * height * width
-    for h in range(height):
-        row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c
-        for c in range(0, whole_channels, lanes):
-            for w in range(0, whole_pixels, lanes):
-                dst = (c * batch + n) * height * width + h * width + w
-                vtranspose_copy(gx, row + w * padded_c + c, padded_c, grad_input, dst, plane_c, False)
-    for c in range(channels):
-        first = whole_pixels if c < whole_channels else 0
-        for h in range(height):
-            dst = ((c * batch + n) * height + h) * width
-            row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c + c
-            for w in range(first, width):
-                grad_input[dst + w] = gx[row + w * padded_c]
 
 
 @njit(cache=True, nogil=True)
@@ -528,4 +505,4 @@ def winograd_backward_lanes(
                         r, s = (lo + p) // tiles_w, (lo + p) % tiles_w
                         _tile_input_grad(dv, band * padded_c, p * padded_c, padded_size[1], padded_c, r, s, gx)
             if need_input:
-                _channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input)
+                channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input)
