@@ -357,3 +357,37 @@ def test_the_layout_transposes_move_every_element(channels, width, dtype, rng):
         np.testing.assert_array_equal(stored[:, n], values)
         assert np.signbit(stored[0, n, 0]) and np.isnan(stored[0, n, 1])
         assert np.isinf(np.delete(stored, n, axis=1)).all()
+
+
+@pytest.mark.parametrize("forward_path", ["direct", "lanes"])
+@pytest.mark.parametrize("dtype, rtol", [(np.float64, 1e-10), (np.float32, 2e-5)])
+def test_direct_and_lanes_convolutions_take_winograds_backward_where_it_wins(
+    forward_path, dtype, rtol, rng, monkeypatch
+):
+    """A 3×3 stride-1 layer with 16+ channels and filters whose forward pass the direct or lanes
+    kernels run gets its gradients from Winograd's backward pass (U computed again from the
+    weight): the reference's gradients, and those of the path's own backward pass."""
+    backend = kernels.get_backend("numba")
+    if forward_path == "lanes":
+        monkeypatch.setattr(backend, "direct_max_filters_times_rows", 0)
+        monkeypatch.setattr(backend, "winograd_min_channels", 10**9)  # the forward pass not by Winograd
+    x = rng.standard_normal((3, 16, 10, 9)).astype(dtype)
+    weight = (rng.standard_normal((17, 16, 3, 3)) * 0.3).astype(dtype)
+    y, cache = backend.conv2d_forward(x, weight, None, (1, 1), (1, 1))
+    assert type(cache).__name__ == {"direct": "DirectConvCache", "lanes": "LanesConvCache"}[forward_path]
+    delta = rng.standard_normal(y.shape).astype(dtype)
+    calls = []
+    original = backend._winograd_conv2d_backward
+    monkeypatch.setattr(backend, "_winograd_conv2d_backward", lambda *args: calls.append(1) or original(*args))
+    grad_input, grad_weight, _ = backend.conv2d_backward(delta, cache)
+    assert calls == [1]
+    reference = kernels.get_backend("reference")
+    _, cache_ref = reference.conv2d_forward(x.astype(np.float64), weight.astype(np.float64), None, (1, 1), (1, 1))
+    ref_input, ref_weight, _ = reference.conv2d_backward(delta.astype(np.float64), cache_ref)
+    np.testing.assert_allclose(grad_input, ref_input, rtol=rtol, atol=rtol * np.abs(ref_input).max())
+    np.testing.assert_allclose(grad_weight, ref_weight, rtol=rtol, atol=rtol * np.abs(ref_weight).max())
+    monkeypatch.setattr(backend, "winograd_backward_min_channels", 10**9)  # the path's own backward
+    own_input, own_weight, _ = backend.conv2d_backward(delta, cache)
+    assert calls == [1]
+    np.testing.assert_allclose(grad_input, own_input, rtol=rtol, atol=rtol * np.abs(ref_input).max())
+    np.testing.assert_allclose(grad_weight, own_weight, rtol=rtol, atol=rtol * np.abs(ref_weight).max())
