@@ -32,6 +32,8 @@ from numba import njit, prange
 from numcnn.kernels.numba_blocked import PRODUCT_BLOCK_VECTORS, blocked_dots, blocked_products
 from numcnn.kernels.simd import vlanes
 
+u64 = np.uint64  # unsigned offsets: no wrap-around test per index, so LLVM vectorises the copies
+
 __all__ = ["conv_forward_direct", "conv_pool_forward_direct", "conv_weight_grad_direct", "conv_input_grad_direct"]
 
 
@@ -44,23 +46,24 @@ def _load_padded(src, plane, plane_c, shape, padding, padded):
     padded_plane = (height + 2 * pad_h) * padded_w
     for c in range(channels):
         for h in range(height):
-            row_in = src[plane + c * plane_c + h * width : plane + c * plane_c + (h + 1) * width]
-            start = c * padded_plane + (h + pad_h) * padded_w + pad_w
-            row_out = padded[start : start + width]
-            for w in range(width):
-                row_out[w] = row_in[w]
+            at = u64(plane + c * plane_c + h * width)
+            start = u64(c * padded_plane + (h + pad_h) * padded_w + pad_w)
+            for w in range(u64(width)):
+                padded[start + w] = src[at + w]
 
 
 @njit(cache=True, inline="always")
 def _load_wide_delta(grad, plane, plane_f, filters, out_size, padded_w, wide):
     """Copy δ of one image into ``(F, L)`` wide rows, zeros in the ``Wp − OW`` gap of each row."""
     out_h, out_w = out_size
+    flat = wide.reshape(-1)
+    row_len = wide.shape[1]
     for f in range(filters):
         for p in range(out_h):
-            row_in = grad[plane + f * plane_f + p * out_w : plane + f * plane_f + (p + 1) * out_w]
-            row_out = wide[f, p * padded_w : p * padded_w + out_w]
-            for q in range(out_w):
-                row_out[q] = row_in[q]
+            at = u64(plane + f * plane_f + p * out_w)
+            start = u64(f * row_len + p * padded_w)
+            for q in range(u64(out_w)):
+                flat[start + q] = grad[at + q]
 
 
 @njit(cache=True)
@@ -89,16 +92,20 @@ def conv_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weight, b
     zero = out.dtype.type(0)
     rows = _image_rows(shape, kernel, padding, weight)
     for n in prange(batch):
-        acc = _conv_image(src, n * plane_n, plane_c, shape, padding, weight, bias, rows)
-        for f in range(acc.shape[0]):
+        acc = _conv_image(src, n * plane_n, plane_c, shape, padding, weight, bias, rows).reshape(-1)
+        # The rows out of the wide rows, by unsigned offsets: a slice assignment per row, or signed
+        # indices (each tested for wrap-around), took twice as long (the stem of resnet_mnist: the
+        # copy, 3.2 MB, cost twice its products).
+        for f in range(rows[2].shape[0]):
             for p in range(out_h):
-                dst = ((f * batch + n) * out_h + p) * out_w
-                row = acc[f, p * padded_w : p * padded_w + out_w]
+                dst = u64(((f * batch + n) * out_h + p) * out_w)
+                at = u64(rows[2][f] + p * padded_w)
                 if relu:
-                    for q in range(out_w):
-                        out[dst + q] = max(row[q], zero)
+                    for q in range(u64(out_w)):
+                        out[dst + q] = max(acc[at + q], zero)
                 else:
-                    out[dst : dst + out_w] = row
+                    for q in range(u64(out_w)):
+                        out[dst + q] = acc[at + q]
 
 
 @njit(parallel=True, cache=True)
@@ -185,9 +192,10 @@ def conv_input_grad_direct(grad, grad_plane_f, grad_plane_n, shape, kernel, padd
         blocked_products(weight_t, no_bias, wide.reshape(-1), delta_rows, padded, offsets, rounded, True)
         for c in range(channels):
             for h in range(height):
-                dst = ((c * batch + n) * height + h) * width
-                start = (c * padded_h + h + pad_h) * padded_w + pad_w
-                out[dst : dst + width] = padded[start : start + width]
+                dst = u64(((c * batch + n) * height + h) * width)
+                start = u64((c * padded_h + h + pad_h) * padded_w + pad_w)
+                for w in range(u64(width)):
+                    out[dst + w] = padded[start + w]
 
 
 @njit(parallel=True, cache=True)
