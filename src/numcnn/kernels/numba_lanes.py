@@ -348,10 +348,10 @@ def store_image(acc, filters_padded, n, batch, count, relu, out):
         first = whole_positions if f < whole_filters else 0
         if relu:
             for p in range(first, count):
-                dst[p] = max(acc[p * filters_padded + f], zero)
+                dst[p] = max(acc[np.uint64(p * filters_padded + f)], zero)
         else:
             for p in range(first, count):
-                dst[p] = acc[p * filters_padded + f]
+                dst[p] = acc[np.uint64(p * filters_padded + f)]
 
 
 @njit(parallel=True, cache=True)
@@ -505,7 +505,7 @@ def channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input):
             dst = ((c * batch + n) * height + h) * width
             row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c + c
             for w in range(first, width):
-                grad_input[dst + w] = gx[row + w * padded_c]
+                grad_input[np.uint64(dst + w)] = gx[np.uint64(row + w * padded_c)]
 
 
 @njit(parallel=True, cache=True)
@@ -533,8 +533,9 @@ def conv_input_grad_lanes(grad, grad_plane_f, grad_plane_n, shape, kernel, strid
     for n in prange(batch):
         delta = np.zeros(filters * rounded, dtype=out.dtype)  # (F, P'): zero past P, so the extra blocks add 0
         for f in range(filters):
-            start = n * grad_plane_n + f * grad_plane_f
-            delta[f * rounded : f * rounded + count] = grad[start : start + count]
+            start, at = np.uint64(n * grad_plane_n + f * grad_plane_f), np.uint64(f * rounded)
+            for p in range(np.uint64(count)):  # unsigned offsets: a vectorised copy (see numba_conv)
+                delta[at + p] = grad[start + p]
         scattered = np.zeros(padded_h * padded_w * channels_padded, dtype=out.dtype)  # (Hp·Wp, C')
         lane_scatter(weight, delta, rounded, positions, tap_offsets, channels_padded, scattered)
         channels_first(scattered, channels_padded, padded_size, padding, n, shape, out)

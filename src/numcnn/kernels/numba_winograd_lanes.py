@@ -42,6 +42,9 @@ from numba import njit, prange
 from numcnn.kernels.numba_lanes import BLOCK, channels_first, lane_dots, lane_products, pool_image, store_image
 from numcnn.kernels.simd import vadd, veven, vlanes, vload, vodd, vsplat, vstore, vsub, vtranspose_copy
 
+# Unsigned offsets in the element-by-element copies: numba tests every signed index for wrap-around.
+u64 = np.uint64
+
 __all__ = [
     "EPILOGUE_NONE", "EPILOGUE_POOL", "EPILOGUE_POOL_RECORD", "EPILOGUE_RELU",
     "lanes_weight_transform", "band_rows_for", "winograd_forward_lanes", "winograd_backward_lanes",
@@ -104,9 +107,9 @@ def _load_split(src, plane, plane_c, shape, padding, slots, split):
                 last = (width - 1 + pad_w - parity) // 2
                 row = base + parity * row_len
                 for s in range(first, min(last + 1, done_from)):
-                    split[row + s] = src[start + 2 * s + parity - pad_w]
+                    split[u64(row + s)] = src[u64(start + 2 * s + parity - pad_w)]
                 for s in range(max(first, done_to), last + 1):
-                    split[row + s] = src[start + 2 * s + parity - pad_w]
+                    split[u64(row + s)] = src[u64(start + 2 * s + parity - pad_w)]
 
 
 @njit(cache=True, nogil=True, inline="always")
@@ -331,7 +334,7 @@ def _channels_last(src, plane, plane_c, channels, size, offset, padded_size, out
             start = plane + c * plane_c + h * width
             row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c + c
             for w in range(first, width):
-                out[row + w * padded_c] = src[start + w]
+                out[u64(row + w * padded_c)] = src[u64(start + w)]
 
 
 @njit(cache=True, nogil=True)
