@@ -46,6 +46,8 @@ def _set_winograd(backend, on: bool, everywhere: bool) -> None:
     backend.winograd_min_channels = (1 if everywhere else defaults.winograd_min_channels) if on else 10**9
     backend.winograd_max_products = 10**9 if everywhere else defaults.winograd_max_products
     backend.winograd_min_output = 1 if everywhere else defaults.winograd_min_output
+    # Off also means no Winograd backward pass for the direct and lanes kernels' layers.
+    backend.winograd_backward_min_channels = defaults.winograd_backward_min_channels if on else 10**9
     # Winograd never takes a layer the direct kernels take: "everywhere" switches those off.
     backend.direct_max_filters_times_rows = 0 if on and everywhere else defaults.direct_max_filters_times_rows
 

@@ -17,7 +17,8 @@ layers, average pooling, and anything not 4-D) accepts any layout.
 * larger 3×3 stride-1 ones, up to F·C = 10,000, run by Winograd F(2×2, 3×3)
   (:mod:`numcnn.kernels.numba_winograd_lanes`): 2.25× fewer multiplications, forward and both
   gradients, a band of tiles of one image at a time (the transformed tiles stay in the cache) with
-  the filters or channels in the vector lanes;
+  the filters or channels in the vector lanes; its backward pass also serves the direct and lanes
+  kernels' 3×3 stride-1 layers from 16 channels and filters (:meth:`NumbaBackend.use_winograd_backward`);
 * the rest keep im2col + GEMM, where NumPy needs several passes around the product (pad, then
   copy windows; one strided add per kernel offset in col2im) and a compiled loop one; the products
   run in bands on both cores (:mod:`numcnn.kernels.gemm`), and a huge unfolding is made a few
