@@ -581,11 +581,13 @@ class NumbaBackend(NumpyBackend):
 
     # Winograd's backward pass also serves layers whose forward pass the direct or lanes kernels
     # run (they keep the same input; U = G g Gᵀ is computed again, 16·F·C values): since its
-    # layout transposes went through registers it is the faster backward from 16 channels and
-    # filters and 8×8 outputs. Probed (batch 64, two threads, same process, fastest of 12 rounds,
-    # against the backward of the forward's own path): resnet_mnist's 16 → 16 at 28×28 0.83,
-    # 32 → 32 at 14×14 0.90 (64 → 64 at 7×7 0.99: not taken); SK's 20 → 20 at 26×26 0.91,
-    # 20 → 50 at 12×12 0.80; 16 → 16 at 26×26 without padding 0.72; but 8 → 8 1.6.
+    # layout transposes went through registers it is as fast or faster from 16 channels and
+    # filters and 8×8 outputs. Probed (batch 64, two threads, same process, against the backward
+    # of the forward's own path; fastest of 12 rounds, and benchmarks/winograd_on_off.py):
+    # resnet_mnist's 16 → 16 at 28×28 0.83–1.03, 32 → 32 at 14×14 0.86–0.90 (64 → 64 at 7×7
+    # 0.80–0.99: outputs below 8×8 not taken); SK's 20 → 20 at 26×26 0.83–1.07, 20 → 50 at 12×12
+    # 0.80–1.05; 16 → 16 at 26×26 without padding 0.72; but 8 → 8 1.6. Whole training steps, the
+    # rule on and off in one process: resnet_mnist 0.89 (fastest rounds 0.92), SK 0.95 (0.99).
     winograd_backward_min_channels = 16
 
     def use_winograd_backward(self, weight_shape, stride, out_size) -> bool:
