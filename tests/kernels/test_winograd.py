@@ -326,7 +326,6 @@ def test_the_layout_transposes_move_every_element(channels, width, dtype, rng):
     forward pass's store of ``(positions, F')`` outputs into channel-major planes (with its ReLU):
     against NumPy's transposes, bit for bit."""
     from numcnn.kernels import numba_lanes
-    from numcnn.kernels import numba_winograd_lanes as wl
 
     batch, height, n, offset = 3, 4, 1, (1, 2)
     lanes = 8 if dtype == np.float32 else 4
@@ -335,13 +334,14 @@ def test_the_layout_transposes_move_every_element(channels, width, dtype, rng):
     x = rng.standard_normal((channels, batch, height, width)).astype(dtype)
     out = np.zeros(padded_size[0] * padded_size[1] * padded_c, dtype=dtype)
     plane_c = batch * height * width
-    wl._channels_last(x.reshape(-1), n * height * width, plane_c, channels, (height, width), offset, padded_size, out)
+    image = n * height * width
+    numba_lanes.channels_last(x.reshape(-1), image, plane_c, channels, (height, width), offset, padded_size, out)
     expected = np.zeros((*padded_size, padded_c), dtype=dtype)
     expected[offset[0] : offset[0] + height, offset[1] : offset[1] + width, :channels] = x[:, n].transpose(1, 2, 0)
     np.testing.assert_array_equal(out.reshape(expected.shape), expected)
 
     grad_input = np.full(x.shape, np.nan, dtype=dtype)
-    numba_lanes.channels_first(out, padded_c, padded_size, offset, n, x.shape, grad_input.reshape(-1))
+    numba_lanes.channels_first(out, padded_c, padded_size, offset, n, x.shape, False, grad_input.reshape(-1))
     np.testing.assert_array_equal(grad_input[:, n], x[:, n])
     assert np.isnan(np.delete(grad_input, n, axis=1)).all()  # other images untouched
 

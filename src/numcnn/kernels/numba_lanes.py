@@ -54,7 +54,10 @@ __all__ = [
     "pool_image",
     "store_image",
     "channels_first",
+    "channels_last",
 ]
+
+u64 = np.uint64  # unsigned offsets: no wrap-around test per index (see numcnn.kernels.numba_conv)
 
 #: Positions (or taps) per register block.
 BLOCK = 6
@@ -328,30 +331,10 @@ def conv_forward_lanes(src, plane_c, plane_n, shape, kernel, stride, padding, we
 @njit(cache=True, nogil=True)
 def store_image(acc, filters_padded, n, batch, count, relu, out):
     """Image ``n``'s outputs ``acc`` ``(≥ count, F')`` (flat) into channel-major ``out`` ``(F, N, count)``;
-    ``relu``: ``max(y, 0)``.
-
-    A transpose: blocks of ``lanes`` positions × ``lanes`` filters through registers
-    (:func:`~numcnn.kernels.simd.vtranspose_copy`), element by element only for the positions and
-    filters left over (element by element throughout, it took a sixth of resnet_mnist's Winograd
-    forward pass for 16 → 16 at 28×28).
-    """
+    ``relu``: ``max(y, 0)``. A transpose (:func:`channels_first` on one row of ``count`` positions):
+    element by element, it took a sixth of resnet_mnist's Winograd forward pass for 16 → 16 at 28×28."""
     filters = out.shape[0] // (batch * count)
-    lanes = vlanes(acc)
-    whole_filters, whole_positions = filters - filters % lanes, count - count % lanes
-    zero = out.dtype.type(0)
-    for f in range(0, whole_filters, lanes):
-        for p in range(0, whole_positions, lanes):
-            at = (f * batch + n) * count + p
-            vtranspose_copy(acc, p * filters_padded + f, filters_padded, out, at, batch * count, relu)
-    for f in range(filters):
-        dst = out[(f * batch + n) * count : (f * batch + n + 1) * count]
-        first = whole_positions if f < whole_filters else 0
-        if relu:
-            for p in range(first, count):
-                dst[p] = max(acc[np.uint64(p * filters_padded + f)], zero)
-        else:
-            for p in range(first, count):
-                dst[p] = acc[np.uint64(p * filters_padded + f)]
+    channels_first(acc, filters_padded, (1, count), (0, 0), n, (filters, batch, 1, count), relu, out)
 
 
 @njit(parallel=True, cache=True)
@@ -464,27 +447,22 @@ def conv_weight_grad_lanes(src, plane_c, plane_n, shape, kernel, stride, padding
         images = max(0, min(per_group, batch - first))
         padded = np.zeros(images * image_size, dtype=partial.dtype)
         delta = np.zeros(images * count * filters_padded, dtype=partial.dtype)  # (images·P, F'), zero past F
-        lanes = vlanes(delta)
-        whole_filters, whole_positions = filters - filters % lanes, count - count % lanes
+        image_delta = count * filters_padded
         for i in range(images):
             _load_padded(src, (first + i) * plane_n, plane_c, shape, padding, padded[i * image_size :])
-            image = (first + i) * grad_plane_n
-            for f in range(0, whole_filters, lanes):  # δ channels-last, lanes × lanes blocks in registers
-                for p in range(0, whole_positions, lanes):
-                    at = (i * count + p) * filters_padded + f
-                    vtranspose_copy(grad, image + f * grad_plane_f + p, grad_plane_f, delta, at, filters_padded, False)
-            for f in range(filters):
-                row = grad[image + f * grad_plane_f :]
-                for p in range(whole_positions if f < whole_filters else 0, count):
-                    delta[(i * count + p) * filters_padded + f] = row[p]
+            channels_last(
+                grad, (first + i) * grad_plane_n, grad_plane_f, filters, (1, count), (0, 0), (1, count),
+                delta[i * image_delta : (i + 1) * image_delta],
+            )  # fmt: skip
         partial[g] = 0
         lane_dots(padded, np.arange(images) * image_size, offsets, positions, delta, filters_padded, partial[g])
 
 
 @njit(cache=True, nogil=True)
-def channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input):
-    """The channels-last padded gradient ``gx`` ``(rows', cols', C')`` (flat) cropped into image ``n``
-    of the channel-major ``grad_input`` ``(C, N, H, W)`` (flat), ``padding`` the crop's offset.
+def channels_first(gx, padded_c, padded_size, padding, n, shape, relu, grad_input):
+    """The channels-last padded ``gx`` ``(rows', cols', C')`` (flat) cropped into image ``n`` of the
+    channel-major ``grad_input`` ``(C, N, H, W)`` (flat), ``padding`` the crop's offset; ``relu``:
+    ``max(value, 0)`` stored. :func:`channels_last` backwards.
 
     Blocks of ``lanes`` pixels × ``lanes`` channels through registers
     (:func:`~numcnn.kernels.simd.vtranspose_copy`), the leftovers one by one.
@@ -493,19 +471,51 @@ def channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input):
     lanes = vlanes(gx)
     whole_channels, whole_pixels = channels - channels % lanes, width - width % lanes
     plane_c = batch * height * width
+    zero = grad_input.dtype.type(0)
     for h in range(height):
         row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c
         for c in range(0, whole_channels, lanes):
             for w in range(0, whole_pixels, lanes):
                 dst = (c * batch + n) * height * width + h * width + w
-                vtranspose_copy(gx, row + w * padded_c + c, padded_c, grad_input, dst, plane_c, False)
+                vtranspose_copy(gx, row + w * padded_c + c, padded_c, grad_input, dst, plane_c, relu)
     for c in range(channels):
         first = whole_pixels if c < whole_channels else 0
         for h in range(height):
             dst = ((c * batch + n) * height + h) * width
             row = ((h + padding[0]) * padded_size[1] + padding[1]) * padded_c + c
             for w in range(first, width):
-                grad_input[np.uint64(dst + w)] = gx[np.uint64(row + w * padded_c)]
+                value = gx[u64(row + w * padded_c)]
+                grad_input[u64(dst + w)] = max(value, zero) if relu else value
+
+
+@njit(cache=True, nogil=True)
+def channels_last(src, plane, plane_c, channels, size, offset, padded_size, out):
+    """``channels`` planes of ``size`` (rows, cols) at ``plane`` into the zeroed channels-last ``out``
+    ``(rows', cols', C')`` (flat), shifted by ``offset`` (the padding).
+
+    Blocks of ``lanes`` channels × ``lanes`` pixels of a row go through registers
+    (:func:`~numcnn.kernels.simd.vtranspose_copy`); the channels and pixels left over one by one.
+    (Element by element, the Winograd backward pass's two of these per image and its crop back
+    took two fifths of that pass for resnet_mnist's 16 → 16 layer.) With ``size = (1, P)`` and no
+    padding it turns ``channels`` rows of ``P`` into ``(P, C')``.
+    """
+    padded_c = out.shape[0] // (padded_size[0] * padded_size[1])
+    lanes = vlanes(out)
+    height, width = size
+    whole_channels, whole_pixels = channels - channels % lanes, width - width % lanes
+    for h in range(height):
+        row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c
+        for c in range(0, whole_channels, lanes):
+            for w in range(0, whole_pixels, lanes):
+                at = plane + c * plane_c + h * width + w
+                vtranspose_copy(src, at, plane_c, out, row + w * padded_c + c, padded_c, False)
+    for c in range(channels):
+        first = whole_pixels if c < whole_channels else 0
+        for h in range(height):
+            start = plane + c * plane_c + h * width
+            row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c + c
+            for w in range(first, width):
+                out[u64(row + w * padded_c)] = src[u64(start + w)]
 
 
 @njit(parallel=True, cache=True)
@@ -533,9 +543,9 @@ def conv_input_grad_lanes(grad, grad_plane_f, grad_plane_n, shape, kernel, strid
     for n in prange(batch):
         delta = np.zeros(filters * rounded, dtype=out.dtype)  # (F, P'): zero past P, so the extra blocks add 0
         for f in range(filters):
-            start, at = np.uint64(n * grad_plane_n + f * grad_plane_f), np.uint64(f * rounded)
-            for p in range(np.uint64(count)):  # unsigned offsets: a vectorised copy (see numba_conv)
+            start, at = u64(n * grad_plane_n + f * grad_plane_f), u64(f * rounded)
+            for p in range(u64(count)):  # unsigned offsets: a vectorised copy (see numba_conv)
                 delta[at + p] = grad[start + p]
         scattered = np.zeros(padded_h * padded_w * channels_padded, dtype=out.dtype)  # (Hp·Wp, C')
         lane_scatter(weight, delta, rounded, positions, tap_offsets, channels_padded, scattered)
-        channels_first(scattered, channels_padded, padded_size, padding, n, shape, out)
+        channels_first(scattered, channels_padded, padded_size, padding, n, shape, False, out)

@@ -39,8 +39,16 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-from numcnn.kernels.numba_lanes import BLOCK, channels_first, lane_dots, lane_products, pool_image, store_image
-from numcnn.kernels.simd import vadd, veven, vlanes, vload, vodd, vsplat, vstore, vsub, vtranspose_copy
+from numcnn.kernels.numba_lanes import (
+    BLOCK,
+    channels_first,
+    channels_last,
+    lane_dots,
+    lane_products,
+    pool_image,
+    store_image,
+)
+from numcnn.kernels.simd import vadd, veven, vlanes, vload, vodd, vsplat, vstore, vsub
 
 # Unsigned offsets in the element-by-element copies: numba tests every signed index for wrap-around.
 u64 = np.uint64
@@ -309,35 +317,6 @@ def winograd_forward_lanes(src, plane_c, plane_n, shape, padding, out_size, u, b
 
 
 @njit(cache=True, nogil=True)
-def _channels_last(src, plane, plane_c, channels, size, offset, padded_size, out):
-    """``channels`` planes of ``size`` (rows, cols) at ``plane`` into the zeroed channels-last ``out``
-    ``(rows', cols', C')`` (flat), shifted by ``offset`` (the padding).
-
-    Blocks of ``lanes`` channels × ``lanes`` pixels of a row go through registers
-    (:func:`~numcnn.kernels.simd.vtranspose_copy`); the channels and pixels left over one by one.
-    (Element by element, the two of these per image and the crop back took two fifths
-    of the backward pass for resnet_mnist's 16 → 16 layer.)
-    """
-    padded_c = out.shape[0] // (padded_size[0] * padded_size[1])
-    lanes = vlanes(out)
-    height, width = size
-    whole_channels, whole_pixels = channels - channels % lanes, width - width % lanes
-    for h in range(height):
-        row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c
-        for c in range(0, whole_channels, lanes):
-            for w in range(0, whole_pixels, lanes):
-                at = plane + c * plane_c + h * width + w
-                vtranspose_copy(src, at, plane_c, out, row + w * padded_c + c, padded_c, False)
-    for c in range(channels):
-        first = whole_pixels if c < whole_channels else 0
-        for h in range(height):
-            start = plane + c * plane_c + h * width
-            row = ((h + offset[0]) * padded_size[1] + offset[1]) * padded_c + c
-            for w in range(first, width):
-                out[u64(row + w * padded_c)] = src[u64(start + w)]
-
-
-@njit(cache=True, nogil=True)
 def _tile_input_transform(x, padded_w, padded_c, r, s, step, at, v):
     """``V[ξ] = (Bᵀ d B)[ξ]`` for the tile at tile row ``r``, column ``s``, every vector of channels:
     ``V[ξ]`` at ``at + ξ·step`` in ``v`` (flat)."""
@@ -480,9 +459,9 @@ def winograd_backward_lanes(
         for i in range(images):
             n = first + i
             x[:] = 0
-            _channels_last(src, n * plane_n, plane_c, channels, (height, width), padding, padded_size, x)
+            channels_last(src, n * plane_n, plane_c, channels, (height, width), padding, padded_size, x)
             delta[:] = 0
-            _channels_last(grad, n * grad_plane_n, grad_plane_f, filters, out_size, (0, 0), delta_size, delta)
+            channels_last(grad, n * grad_plane_n, grad_plane_f, filters, out_size, (0, 0), delta_size, delta)
             if need_input:
                 gx[:] = 0
             for lo in range(0, tiles, band):
@@ -508,4 +487,4 @@ def winograd_backward_lanes(
                         r, s = (lo + p) // tiles_w, (lo + p) % tiles_w
                         _tile_input_grad(dv, band * padded_c, p * padded_c, padded_size[1], padded_c, r, s, gx)
             if need_input:
-                channels_first(gx, padded_c, padded_size, padding, n, shape, grad_input)
+                channels_first(gx, padded_c, padded_size, padding, n, shape, False, grad_input)
