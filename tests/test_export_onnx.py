@@ -36,9 +36,14 @@ def run_onnx(path, x: np.ndarray) -> np.ndarray:
 
 
 def max_difference(ours: np.ndarray, theirs: np.ndarray) -> float:
-    """Max abs difference. (LeNet-5's RBF penalties reach ~90, where float32 numbers are 7.6e-6 apart:
-    both sides sum them in float64 and round once, or 1e-5 would be about one ulp.)"""
-    return float(np.abs(ours - theirs).max())
+    """Max abs difference, in units of :data:`TOLERANCE` where the outputs are small, relative to
+    the largest output beyond 1: float32 keeps about seven digits, and LeNet-5's RBF penalties reach
+    ~90, where float32 numbers are 7.6e-6 apart. Their float64 sums round once on both sides, but
+    the float32 layers under them differ by an ulp here and there between ONNX Runtime's kernels
+    and ours (two ulps of a penalty on a Xeon, Emerald Rapids), so 1e-5 absolute would be too tight.
+    """
+    scale = max(1.0, float(np.abs(theirs).max()))
+    return float(np.abs(ours - theirs).max()) / scale
 
 
 @pytest.mark.parametrize("name", [n for n in models.available_models() if n != "vgg16"])

@@ -13,6 +13,7 @@ pytest.importorskip("numba")
 
 from numcnn import kernels
 from numcnn.kernels import numba_winograd
+from numcnn.kernels.simd import lanes_for
 
 SHAPES = [
     # (N, C, H, W, F, padding)
@@ -231,7 +232,7 @@ def test_the_lanes_forward_pass_pools_and_rectifies_its_own_outputs(n, c, h, w, 
     from numcnn.kernels.numba_backend import plane_layout
 
     backend = kernels.get_backend("numba")
-    lanes = 8 if dtype == np.float32 else 4
+    lanes = lanes_for(dtype)
     x = rng.standard_normal((n, c, h, w)).astype(dtype)
     weight, bias = rng.standard_normal((f, c, 3, 3)).astype(dtype), rng.standard_normal(f).astype(dtype)
     out_size = (h + 2 * padding[0] - 2, w + 2 * padding[1] - 2)
@@ -302,7 +303,7 @@ def test_the_split_image_holds_each_padded_column_once(width, pad_w, dtype, rng)
     from numcnn.kernels import numba_winograd_lanes as wl
 
     channels, batch, height, pad_h = 3, 2, 5, 1
-    lanes = 8 if dtype == np.float32 else 4
+    lanes = lanes_for(dtype)
     x = rng.standard_normal((channels, batch, height, width)).astype(dtype)
     out_w = width + 2 * pad_w - 2
     slots = -(-((out_w + 1) // 2) // lanes) * lanes
@@ -328,7 +329,7 @@ def test_the_layout_transposes_move_every_element(channels, width, dtype, rng):
     from numcnn.kernels import numba_lanes
 
     batch, height, n, offset = 3, 4, 1, (1, 2)
-    lanes = 8 if dtype == np.float32 else 4
+    lanes = lanes_for(dtype)
     padded_c = -(-channels // lanes) * lanes
     padded_size = (height + 3, width + 5)
     x = rng.standard_normal((channels, batch, height, width)).astype(dtype)

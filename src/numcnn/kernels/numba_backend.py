@@ -60,6 +60,7 @@ from numcnn.kernels import (
 from numcnn.kernels.common import PoolWindow, check_conv_input, ones_vector
 from numcnn.kernels.numpy_backend import NumpyBackend
 from numcnn.kernels.reference import FusedReluCache
+from numcnn.kernels.simd import lanes_for
 
 __all__ = [
     "NumbaBackend",
@@ -301,7 +302,7 @@ class NumbaBackend(NumpyBackend):
             return False
         if not self.use_direct(weight_shape, stride, out_w):
             return True
-        lanes, block = 8, numba_lanes.BLOCK  # the rule is the same for float64 (four lanes)
+        lanes, block = lanes_for(np.float32), numba_lanes.BLOCK  # the same rule for float64 (half the lanes)
         positions = out_h * out_w
         lanes_waste = (-(-filters // lanes) * lanes / filters) * (-(-positions // block) * block / positions)
         padded_w = input_size[1] + 2 * padding[1]
@@ -316,7 +317,7 @@ class NumbaBackend(NumpyBackend):
         filters = weight.shape[0]
         kernel = weight.shape[2:]
         out_h, out_w = conv_output_size_2d((h, w), kernel, stride, padding)
-        lanes = 8 if x.dtype == np.float32 else 4
+        lanes = lanes_for(x.dtype)
         padded_filters = -(-filters // lanes) * lanes
         weight_kf = np.zeros((weight[0].size, padded_filters), dtype=x.dtype)  # (C·KH·KW, F'), zero past F
         weight_kf[:, :filters] = weight.reshape(filters, -1).T
@@ -346,7 +347,7 @@ class NumbaBackend(NumpyBackend):
         filters, channels, kernel_h, kernel_w = weight.shape
         kernel = (kernel_h, kernel_w)
         dtype = grad_output.dtype
-        lanes = 8 if dtype == np.float32 else 4
+        lanes = lanes_for(dtype)
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
         taps = channels * kernel_h * kernel_w
         padded_taps = -(-taps // numba_lanes.BLOCK) * numba_lanes.BLOCK
@@ -361,7 +362,8 @@ class NumbaBackend(NumpyBackend):
         grad_weight = np.ascontiguousarray(summed[:taps, :filters].T).reshape(weight.shape)
         grad_bias = _bias_gradient(grad_output)
         grad_input = None
-        if need_input_grad and cache.stride == (1, 1) and channels < 2 * 8 and self.use_direct(weight.shape, (1, 1), 8):
+        few_channels = channels < 2 * lanes
+        if need_input_grad and cache.stride == (1, 1) and few_channels and self.use_direct(weight.shape, (1, 1), 8):
             # Fewer channels than two vectors leave the scatter's blocks half empty: the direct
             # kernels' input gradient (which needs only δ and W) instead. Probed on LeNet-5's 6 → 16:
             # 0.39 against 0.44 ms.
@@ -412,7 +414,7 @@ class NumbaBackend(NumpyBackend):
         the maxima if it is True; ``argmax`` is None otherwise)."""
         n, c, h, w = x.shape
         filters = weight.shape[0]
-        lanes = 8 if x.dtype == np.float32 else 4
+        lanes = lanes_for(x.dtype)
         flat, plane_c, plane_n = plane_layout(x)
         u = numba_winograd.weight_transform(weight.astype(x.dtype, copy=False))  # U = G g Gᵀ (16, F, C)
         u_lanes = numba_winograd_lanes.lanes_weight_transform(u, lanes)  # (16, C·F')
@@ -441,7 +443,7 @@ class NumbaBackend(NumpyBackend):
         filters, channels = weight.shape[:2]
         batch = cache.shape[1]
         dtype = grad_output.dtype
-        lanes = 8 if dtype == np.float32 else 4
+        lanes = lanes_for(dtype)
         grad_flat, grad_plane_f, grad_plane_n = plane_layout(grad_output)
         padded_c = -(-channels // lanes) * lanes
         u_t = np.zeros((16, filters, padded_c), dtype=dtype)  # U[ξ]ᵀ (F, C'), zero past C

@@ -11,7 +11,9 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
 * :class:`Vec` is a numba type whose machine representation is an LLVM vector ``<lanes x float>``
   (8 × float32 or 4 × float64: one 256-bit AVX register; LLVM splits it into two 128-bit registers
   on a machine without AVX, and ``llvm.fma`` into a library call without FMA units: the code is
-  portable, only slower there).
+  portable, only slower there). 256 bits on AVX-512 machines too: 512-bit vectors doubled the
+  products' rate in isolation (Xeon, Sapphire/Emerald Rapids) but padded small filter counts to
+  16 and slowed whole training steps (SK 1.1×, LeNet-5 1.5×; docs/performance.md).
 * A handful of intrinsics: :func:`vload` and :func:`vstore` (unaligned, unchecked: the caller keeps
   ``i + lanes`` inside the array), :func:`vsplat` (every lane the same scalar), :func:`vsplat_at`
   (every lane one element of an array: a broadcast load, without the negative-index test that
@@ -30,6 +32,7 @@ Only the fast numba backend uses this (``import numcnn`` does not import numba).
 
 from __future__ import annotations
 
+import numpy as np
 from llvmlite import ir
 from numba import types
 from numba.core import cgutils
@@ -37,11 +40,20 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vsub", "vfma", "vsum", "vlanes", "veven", "vodd",
-    "vtranspose_copy",
+    "vtranspose_copy", "VECTOR_BITS", "lanes_for",
 ]  # fmt: skip
 
-#: Lanes per vector: one 256-bit register.
-LANES = {types.float32: 8, types.float64: 4}
+#: Bits per vector: one 256-bit AVX register.
+VECTOR_BITS = 256
+
+#: Lanes per vector, per numba float type.
+LANES = {types.float32: VECTOR_BITS // 32, types.float64: VECTOR_BITS // 64}
+
+
+def lanes_for(dtype: np.dtype | type) -> int:
+    """Lanes of one vector of ``dtype`` (float32: 8, float64: 4): what the Python side pads
+    filters and channels to, so that the kernels' vectors tile them."""
+    return VECTOR_BITS // (8 * np.dtype(dtype).itemsize)
 
 
 class Vec(types.Type):
