@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from numcnn import kernels
 from numcnn.errors import CheckpointError, ConfigurationError
 from numcnn.layers.flat import contiguous_span
 
@@ -143,6 +144,7 @@ class SGD(Optimizer):
         super().__init__(parameters, lr=float(lr), momentum=float(momentum), weight_decay=float(weight_decay))
 
     def step(self) -> None:
+        update = kernels.active().sgd_update  # one pass over memory on the numba backend
         index = 0
         for group, flat in zip(self.param_groups, self._flat):
             lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
@@ -150,38 +152,35 @@ class SGD(Optimizer):
                 index += len(group["params"])
                 continue
             for param, grad in group["params"]:
-                direction = grad
-                if weight_decay:
-                    direction = grad + weight_decay * param
-                if momentum:
+                if not momentum:
+                    update(param, grad, None, lr, 0.0, weight_decay)
+                else:
                     slots = self.state.setdefault(index, {})
                     velocity = slots.get("velocity")
-                    if velocity is None:
-                        velocity = slots["velocity"] = np.array(direction, dtype=param.dtype)
+                    if velocity is None:  # first step: v starts at the direction (PyTorch's rule)
+                        velocity = slots["velocity"] = _first_velocity(param, grad, weight_decay)
+                        update(param, velocity, None, lr, 0.0, 0.0)
                     else:
-                        velocity *= momentum
-                        velocity += direction
-                    direction = velocity
-                param -= lr * direction
+                        update(param, grad, velocity, lr, momentum, weight_decay)
                 index += 1
 
     def _flat_step(self, group: dict, flat: tuple[np.ndarray, np.ndarray], first: int) -> bool:
         """The update of :meth:`step` on a whole flat group; False if the momentum state is not flat."""
         lr, momentum, weight_decay = group["lr"], group["momentum"], group["weight_decay"]
         param, grad = flat
-        direction = grad + weight_decay * param if weight_decay else grad
-        if momentum:
-            velocity = self._flat_velocity(group, first, param.size)
-            if velocity is False:
-                return False  # some parameters have momentum state and some not: per-array path
-            if velocity is None:  # first step: v starts at the gradient (PyTorch's rule)
-                velocity = np.array(direction, dtype=param.dtype)
-                self._bind_velocity(group, first, velocity)
-            else:
-                velocity *= momentum
-                velocity += direction
-            direction = velocity
-        param -= lr * direction
+        update = kernels.active().sgd_update
+        if not momentum:
+            update(param, grad, None, lr, 0.0, weight_decay)
+            return True
+        velocity = self._flat_velocity(group, first, param.size)
+        if velocity is False:
+            return False  # some parameters have momentum state and some not: per-array path
+        if velocity is None:
+            velocity = _first_velocity(param, grad, weight_decay)
+            self._bind_velocity(group, first, velocity)
+            update(param, velocity, None, lr, 0.0, 0.0)
+        else:
+            update(param, grad, velocity, lr, momentum, weight_decay)
         return True
 
     def _flat_velocity(self, group: dict, first: int, size: int):
@@ -211,6 +210,11 @@ class SGD(Optimizer):
             views.append(view)
             offset += param.size
         self._bound_velocity[first] = (velocity, views)
+
+
+def _first_velocity(param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:
+    """The momentum buffer after the first step: the direction itself, ``g + λ·p`` (PyTorch's rule)."""
+    return np.array(grad + weight_decay * param if weight_decay else grad, dtype=param.dtype)
 
 
 def layer_groups(model, layer_lrs: Mapping[str, float] | Mapping[int, float]) -> list[dict]:

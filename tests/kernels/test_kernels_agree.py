@@ -482,3 +482,35 @@ def test_batch_norm_with_the_wrong_channel_count_is_a_shape_error(fast):
         fast.batch_norm_train_forward(x, np.ones(2), np.zeros(2), 1e-5)
     with pytest.raises(ShapeError, match="expects input"):
         fast.batch_norm_eval_forward(x, np.ones(2), np.zeros(2), np.zeros(2), np.ones(2), 1e-5)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", [1, 37, 4099])
+@pytest.mark.parametrize("momentum, weight_decay", [(0.0, 0.0), (0.9, 0.0), (0.0, 5e-4), (0.9, 5e-4)])
+def test_sgd_update_equals_the_reference_bit_for_bit(fast, reference, size, momentum, weight_decay, dtype, rng):
+    """The optimiser's update: the same roundings in the same order, so the same bits (a fused
+    multiply-add anywhere would change the last bit of about a third of the values)."""
+    param, grad, velocity = (rng.standard_normal((size,)).astype(dtype) for _ in range(3))
+    ours = [param.copy(), velocity.copy()]
+    theirs = [param.copy(), velocity.copy()]
+    use_velocity = momentum > 0
+    fast.sgd_update(ours[0], grad, ours[1] if use_velocity else None, 0.01, momentum, weight_decay)
+    reference.sgd_update(theirs[0], grad, theirs[1] if use_velocity else None, 0.01, momentum, weight_decay)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_array_equal(ours[1], theirs[1])
+    assert not np.array_equal(ours[0], param)  # it moved
+    if use_velocity:
+        assert not np.array_equal(ours[1], velocity)
+
+
+def test_sgd_update_of_strided_and_mixed_arrays_equals_the_reference(fast, reference, rng):
+    """Arrays the compiled update does not take (a strided view, float32 gradients of float64
+    parameters) take NumPy's path: the same result."""
+    param = rng.standard_normal((6, 8))
+    grad = rng.standard_normal((6, 16)).astype(np.float32)[:, ::2]
+    velocity = rng.standard_normal((6, 8))
+    ours, theirs = (param.copy(), velocity.copy()), (param.copy(), velocity.copy())
+    fast.sgd_update(ours[0], grad, ours[1], 0.1, 0.9, 1e-3)
+    reference.sgd_update(theirs[0], grad, theirs[1], 0.1, 0.9, 1e-3)
+    np.testing.assert_array_equal(ours[0], theirs[0])
+    np.testing.assert_array_equal(ours[1], theirs[1])

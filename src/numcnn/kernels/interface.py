@@ -169,6 +169,22 @@ class Backend(Protocol):
         """``(∂ℓ/∂x or None, ∂ℓ/∂γ = Σ δ x̂, ∂ℓ/∂β = Σ δ)``."""
         ...
 
+    # -- the optimiser's update (numcnn.optim.SGD) -----------------------------------------------
+    def sgd_update(
+        self,
+        param: np.ndarray,
+        grad: np.ndarray,
+        velocity: np.ndarray | None,
+        lr: float,
+        momentum: float,
+        weight_decay: float,
+    ) -> None:
+        """In place, PyTorch's SGD rule: ``d = g + λ·p`` (``λ`` the weight decay), with ``velocity``
+        ``v ← μ·v + d`` and ``d = v``, then ``p ← p − η·d``. Each product and sum is rounded to the
+        parameters' dtype, in this order (no fused multiply-add), so every backend gives the same
+        bits. Shape: ``param``, ``grad`` and ``velocity`` any, the same."""
+        ...
+
 
 def _members() -> tuple[str, ...]:
     annotated = tuple(Backend.__annotations__)

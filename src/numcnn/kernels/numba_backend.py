@@ -971,3 +971,16 @@ class NumbaBackend(NumpyBackend):
         dtype = grad_output.dtype
         grad_input = as_nchw(out) if need_input_grad else None
         return grad_input, grad_weight.astype(dtype), grad_bias.astype(dtype)
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay):
+        arrays = (param, grad) if velocity is None else (param, grad, velocity)
+        dtype = param.dtype
+        if dtype not in (np.float32, np.float64) or any(
+            a.dtype != dtype or a.shape != param.shape or not a.flags.c_contiguous for a in arrays
+        ):
+            return super().sgd_update(param, grad, velocity, lr, momentum, weight_decay)
+        scalar = dtype.type  # as NumPy rounds a Python float meeting a float32 array
+        numba_kernels.sgd_update_kernel(
+            param.reshape(-1), grad.reshape(-1), (param if velocity is None else velocity).reshape(-1),
+            scalar(lr), scalar(momentum), scalar(weight_decay), velocity is not None,
+        )  # fmt: skip

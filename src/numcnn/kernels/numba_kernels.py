@@ -37,6 +37,7 @@ __all__ = [
     "max_pool_2x2_kernel",
     "relu_forward_kernel",
     "relu_backward_kernel",
+    "sgd_update_kernel",
 ]
 
 
@@ -331,3 +332,20 @@ def relu_backward_kernel(grad, plane_c, plane_n, output, shape, out):
         dst = u64(task * plane)
         for k in range(u64(plane)):
             out[dst + k] = grad[start + k] * (1 if output[dst + k] > 0 else 0)
+
+
+@njit(parallel=True, cache=True)
+def sgd_update_kernel(param, grad, velocity, lr, momentum, weight_decay, use_velocity):
+    """:meth:`numcnn.kernels.interface.Backend.sgd_update` on flat arrays in one pass over memory
+    (NumPy's four in-place operations read and write the parameters and the velocity ten times over:
+    2.0 against 0.45 ms for SK-2's 1.7M parameters, two threads). The scalars come in the arrays'
+    dtype and nothing is fused (numba leaves ``a·b + c`` as two roundings without ``fastmath``),
+    so the bits equal NumPy's. ``velocity`` is ignored unless ``use_velocity``."""
+    for i in prange(param.shape[0]):
+        direction = grad[i]
+        if weight_decay != 0:
+            direction = direction + weight_decay * param[i]
+        if use_velocity:
+            direction = velocity[i] * momentum + direction
+            velocity[i] = direction
+        param[i] = param[i] - lr * direction

@@ -137,3 +137,12 @@ class ReferenceBackend:
             grad_output, cache = self.through_fused_relu(grad_output, cache)
             return self.batch_norm_backward(grad_output, cache, need_input_grad)
         return normalization.batch_norm_backward(grad_output, cache, need_input_grad)
+
+    def sgd_update(self, param, grad, velocity, lr, momentum, weight_decay):
+        # NumPy rounds each operation to the arrays' dtype (a Python float scalar takes that dtype).
+        direction = grad + weight_decay * param if weight_decay else grad
+        if velocity is not None:
+            velocity *= momentum
+            velocity += direction
+            direction = velocity
+        param -= lr * direction
