@@ -106,6 +106,9 @@ def test_onnxruntime_runs_the_same_function(rng):
     model.eval()
     np.testing.assert_allclose(runner.run(x), model.forward(x), rtol=1e-4, atol=1e-5)
     assert "ONNX Runtime" in runner.note()
+    # Its idle workers must not spin while numcnn and PyTorch are timed (see onnx_baseline).
+    options = runner.session.get_session_options()
+    assert options.get_session_config_entry("session.force_spinning_stop") == "1"
 
 
 @pytest.mark.torch

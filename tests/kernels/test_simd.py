@@ -49,4 +49,3 @@ def test_vector_loads_refuse_strided_arrays():
         _scaled_sum(np.zeros(64)[::2], 1.0)
     with pytest.raises(refused, match="float32 or float64"):
         _scaled_sum(np.zeros(16, dtype=np.int64), 1)
-
