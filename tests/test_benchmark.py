@@ -168,3 +168,46 @@ def test_alternating_model_times_takes_turns_and_times_each_setting():
         assert len(train) == 2 and len(infer) == 2 and all(t > 0 for t in train + infer)
     calls = []
     assert median_ms(lambda: calls.append(1), repeats=3) >= 0 and len(calls) == 4  # one untimed call first
+
+
+def test_another_frameworks_environment_lacks_only_what_numcnn_set():
+    from numcnn.kernels.threads import environment_without_own_settings
+
+    own = {"OMP_WAIT_POLICY": "passive"}
+    environ = {"OMP_WAIT_POLICY": "passive", "PATH": "/bin"}
+    assert environment_without_own_settings(environ, own) == {"PATH": "/bin"}
+    # the user's own value (or one changed since numcnn set it) passes on
+    assert environment_without_own_settings({"OMP_WAIT_POLICY": "active"}, own) == {"OMP_WAIT_POLICY": "active"}
+    assert environment_without_own_settings(environ, {}) == environ
+
+
+@pytest.mark.torch
+def test_pytorch_is_timed_in_its_own_process_with_its_own_waiting_policy(monkeypatch):
+    """numcnn's OMP_WAIT_POLICY=passive slowed PyTorch's parallel regions when both shared a process
+    (numcnn.benchmark.torch_process): the PyTorch side must not inherit it, but a user's setting."""
+    pytest.importorskip("torch")
+    from numcnn import models
+    from numcnn.benchmark.torch_process import TorchProcess
+    from numcnn.errors import ConfigurationError
+    from numcnn.kernels import threads
+
+    monkeypatch.setattr(threads, "_environment_set", {"OMP_WAIT_POLICY": "passive"})
+    monkeypatch.setenv("OMP_WAIT_POLICY", "passive")
+    spec = models.get_spec("lenet5")
+    model = models.build("lenet5", rng=0)
+    worker = TorchProcess(spec, model, 0.01, 0.9, 1)
+    try:
+        assert worker.child_environ("OMP_WAIT_POLICY") is None
+        images = np.zeros((4, 1, 28, 28), dtype=np.float32)
+        worker.load("batches", [(images, np.arange(4) % 10)])
+        assert worker.train_seconds("batches") > 0 and worker.infer_seconds("batches") > 0
+        with pytest.raises(ConfigurationError, match="KeyError"):
+            worker.train_seconds("never loaded")
+    finally:
+        worker.close()
+    monkeypatch.setenv("OMP_WAIT_POLICY", "active")  # the user's choice: PyTorch's process gets it too
+    worker = TorchProcess(spec, model, 0.01, 0.9, 1)
+    try:
+        assert worker.child_environ("OMP_WAIT_POLICY") == "active"
+    finally:
+        worker.close()

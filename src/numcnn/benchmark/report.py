@@ -58,8 +58,9 @@ def format_report(result: BenchResult) -> str:
             f"{peak['infer_mib']:.1f} MiB (NumPy allocations traced by tracemalloc)"
         )
     lines.append(
-        f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss; includes Python, NumPy"
-        + (" and PyTorch)" if config.torch else ")")
+        f"process peak RSS {result.max_rss_mib:.0f} MiB (getrusage ru_maxrss of numcnn's process: Python, NumPy"
+        + (" and ONNX Runtime" if result.measurements[-1].onnxruntime else "")
+        + ("; PyTorch runs in a process of its own)" if result.measurements[0].torch else ")")
     )
     if result.compile_seconds is not None:
         lines.append(

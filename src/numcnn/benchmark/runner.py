@@ -227,15 +227,23 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     load_start = os.getloadavg()
     backend = kernels.set_backend(config.backend)
     threads: dict = configure_threads(config, backend)
-    # numcnn may have chosen libgomp's waiting policy (numcnn.kernels.threads); PyTorch, imported
-    # later in this process, then uses it too: say so next to the thread counts.
+    # numcnn may have chosen libgomp's waiting policy (numcnn.kernels.threads): say so next to the
+    # thread counts. PyTorch runs in its own process without it (numcnn.benchmark.torch_process).
     threads["OMP_WAIT_POLICY"] = os.environ.get("OMP_WAIT_POLICY", "default")
     spec = models.get_spec(config.model)
     config = dataclasses.replace(config, lr=config.learning_rate(spec))  # the report names the rate used
-    rng = np.random.default_rng(config.seed)
     ours = NumcnnRunner(config, spec)
-    theirs, torch_note = _torch_runner(config, spec, ours, threads)
-    onnx, onnx_note = _onnx_runner(config, spec, ours, theirs)
+    theirs, torch_note = _torch_runner(config, spec, ours)
+    try:
+        return _measure(config, spec, backend, threads, ours, theirs, torch_note, load_start, log)
+    finally:
+        if theirs is not None:
+            theirs.close()
+
+
+def _measure(config, spec, backend, threads, ours, theirs, torch_note, load_start, log) -> BenchResult:
+    rng = np.random.default_rng(config.seed)
+    onnx, onnx_note = _onnx_runner(config, spec, ours)
     count = config.infer_images
     images, labels = synthetic_data(spec, max(count, 16 * max(config.batch_sizes)), rng, config.dtype)
     test_images, test_labels = images[:count], labels[:count]
@@ -247,14 +255,17 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
         steps_used[batch_size] = steps
         pool = _batches(images[: 16 * batch_size], labels[: 16 * batch_size], batch_size)
         train_batches, test_batches = _cycle(pool, steps), _batches(test_images, test_labels, batch_size)
-        torch_train = [theirs.tensors(x, y) for x, y in train_batches] if theirs else []
-        torch_test = [theirs.tensors(x, y) for x, y in test_batches] if theirs else []
+        if theirs:  # sent once; each run below is timed in PyTorch's process
+            theirs.load("train", train_batches)
+            theirs.load("test", test_batches)
+            theirs.load("warm-up train", train_batches[: config.warmup_steps])
+            theirs.load("warm-up test", test_batches[:3])
         log(f"batch {batch_size}: warming up ...")
         ours.train_steps(_cycle(pool, config.warmup_steps))
         ours.infer(test_batches[:3])
         if theirs:
-            theirs.train_steps(torch_train[: config.warmup_steps])
-            theirs.infer(torch_test[:3])
+            theirs.train_seconds("warm-up train")
+            theirs.infer_seconds("warm-up test")
         if onnx:
             onnx.infer(test_batches[:3])
         per_epoch = math.ceil(EPOCH_IMAGES / batch_size) / steps
@@ -264,10 +275,10 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
             log(f"batch {batch_size}: run {repeat + 1}/{config.repeats}")
             train.numcnn.append(_timed(ours.train_steps, train_batches) * per_epoch)
             if theirs:
-                train.torch.append(_timed(theirs.train_steps, torch_train) * per_epoch)
+                train.torch.append(theirs.train_seconds("train") * per_epoch)
             infer.numcnn.append(_timed(ours.infer, test_batches) * per_test_set)
             if theirs:
-                infer.torch.append(_timed(theirs.infer, torch_test) * per_test_set)
+                infer.torch.append(theirs.infer_seconds("test") * per_test_set)
             if onnx:
                 infer.onnxruntime.append(_timed(onnx.infer, test_batches) * per_test_set)
         measurements += [train, infer]
@@ -289,8 +300,9 @@ def run_benchmark(config: BenchConfig, log=print) -> BenchResult:
     )  # fmt: skip
 
 
-def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner, threads: dict):
-    from numcnn.benchmark.torch_baseline import TorchRunner, torch_available
+def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner):
+    from numcnn.benchmark.torch_baseline import torch_available
+    from numcnn.benchmark.torch_process import TorchProcess
 
     if not config.torch:
         return None, ""  # asked not to: the report does not mention PyTorch at all
@@ -300,13 +312,14 @@ def _torch_runner(config: BenchConfig, spec, ours: NumcnnRunner, threads: dict):
         return None, "PyTorch timed in float32 only"
     count = config.threads or os.cpu_count() or 1
     try:
-        runner = TorchRunner(spec, ours.model, config.learning_rate(spec), config.momentum, count)
+        runner = TorchProcess(spec, ours.model, config.learning_rate(spec), config.momentum, count)
     except ConfigurationError as error:  # a layer without a torch.nn twin: time numcnn alone
         return None, f"PyTorch not timed: {error}"
-    return runner, f"PyTorch {runner.torch.__version__}, {runner.threads()} threads"
+    policy = runner.child_environ("OMP_WAIT_POLICY") or "libgomp's default"
+    return runner, f"PyTorch {runner.version}, {runner.thread_count} threads, own process (OMP_WAIT_POLICY {policy})"
 
 
-def _onnx_runner(config: BenchConfig, spec, ours: NumcnnRunner, theirs):
+def _onnx_runner(config: BenchConfig, spec, ours: NumcnnRunner):
     from numcnn.benchmark.onnx_baseline import OnnxRunner, onnxruntime_available
 
     if not config.onnxruntime:
@@ -317,7 +330,7 @@ def _onnx_runner(config: BenchConfig, spec, ours: NumcnnRunner, theirs):
         return None, "ONNX Runtime timed in float32 only"
     count = config.threads or os.cpu_count() or 1
     try:
-        runner = OnnxRunner(ours.model, theirs.model if theirs else None, spec.input_shape, count)
+        runner = OnnxRunner(ours.model, None, spec.input_shape, count)
     except ConfigurationError as error:
         return None, f"ONNX Runtime not timed: {error}"
     return runner, runner.note()

@@ -35,6 +35,7 @@ __all__ = [
     "apply_numba_default",
     "configure_numba_threading",
     "default_numba_threads",
+    "environment_without_own_settings",
     "numba_threading_environment",
     "set_threads",
     "thread_report",
@@ -70,6 +71,7 @@ def _gomp_loaded() -> bool:
 
 
 _threading_configured = False
+_environment_set: dict[str, str] = {}  # what configure_numba_threading put into os.environ
 
 
 def configure_numba_threading() -> dict[str, str]:
@@ -80,7 +82,23 @@ def configure_numba_threading() -> dict[str, str]:
     _threading_configured = True
     settings = numba_threading_environment(os.environ, _gomp_loaded())
     os.environ.update(settings)  # read by libgomp when numba loads it, at the first parallel kernel
+    _environment_set.update(settings)
     return settings
+
+
+def environment_without_own_settings(
+    environ: Mapping[str, str] | None = None, own: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """A copy of ``environ`` (default: this process's) without the variables numcnn set itself.
+
+    For another framework's process (the benchmark's PyTorch side): numcnn's choice of libgomp's
+    waiting policy suits numcnn's kernels, and another framework should run as its users run it.
+    A variable the user set, or changed since, stays. ``own`` defaults to what
+    :func:`configure_numba_threading` set in this process.
+    """
+    environ = os.environ if environ is None else environ
+    own = _environment_set if own is None else own
+    return {name: value for name, value in environ.items() if own.get(name) != value}
 
 
 def default_numba_threads(numba_threads: int, usable_cpus: int | None, environ: Mapping[str, str]) -> int:
