@@ -3,13 +3,15 @@
 Why a second process: PyTorch's wheel and numba's ``omp`` threading layer load the same GNU
 libgomp, and libgomp reads its waiting policy once, when it is loaded. numcnn chooses
 ``OMP_WAIT_POLICY=passive`` for its kernels (:mod:`numcnn.kernels.threads`); in one process
-PyTorch inherited that choice, and every one of its parallel regions then paid for waking its
-sleeping workers (a numba parallel region: 14.5 µs passive against 3 µs spinning, on the Xeon
-of docs/performance.md). Measured on that machine, PyTorch's training step with numcnn's policy
-against PyTorch alone with its default, 8 processes each (medians): LeNet-5 7.5 against 5.5 ms,
-BN 26.8 against 24.1 ms -- the benchmark had flattered numcnn's ratios. Here PyTorch runs in a
-child process whose environment lacks what numcnn set (the user's own settings pass on), so it
-waits the way it waits anywhere else.
+PyTorch inherited that choice, and each of its parallel regions paid for waking its sleeping
+workers (a parallel region: 14.5 µs passive against 3 µs spinning, on the Xeon of
+docs/performance.md). Timed alone, back to back, 8 processes each (medians), PyTorch's LeNet-5
+step took 7.5 ms with numcnn's policy and 5.5 ms with libgomp's default, BN's 26.8 and 24.1 ms.
+Interleaved with numcnn's runs, as the benchmark times it, the difference was within the
+machine's noise (own process against numcnn's: 1.10 and 0.92 of the time for LeNet-5, 1.07 for
+BN, in three runs of 7–20 rounds); the comparison should not depend on numcnn's choice either
+way. Here PyTorch runs in a child process whose environment lacks what numcnn set (the user's own
+settings pass on), so it waits the way it waits anywhere else.
 
 The parent sends the batches once (pickled through a pipe) and then asks for runs; the child
 times each run itself, so the pipe is not timed. Runs still alternate with numcnn's: while one
