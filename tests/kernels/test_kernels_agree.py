@@ -347,8 +347,9 @@ def test_max_pool_without_recording_gives_the_same_output_and_backward(fast, rel
         ((3, 2), (1, 2), (0, 1)),
     ],
 )
+@pytest.mark.parametrize("width", [8, 21])  # 2×2 pooling 4 wide (float32: scalar), 10 (a vector and an overlap)
 def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
-    reference, close, pool_kernel, pool_stride, pool_padding, dtype, rng
+    reference, close, pool_kernel, pool_stride, pool_padding, width, dtype, rng
 ):
     """Integer inputs and weights: the convolution's outputs tie often, so the fused kernel's tie
     rule and ReLU cut are checked exactly, and backward through its caches equals the reference."""
@@ -356,7 +357,7 @@ def test_numba_conv_relu_pool_in_one_pass_equals_the_three_layers(
     from numcnn import kernels
 
     backend = kernels.get_backend("numba")
-    x = rng.integers(-1, 2, size=(2, 2, 9, 8)).astype(dtype)
+    x = rng.integers(-1, 2, size=(2, 2, 9, width)).astype(dtype)
     weight = rng.integers(-1, 2, size=(5, 2, 3, 3)).astype(dtype)
     bias = rng.integers(-1, 2, size=5).astype(dtype)
     fused = backend.conv2d_max_pool2d_forward(x, weight, bias, (1, 1), (1, 1), pool_kernel, pool_stride, pool_padding)

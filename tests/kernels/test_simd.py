@@ -5,7 +5,18 @@ import pytest
 
 numba = pytest.importorskip("numba")
 
-from numcnn.kernels.simd import VECTOR_BITS, lanes_for, vfma, vlanes, vload, vsplat, vstore, vsum  # noqa: E402
+from numcnn.kernels.simd import (  # noqa: E402
+    VECTOR_BITS,
+    lanes_for,
+    vfma,
+    vlanes,
+    vload,
+    vselect_greater,
+    vsplat,
+    vstore,
+    vstore_int32,
+    vsum,
+)
 
 
 @numba.njit
@@ -49,3 +60,29 @@ def test_vector_loads_refuse_strided_arrays():
         _scaled_sum(np.zeros(64)[::2], 1.0)
     with pytest.raises(refused, match="float32 or float64"):
         _scaled_sum(np.zeros(16, dtype=np.int64), 1)
+
+
+@numba.njit
+def _select_and_store(x, y, a, b, out, places):
+    lanes = vlanes(out)
+    for t in range(0, out.shape[0], lanes):
+        picked = vselect_greater(vload(x, t), vload(y, t), vload(a, t), vload(b, t))
+        vstore(out, t, picked)
+        vstore_int32(places, t, picked)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_select_greater_is_pythons_comparison_and_int32_stores_whole_numbers(dtype):
+    """``a if x > y else b`` lane by lane -- false where either side is NaN, as in Python -- and the
+    picked whole numbers stored as int32 (the pooling kernels' places of the maxima)."""
+    lanes = lanes_for(dtype)
+    x = np.array([1, 2, np.nan, 0, -0.0, 5, 3, -1] * 2, dtype=dtype)[: 2 * lanes]
+    y = np.array([0, 2, 1, np.nan, 0.0, 4, 7, -2] * 2, dtype=dtype)[: 2 * lanes]
+    a = np.arange(2 * lanes, dtype=dtype) + 100
+    b = -np.arange(2 * lanes, dtype=dtype) - 1
+    out = np.zeros(2 * lanes, dtype=dtype)
+    places = np.zeros(2 * lanes, dtype=np.int32)
+    _select_and_store(x, y, a, b, out, places)
+    expected = np.array([ai if xi > yi else bi for xi, yi, ai, bi in zip(x, y, a, b)], dtype=dtype)
+    np.testing.assert_array_equal(out, expected)
+    np.testing.assert_array_equal(places, expected.astype(np.int32))

@@ -22,8 +22,10 @@ the end -- needs the vector to be a *value* that a loop can carry, as C intrinsi
   (``a·b + c`` with one rounding, LLVM's ``llvm.fma``), :func:`vsum` (the lanes added, for a dot
   product), :func:`veven` and :func:`vodd` (the even or odd elements of two vectors that hold
   ``2·lanes`` consecutive ones: a stride-2 load without a gather), :func:`vtranspose_copy` (a
-  ``lanes × lanes`` block copied transposed, through registers) and :func:`vlanes` (the lane
-  count for an array's dtype, a compile-time constant).
+  ``lanes × lanes`` block copied transposed, through registers), :func:`vselect_greater` (``a`` where
+  ``x > y``, else ``b``: a running maximum and where it was found), :func:`vstore_int32` (a vector of
+  whole numbers stored as int32) and :func:`vlanes` (the lane count for an array's dtype, a
+  compile-time constant).
 
 Inside a jitted loop, a few ``Vec`` variables updated with ``vfma`` become a few registers updated by
 ``vfmadd231ps``: the same code a C programmer writes with intrinsics, and still plain Python syntax.
@@ -40,7 +42,7 @@ from numba.extending import intrinsic, models, register_model
 
 __all__ = [
     "Vec", "vload", "vstore", "vsplat", "vsplat_at", "vadd", "vsub", "vfma", "vsum", "vlanes", "veven", "vodd",
-    "vtranspose_copy", "VECTOR_BITS", "lanes_for",
+    "vtranspose_copy", "vselect_greater", "vstore_int32", "VECTOR_BITS", "lanes_for",
 ]  # fmt: skip
 
 #: Bits per vector: one 256-bit AVX register.
@@ -242,6 +244,36 @@ def veven(typingctx, a, b):
 def vodd(typingctx, a, b):
     """Elements ``1, 3, 5, …`` of the ``2·lanes`` elements ``a`` then ``b``."""
     return _every_other(a, b, 1)
+
+
+@intrinsic
+def vselect_greater(typingctx, x, y, a, b):
+    """``a`` where ``x > y``, else ``b``, lane by lane (an ordered comparison, as Python's ``>``: false
+    where either is NaN)."""
+    if not (isinstance(x, Vec) and x == y == a == b):
+        raise TypeError(f"vselect_greater needs four vectors of one type, not {x}, {y}, {a}, {b}")
+
+    def codegen(context, builder, signature, args):
+        return builder.select(builder.fcmp_ordered(">", args[0], args[1]), args[2], args[3])
+
+    return a(x, y, a, b), codegen
+
+
+@intrinsic
+def vstore_int32(typingctx, array, index, value):
+    """``array[index : index + lanes] = value`` converted to int32 (``value`` whole numbers within int32's
+    range; 1-D C-contiguous int32 ``array``; no bounds check)."""
+    _check_flat(array)
+    if not (isinstance(value, Vec) and array.dtype == types.int32):
+        raise TypeError(f"vstore_int32 stores a vector into an int32 array, not {value} into {array.dtype}")
+
+    def codegen(context, builder, signature, args):
+        pointer = _element_pointer(context, builder, signature.args[0], args[0], args[1])
+        integers = builder.fptosi(args[2], ir.VectorType(ir.IntType(32), value.lanes))
+        builder.store(integers, builder.bitcast(pointer, integers.type.as_pointer()), align=1)
+        return context.get_dummy_value()
+
+    return types.none(array, index, value), codegen
 
 
 @intrinsic
