@@ -15,8 +15,11 @@ settings pass on), so it waits the way it waits anywhere else.
 
 The parent sends the batches once (pickled through a pipe) and then asks for runs; the child
 times each run itself, so the pipe is not timed. Runs still alternate with numcnn's: while one
-side runs, the other waits on the pipe. (PyTorch's workers spin for a few milliseconds after a
-run, as they do in any PyTorch program; the numcnn run that follows shares the cores with them.)
+side runs, the other waits on the pipe. After each run the child waits :data:`SETTLE_SECONDS`
+(untimed) before it answers: libgomp's default lets PyTorch's idle workers spin for a while after
+their last parallel region (about 5 ms of a core after each LeNet-5 run here, read from the child's
+CPU time), and numcnn's run that follows should not share the cores with them. (numcnn's own
+workers sleep at once, and ONNX Runtime's session stops its spinning when a run returns.)
 
 Protocol (pickled tuples; every reply is ``("ok", value)`` or ``("error", message)``):
 ``("start", model, spec name, lr, momentum, threads)`` → ``(torch version, threads)``;
@@ -36,7 +39,10 @@ from typing import Any, BinaryIO
 
 from numcnn.errors import ConfigurationError
 
-__all__ = ["TorchProcess"]
+__all__ = ["TorchProcess", "SETTLE_SECONDS"]
+
+#: Seconds the child lets pass after a timed run before it answers (see the module docstring).
+SETTLE_SECONDS = 0.02
 
 
 class TorchProcess:
@@ -145,6 +151,7 @@ def _serve(requests: BinaryIO, replies: BinaryIO) -> None:
                 started = time.perf_counter()
                 run(batches[arguments[0]])
                 value = time.perf_counter() - started
+                time.sleep(SETTLE_SECONDS)  # PyTorch's workers stop spinning before numcnn's next run
             elif command == "environ":
                 value = os.environ.get(arguments[0])
             else:
