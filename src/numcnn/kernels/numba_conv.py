@@ -219,6 +219,7 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
     count = length - (pool_kh - 1) * padded_w - (pool_kw - 1)  # window corners with the window inside
     two_by_two = (pool_kh, pool_kw, pool_sh, pool_sw) == (2, 2, 2, 2) and no_padding
     rows = _image_rows(shape, kernel, padding, weight)
+    columns = _lane_columns(weight)  # once per call: the 2×2 pooling runs per image and filter
     for n in prange(batch):
         acc = _conv_image(src, n * plane_n, plane_c, shape, padding, weight, bias, rows)
         best = np.empty(max(count, 1), dtype=acc.dtype)  # per-corner maxima (padding-free pooling)
@@ -226,7 +227,7 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
         for f in range(filters):
             dst = (f * batch + n) * out_h * out_w
             if two_by_two:
-                _pool_2x2(acc[f], padded_w, conv_w, (out_h, out_w), record, out, argmax, dst)
+                _pool_2x2(acc[f], padded_w, conv_w, (out_h, out_w), record, out, argmax, dst, columns)
             elif no_padding and not record:  # inference: the maxima alone vectorise better
                 _window_maxima_values(acc[f], padded_w, (pool_kh, pool_kw), best)
                 _pick_pooled(
@@ -242,14 +243,15 @@ def conv_pool_forward_direct(src, plane_c, plane_n, shape, kernel, padding, weig
 
 
 @njit(cache=True)
-def _pool_2x2(row, padded_w, conv_w, out_size, record, out, argmax, dst):
+def _pool_2x2(row, padded_w, conv_w, out_size, record, out, argmax, dst, columns):
     """ReLU → 2×2 stride-2 max pooling of one wide row, the windows written out (the comparisons and
     their order of :func:`numcnn.kernels.numba_kernels.max_pool_2x2_kernel`: row-major, strict '>');
     ``argmax`` gets the offsets in the convolution's ``(OH, OW)`` plane, −1 where the ReLU cuts δ.
-    Rows of at least a vector of windows take :func:`_pool_2x2_vectors`, narrower ones the loops below."""
+    Rows of at least a vector of windows take :func:`_pool_2x2_vectors` (``columns``: :func:`_lane_columns`),
+    narrower ones the loops below."""
     out_h, out_w = out_size
     if out_w >= vlanes(row):
-        _pool_2x2_vectors(row, padded_w, conv_w, out_size, record, out, argmax, dst)
+        _pool_2x2_vectors(row, padded_w, conv_w, out_size, record, out, argmax, dst, columns)
         return
     if not record:  # the maxima alone: the same values, a loop LLVM vectorises (stride-2 loads)
         zero = row.dtype.type(0)
@@ -295,7 +297,13 @@ def _pool_2x2(row, padded_w, conv_w, out_size, record, out, argmax, dst):
 
 
 @njit(cache=True)
-def _pool_2x2_vectors(row, padded_w, conv_w, out_size, record, out, argmax, dst):
+def _lane_columns(like):
+    """``2·lane`` for each lane of a vector of ``like``'s dtype: a window's first column, from the vector's first."""
+    return np.arange(0, 2 * vlanes(like), 2).astype(like.dtype)
+
+
+@njit(cache=True)
+def _pool_2x2_vectors(row, padded_w, conv_w, out_size, record, out, argmax, dst, columns):
     """:func:`_pool_2x2`, a vector of windows at a time: the same comparisons in the same order
     (row-major, strict '>', NaN never wins), so the same maxima and (``record``) places.
 
@@ -315,7 +323,6 @@ def _pool_2x2_vectors(row, padded_w, conv_w, out_size, record, out, argmax, dst)
     lower_left = vsplat(row.dtype.type(conv_w))  # offsets in the convolution's plane
     lower_right = vsplat(row.dtype.type(conv_w + 1))
     cut = vsplat(row.dtype.type(-1))  # where the ReLU cuts the gradient
-    columns = np.arange(0, 2 * lanes, 2).astype(row.dtype)  # 2q of each lane, from the vector's first q
     for p in range(out_h):
         upper_at = 2 * p * padded_w
         lower_at = upper_at + padded_w
